@@ -1,0 +1,1 @@
+"""Clusters: one interface (`base.Cluster`), one provider per module (lab, vagrant, static)."""

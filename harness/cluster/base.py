@@ -1,0 +1,146 @@
+"""The cluster interface every provider implements.
+
+A provider turns a `ClusterSpec` into a running `Cluster`. Everything downstream (installer,
+upgrade, probes) reaches nodes only through what a Cluster exposes: an ssh config file, an
+Ansible inventory in Kubespray's groups, `run()` and testinfra hosts. That keeps the lab's
+network-namespace rule in one place: its ssh config tunnels into the namespace.
+"""
+
+from __future__ import annotations
+
+import shlex
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ClusterError
+from harness import proc
+from harness.scenario.model import ROLE_GROUPS, NodeSpec
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """What to bring up: a name (unique per xdist worker), the nodes and provider options."""
+
+    name: str
+    nodes: tuple[NodeSpec, ...]
+    box: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> tuple[str, ...]:
+        """The topology part of a baseline cache key."""
+        return tuple(f"{n.name}:{','.join(n.roles)}:{n.cpus}:{n.memory}" for n in self.nodes)
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    roles: tuple[str, ...]
+    address: str
+    user: str = "vagrant"
+    port: int = 22
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(ROLE_GROUPS[r] for r in self.roles)
+
+
+class Cluster(ABC):
+    """A set of reachable nodes. Subclasses implement lifecycle; reaching nodes is shared."""
+
+    provider: str = "base"
+    supports_snapshots: bool = True
+
+    def __init__(self, name: str, nodes: list[Node], ssh_config: Path) -> None:
+        self.name = name
+        self.nodes = nodes
+        self.ssh_config = ssh_config
+
+    # -- reaching nodes -----------------------------------------------------
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise ClusterError(f"cluster {self.name!r} has no node {name!r}; nodes: {', '.join(n.name for n in self.nodes)}")
+
+    def with_role(self, role: str) -> list[Node]:
+        return [n for n in self.nodes if role in n.roles]
+
+    def ssh_argv(self, node: str, command: str | None = None) -> list[str]:
+        argv = ["ssh", "-F", str(self.ssh_config), node]
+        return argv + ([command] if command else [])
+
+    def run(self, node: str, command: str, *, check: bool = True, timeout: float | None = 300) -> proc.Result:
+        """Run a shell command on a node as its ssh user (prefix `sudo` for root)."""
+        self.node(node)
+        return proc.run(self.ssh_argv(node, command), check=check, timeout=timeout)
+
+    def testinfra_url(self, node: str) -> str:
+        """A pytest-testinfra host spec reaching `node` through this cluster's ssh config."""
+        self.node(node)
+        return f"ssh://{node}?ssh_config={self.ssh_config}&sudo=true"
+
+    def testinfra_host(self, node: str) -> Any:
+        import testinfra  # imported lazily: only checks need it
+
+        return testinfra.get_host(self.testinfra_url(node))
+
+    def ansible_ssh_args(self) -> str:
+        """What Ansible needs to reach nodes the same way ssh does."""
+        return f"-F {shlex.quote(str(self.ssh_config))}"
+
+    def inventory(self) -> dict[str, Any]:
+        """An Ansible YAML inventory in Kubespray's groups, connection details included."""
+        hosts = {
+            n.name: {
+                "ansible_host": n.name,  # resolved through the ssh config
+                "ansible_user": n.user,
+                "ansible_ssh_common_args": self.ansible_ssh_args(),
+                "ip": n.address,
+                "access_ip": n.address,
+            }
+            for n in self.nodes
+        }
+        groups: dict[str, dict[str, Any]] = {g: {"hosts": {}} for g in ROLE_GROUPS.values()}
+        for n in self.nodes:
+            for g in n.groups:
+                groups[g]["hosts"][n.name] = None
+        children: dict[str, Any] = dict(groups)
+        children["k8s_cluster"] = {"children": {"kube_control_plane": None, "kube_node": None}}
+        children["calico_rr"] = {"hosts": {}}
+        return {"all": {"hosts": hosts, "children": children}}
+
+    # -- lifecycle ------------------------------------------------------------
+
+    @abstractmethod
+    def snapshot(self, name: str) -> None: ...
+
+    @abstractmethod
+    def restore(self, name: str) -> None: ...
+
+    @abstractmethod
+    def has_snapshot(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def destroy(self) -> None: ...
+
+    def describe_access(self) -> str:
+        """How a person reaches the nodes (printed by --keep)."""
+        first = self.nodes[0].name if self.nodes else "NODE"
+        return f"ssh -F {self.ssh_config} {first}"
+
+
+class Provider(ABC):
+    """Brings clusters up. One instance per pytest session (or CLI call)."""
+
+    name: str = "base"
+
+    @abstractmethod
+    def up(self, spec: ClusterSpec) -> Cluster:
+        """Bring up (or find and reuse) the cluster for `spec`; idempotent."""
+
+    @abstractmethod
+    def cleanup(self) -> None:
+        """Remove everything this provider created in this session."""

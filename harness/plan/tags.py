@@ -1,0 +1,101 @@
+"""Kubespray tags as its docs name them, mapped to what its playbooks carry today."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from harness.errors import PlanError
+
+# Older docs' names for tags that still exist under another name.
+ALIASES: dict[str, str] = {
+    "master": "control-plane",
+    "docker": "container-engine",
+}
+
+# Tags that are gone, with what replaced them.
+REMOVED: dict[str, str] = {
+    "vault": "Vault was removed from Kubespray; etcd certificates are made by the `etcd-secrets` tag"
+    " and Kubernetes certificates by kubeadm (`control-plane`)",
+    "k8s-gen-certs": "kubeadm makes the Kubernetes certificates now: use `--tags=control-plane`"
+    " (and `etcd-secrets` for etcd's)",
+    "k8s-gen-tokens": "kubeadm issues bootstrap tokens now: use `--tags=control-plane` (or `kubeadm`)",
+}
+
+# The component tags a scenario may name for the component path (the seed doc's list).
+COMPONENT_TAGS: tuple[str, ...] = (
+    "etcd",
+    "container-engine",
+    "node",
+    "control-plane",
+    "network",
+    "apps",
+    "helm",
+)
+
+# Which components each tag upgrades: the expected-version checks and the `-k` ids use it.
+TAG_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "etcd": ("etcd",),
+    "etcd-secrets": (),
+    "container-engine": ("containerd", "runc", "crictl"),
+    "node": ("kubelet", "kube-proxy"),
+    "control-plane": ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeadm", "kubectl"),
+    "kubeadm": ("kubeadm",),
+    "network": ("cni", "calico", "flannel", "cilium"),
+    "apps": ("coredns",),
+    "helm": ("helm",),
+    "download": (),
+}
+
+
+def normalise_tag(tag: str) -> str:
+    """Map a doc's tag to today's name; refuse a removed tag, saying what replaced it."""
+    t = tag.strip()
+    if t in REMOVED:
+        raise PlanError(f"tag {t!r} was removed from Kubespray: {REMOVED[t]}")
+    return ALIASES.get(t, t)
+
+
+def normalise_tags(tags: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for tag in tags:
+        n = normalise_tag(tag)
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def check_tags_exist(tags: Iterable[str], available: Iterable[str], where: str) -> None:
+    """A tag no task carries is not an Ansible error: the run exits 0 having done nothing. Refuse it."""
+    have = set(available)
+    missing = [t for t in tags if t not in have]
+    if missing:
+        raise PlanError(
+            f"{where} has no task tagged {', '.join(repr(t) for t in missing)}; "
+            f"tags that exist: {', '.join(sorted(have))}"
+        )
+
+
+# The Kubespray variable that sets each component's version.
+COMPONENT_VARS: dict[str, str] = {
+    "etcd": "etcd_version",
+    "containerd": "containerd_version",
+    "runc": "runc_version",
+    "crictl": "crictl_version",
+    "kubelet": "kube_version",
+    "kube-proxy": "kube_version",
+    "kube-apiserver": "kube_version",
+    "kube-controller-manager": "kube_version",
+    "kube-scheduler": "kube_version",
+    "kubeadm": "kube_version",
+    "kubectl": "kube_version",
+    "cni": "cni_version",
+    "calico": "calico_version",
+    "flannel": "flannel_version",
+    "cilium": "cilium_version",
+    "coredns": "coredns_version",
+    "helm": "helm_version",
+}
+
+
+def components_of_var(var: str) -> list[str]:
+    return [c for c, v in COMPONENT_VARS.items() if v == var] or [var.removesuffix("_version")]

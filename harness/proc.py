@@ -1,0 +1,61 @@
+"""The one subprocess choke point: every external command goes through `run` so tests patch one thing."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+class CommandError(HarnessError):
+    def __init__(self, result: Result) -> None:
+        self.result = result
+        tail = (result.stderr or result.stdout).strip().splitlines()[-15:]
+        super().__init__(
+            f"command failed (rc={result.rc}): {shlex.join(result.argv)}\n" + "\n".join(tail)
+        )
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    timeout: float | None = None,
+    input: str | None = None,
+    netns: str | None = None,
+) -> Result:
+    """Run argv, capture text output; `netns` wraps it in `ip netns exec` (the lab's rule)."""
+    full = list(argv)
+    if netns:
+        full = ["ip", "netns", "exec", netns, *full]
+    proc = subprocess.run(
+        full,
+        capture_output=True,
+        text=True,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        timeout=timeout,
+        input=input,
+        check=False,
+    )
+    result = Result(tuple(full), proc.returncode, proc.stdout, proc.stderr)
+    if check and not result.ok:
+        raise CommandError(result)
+    return result
