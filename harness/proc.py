@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.errors import HarnessError
@@ -56,6 +57,53 @@ def run(
         check=False,
     )
     result = Result(tuple(full), proc.returncode, proc.stdout, proc.stderr)
+    if check and not result.ok:
+        raise CommandError(result)
+    return result
+
+
+def stream(
+    argv: Sequence[str],
+    *,
+    on_line: Callable[[str], None] | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    timeout: float | None = None,
+    netns: str | None = None,
+) -> Result:
+    """Like `run` for long commands: stdout and stderr merged, each line handed to `on_line` as it arrives."""
+    full = list(argv)
+    if netns:
+        full = ["ip", "netns", "exec", netns, *full]
+    lines: list[str] = []
+    with subprocess.Popen(
+        full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+    ) as child:
+        # A timer rather than polling: the read loop blocks on output.
+        timer = threading.Timer(timeout, child.kill) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:
+                lines.append(line)
+                if on_line:
+                    on_line(line.rstrip("\n"))
+            rc = child.wait()
+        except BaseException:
+            child.kill()  # Ctrl-C or SIGTERM: never leave the child running
+            raise
+        finally:
+            if timer:
+                timer.cancel()
+    result = Result(tuple(full), rc, "".join(lines), "")
     if check and not result.ok:
         raise CommandError(result)
     return result

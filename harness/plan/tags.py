@@ -37,8 +37,9 @@ TAG_COMPONENTS: dict[str, tuple[str, ...]] = {
     "etcd": ("etcd",),
     "etcd-secrets": (),
     "container-engine": ("containerd", "runc", "crictl"),
-    "node": ("kubelet", "kube-proxy"),
-    "control-plane": ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeadm", "kubectl"),
+    "node": ("kubelet",),
+    # kube-proxy is a DaemonSet that `kubeadm upgrade apply` rolls, so it moves with the control plane.
+    "control-plane": ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubeadm", "kubectl"),
     "kubeadm": ("kubeadm",),
     "network": ("cni", "calico", "flannel", "cilium"),
     "apps": ("coredns",),
@@ -95,6 +96,13 @@ COMPONENT_VARS: dict[str, str] = {
     "coredns": "coredns_version",
     "helm": "helm_version",
 }
+
+
+# What a Kubespray ref bump re-deploys at the new ref's defaults, whatever the inventory enables.
+REF_BUMP_COMPONENTS: tuple[str, ...] = (
+    "kubelet", "kube-proxy", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeadm",
+    "kubectl", "etcd", "containerd", "runc", "crictl", "cni", "calico", "coredns",
+)
 
 
 def components_of_var(var: str) -> list[str]:

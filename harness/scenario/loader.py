@@ -38,9 +38,12 @@ def _documents(path: Path) -> list[tuple[str, Any]]:
     except yaml.YAMLError as e:
         raise ScenarioError(str(path), None, None, f"not valid YAML: {e}") from None
     if isinstance(data, dict) and "scenarios" in data:
-        extra = sorted(set(data) - {"scenarios"})
+        # `x-*` keys hold YAML anchors shared by the scenarios (as in Compose files).
+        extra = sorted(k for k in data if k != "scenarios" and not str(k).startswith("x-"))
         if extra:
-            raise ScenarioError(str(path), None, extra[0], "unknown top-level key (only 'scenarios' is allowed)")
+            raise ScenarioError(
+                str(path), None, extra[0], "unknown top-level key (only 'scenarios' and 'x-*' anchors are allowed)"
+            )
         items = data["scenarios"]
         if not isinstance(items, list):
             raise ScenarioError(str(path), None, "scenarios", "must be a list of scenarios")

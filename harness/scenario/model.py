@@ -8,7 +8,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.errors import PlanError
-from harness.plan.tags import COMPONENT_TAGS, COMPONENT_VARS, TAG_COMPONENTS, components_of_var, normalise_tag
+from harness.plan.tags import (
+    COMPONENT_TAGS,
+    COMPONENT_VARS,
+    REF_BUMP_COMPONENTS,
+    TAG_COMPONENTS,
+    components_of_var,
+    normalise_tag,
+)
 from harness.plan.versions import Ref, Version
 
 Role = Literal["control-plane", "etcd", "worker"]
@@ -219,7 +226,7 @@ class Scenario(_Strict):
             return changed & {c for t in self.tags for c in TAG_COMPONENTS[t]}
         if self.baseline.ref != self.target.ref:
             # A ref bump re-deploys every component at the new ref's defaults.
-            changed.update(COMPONENT_VARS)
+            changed.update(REF_BUMP_COMPONENTS)
         return changed
 
     def expected_versions(self) -> dict[str, str]:

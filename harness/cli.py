@@ -1,0 +1,129 @@
+"""The `harness` command. Thin: parse, call the library, print, map errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import HarnessError
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+def _fail(e: HarnessError) -> None:
+    err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+    sys.exit(e.exit_code)
+
+
+def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Every command: a HarnessError becomes its message and its exit code, never a traceback."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HarnessError as e:
+            _fail(e)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def _load(files: tuple[str, ...], expr: str | None) -> list[Any]:
+    from harness.scenario import load_catalogue
+    from harness.scenario.select import select
+
+    return select(load_catalogue(files or None), expr)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kubespray-upgrade-harness")
+def main() -> None:
+    """Upgrade validation and conformance harness for Kubespray.
+
+    It runs Kubespray's upgrade paths on real clusters and measures the result;
+    a playbook's exit code is never taken as proof.
+    """
+
+
+@main.command()
+@click.option("-k", "expr", metavar="EXPR", help="Select scenarios like `pytest -k` (e.g. 'etcd and not graceful').")
+@click.option("--file", "files", multiple=True, type=click.Path(), help="Scenario file or folder (repeatable); default: scenarios/.")
+@handles_errors
+def scenarios(expr: str | None, files: tuple[str, ...]) -> None:
+    """List and validate the scenario catalogue (exit 2 on an invalid file)."""
+    chosen = _load(files, expr)
+    table = Table(title=f"{len(chosen)} scenario(s)", title_justify="left")
+    for col in ("id", "installer", "path", "components", "from", "to", "gate"):
+        table.add_column(col)
+    from harness.report.matrix import row
+
+    for sc in chosen:
+        r = row(sc)
+        table.add_row(r["id"], r["installer"], r["path"], " ".join(r["components"]), r["from"], r["to"], r["gate"])
+    console.print(table)
+
+
+@main.command()
+@click.argument("source", metavar="FROM")
+@click.argument("target", metavar="TO")
+@click.option("--kubespray", "checkout", type=click.Path(exists=True, file_okay=False), help="Read release tags from this checkout.")
+@click.option("--allow-downgrade", is_flag=True, help="Plan a downgrade instead of refusing it.")
+@handles_errors
+def plan(source: str, target: str, checkout: str | None, allow_downgrade: bool) -> None:
+    """Print the validated hop plan from one Kubespray ref to another."""
+    from harness.plan.rules import plan_hops
+
+    known = None
+    if checkout:
+        from harness import proc
+
+        known = proc.run(["git", "-C", checkout, "tag", "--list", "v*"]).stdout.split()
+    p = plan_hops(source, target, known=known, allow_downgrade=allow_downgrade)
+    console.print(f"[bold]{p.source} -> {p.target}[/]: {len(p.steps)} hop(s)", highlight=False)
+    for i, (a, b) in enumerate(p.steps, 1):
+        console.print(f"  {i}. {a} -> {b}", highlight=False)
+    if len(p.steps) > 1:
+        console.print("Kubespray supports one minor release per upgrade; each hop is a separate run.")
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["github", "gitlab", "json"]), default="github", show_default=True)
+@click.option("-k", "expr", metavar="EXPR", help="Select scenarios like `pytest -k`.")
+@click.option("--file", "files", multiple=True, type=click.Path(), help="Scenario file or folder (repeatable).")
+@handles_errors
+def matrix(fmt: str, expr: str | None, files: tuple[str, ...]) -> None:
+    """CI matrix rows from the catalogue (one job per scenario)."""
+    from harness.report.matrix import render
+
+    click.echo(render(_load(files, expr), fmt))
+
+
+def _register_optional() -> None:
+    """Subcommands that live with their stage (lab with the cluster, verify with the checks)."""
+    try:
+        from harness.cluster.lab.cli import lab
+    except ImportError:  # pragma: no cover - only while the stage is absent
+        pass
+    else:
+        main.add_command(lab)
+    try:
+        from harness.checks.cli import verify
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        main.add_command(verify)
+
+
+_register_optional()
+
+
+if __name__ == "__main__":
+    main()

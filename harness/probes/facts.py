@@ -1,0 +1,288 @@
+"""Typed facts the probes collect and the checks read.
+
+Facts are saved as artifacts, so each type round-trips through JSON (`to_json`/`from_json`).
+Nothing secret lives here: tokens are never stored, Secret values only as SHA-256 digests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar, Union
+
+T = TypeVar("T")
+
+
+# -- hosts ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitState:
+    name: str
+    exists: bool
+    active: bool
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class CertExpiry:
+    path: str
+    not_after: datetime | None  # None: unreadable; `error` says why
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    node: str
+    roles: tuple[str, ...]
+    # component -> version string; None when the tool is absent on the node
+    versions: dict[str, str | None] = field(default_factory=dict)
+    units: dict[str, UnitState] = field(default_factory=dict)
+    certs: dict[str, CertExpiry] = field(default_factory=dict)
+    # component or probe -> why it could not be read (distinct from "absent")
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+# -- etcd -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EtcdEndpointHealth:
+    endpoint: str
+    healthy: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class EtcdMember:
+    id: str  # hex, as etcdctl's table prints it
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EtcdFacts:
+    queried_from: str
+    health: tuple[EtcdEndpointHealth, ...] = ()
+    members: tuple[EtcdMember, ...] = ()
+    # client endpoint -> etcd server version reported by `endpoint status`
+    member_versions: dict[str, str] = field(default_factory=dict)
+    cluster_version: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+# -- Kubernetes API ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    name: str
+    ready: bool
+    unschedulable: bool
+    kubelet_version: str | None
+    kube_proxy_version: str | None
+    container_runtime_version: str | None  # e.g. "containerd://1.7.24"
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    namespace: str
+    name: str
+    uid: str
+    node: str | None
+    phase: str | None
+    ready: bool
+    restarts: int
+    waiting_reasons: tuple[str, ...] = ()
+    owner_kind: str | None = None
+    owner_name: str | None = None
+    images: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ServicePortFacts:
+    name: str | None
+    port: int
+    target_port: str  # a number or a named port, as text
+    protocol: str
+
+
+@dataclass(frozen=True)
+class ContainerPortFacts:
+    name: str | None
+    container_port: int
+    protocol: str
+
+
+@dataclass(frozen=True)
+class DnsFacts:
+    service_present: bool
+    deployment_present: bool
+    service_ports: tuple[ServicePortFacts, ...] = ()
+    container_ports: tuple[ContainerPortFacts, ...] = ()
+    endpoint_ready_addresses: int = 0
+    endpoint_not_ready_addresses: int = 0
+    endpoint_ports: tuple[int, ...] = ()
+    endpointslice_ready_addresses: int = 0
+    endpointslice_ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeploymentFacts:
+    namespace: str
+    name: str
+    uid: str
+    ready_replicas: int
+    replicas: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class KubeFacts:
+    # control-plane node -> gitVersion its own apiserver reports (None: unreachable; see errors)
+    apiserver_versions: dict[str, str | None] = field(default_factory=dict)
+    nodes: tuple[NodeFacts, ...] = ()
+    pods: tuple[PodFacts, ...] = ()
+    kube_proxy_daemonset: bool = False
+    dns: DnsFacts = field(default_factory=lambda: DnsFacts(False, False))
+    canaries: tuple[DeploymentFacts, ...] = ()
+    pods_waited_seconds: float = 0.0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+# -- tokens and planted state ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenReviewResult:
+    """The outcome of one TokenReview. Holds no token."""
+
+    authenticated: bool
+    username: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PodTokenFacts:
+    namespace: str
+    pod: str
+    review: TokenReviewResult
+    owner_kind: str | None = None
+    owner_name: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.pod}"
+
+
+@dataclass(frozen=True)
+class StateFacts:
+    """Planted state read back. Secret values are SHA-256 hex digests, never the value."""
+
+    etcd_keys: dict[str, str | None] = field(default_factory=dict)
+    configmaps: dict[str, dict[str, str] | None] = field(default_factory=dict)
+    secret_digests: dict[str, dict[str, str] | None] = field(default_factory=dict)
+    canary_data: dict[str, str | None] = field(default_factory=dict)
+
+
+# -- records over time ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreUpgradeRecord:
+    taken_at: datetime
+    versions: dict[str, dict[str, str | None]] = field(default_factory=dict)  # node -> component -> version
+    pod_restarts: dict[str, int] = field(default_factory=dict)  # pod uid -> restart count
+    pod_names: dict[str, str] = field(default_factory=dict)  # pod uid -> namespace/name, for messages
+    canary_uids: dict[str, str] = field(default_factory=dict)  # namespace/name -> Deployment uid
+
+
+@dataclass(frozen=True)
+class VersionSample:
+    at: datetime
+    node: str
+    component: str
+    version: str | None
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """One Ansible task on one host, as the upgrade runner records it (a JSON line each)."""
+
+    host: str
+    play: str
+    task: str
+    tags: tuple[str, ...]
+    start: datetime
+    end: datetime | None
+    status: str  # ok | changed | failed | skipped | unreachable
+    changed: bool
+
+
+# -- JSON ---------------------------------------------------------------------
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, tuples, dicts and datetimes to plain JSON types (properties are not saved)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(to_jsonable(obj), indent=2, sort_keys=True)
+
+
+def from_jsonable(tp: Any, data: Any) -> Any:
+    """The inverse of `to_jsonable`, driven by the type hints."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if data is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return from_jsonable(inner[0], data)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        hints = typing.get_type_hints(tp)
+        kwargs = {f.name: from_jsonable(hints[f.name], data[f.name]) for f in dataclasses.fields(tp) if f.name in data}
+        return tp(**kwargs)
+    if origin is tuple:
+        (item, *_rest) = typing.get_args(tp)
+        return tuple(from_jsonable(item, v) for v in data)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return [from_jsonable(item, v) for v in data]
+    if origin is dict:
+        _key, val = typing.get_args(tp)
+        return {k: from_jsonable(val, v) for k, v in data.items()}
+    if tp is datetime:
+        return datetime.fromisoformat(data)
+    return data
+
+
+def from_json(cls: type[T], text: str) -> T:
+    result: T = from_jsonable(cls, json.loads(text))
+    return result
+
+
+def timeline_from_jsonl(text: str) -> list[TimelineEvent]:
+    """Read the upgrade runner's timeline: one JSON object per line, blank lines ignored."""
+    return [from_jsonable(TimelineEvent, json.loads(line)) for line in text.splitlines() if line.strip()]

@@ -1,0 +1,151 @@
+"""The pytest plugin: options, parametrisation and fixtures. The machinery lives in
+`harness.pipeline`; this module only wires it into pytest (imported lazily)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from harness.options import Options
+    from harness.pipeline import ScenarioRun, Session
+    from harness.scenario.model import Scenario
+
+OPTIONS_KEY = pytest.StashKey["Options"]()
+SCENARIOS_KEY = pytest.StashKey["list[Scenario]"]()
+FAILED_KEY = pytest.StashKey["set[str]"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("kubespray-upgrade-harness")
+    g.addoption("--kubespray", metavar="PATH", help="Kubespray checkout; without it only lab-installer scenarios run.")
+    g.addoption("--from", dest="harness_from", metavar="REF", help="Baseline Kubespray ref (overrides the scenarios').")
+    g.addoption("--to", dest="harness_to", metavar="REF", help="Target Kubespray ref (overrides the scenarios').")
+    g.addoption("--provider", default="lab", metavar="lab|vagrant|static", help="Where clusters come from (default: lab).")
+    g.addoption("--inventory", metavar="FILE", help="Ansible inventory of existing hosts (--provider static).")
+    g.addoption("--keep", default="never", metavar="never|on-failure|always", help="Keep clusters after the run.")
+    g.addoption("--artifacts", default="artifacts", metavar="DIR", help="Where runs, timelines and facts go.")
+    g.addoption("--scenarios", action="append", metavar="FILE", help="Scenario file or folder (repeatable).")
+    g.addoption("--box", metavar="NAME", help="Vagrant box for --provider vagrant (e.g. generic/ubuntu2204).")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "check(name, needs=None): a post-upgrade check item over a scenario run")
+    from harness.errors import HarnessError
+    from harness.options import Options
+
+    try:
+        opts = Options.resolve(
+            kubespray=config.getoption("kubespray"),
+            from_ref=config.getoption("harness_from"),
+            to_ref=config.getoption("harness_to"),
+            provider=config.getoption("provider"),
+            inventory=config.getoption("inventory"),
+            keep=config.getoption("keep"),
+            artifacts=config.getoption("artifacts"),
+            scenario_files=config.getoption("scenarios"),
+            box=config.getoption("box"),
+        )
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from None
+    config.stash[OPTIONS_KEY] = opts
+    config.stash[FAILED_KEY] = set()
+
+
+def _catalogue(config: pytest.Config) -> list[Scenario]:
+    if SCENARIOS_KEY not in config.stash:
+        from harness.errors import HarnessError
+        from harness.scenario import load_catalogue
+        from harness.scenario.select import with_refs
+
+        opts = config.stash[OPTIONS_KEY]
+        try:
+            scenarios = load_catalogue(list(opts.scenario_files) or None)
+        except HarnessError as e:
+            raise pytest.UsageError(str(e)) from None
+        config.stash[SCENARIOS_KEY] = [with_refs(s, opts.from_ref, opts.to_ref) for s in scenarios]
+    return config.stash[SCENARIOS_KEY]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise every test that takes `scenario`: one item per (check, scenario), with ids
+    like `lab-etcd:component:etcd` so `-k etcd` and `-k graceful` read naturally."""
+    if "scenario" not in metafunc.fixturenames:
+        return
+    from harness.scenario.select import unmet_requirement
+
+    opts = metafunc.config.stash[OPTIONS_KEY]
+    marker = metafunc.definition.get_closest_marker("check")
+    needs = marker.kwargs.get("needs") if marker else None
+    params = []
+    for sc in _catalogue(metafunc.config):
+        if needs and not _applies(sc, needs):
+            continue  # e.g. API checks have no meaning for an etcd-only lab scenario
+        marks: list[Any] = []
+        reason = unmet_requirement(sc, kubespray=opts.kubespray, provider=opts.provider)
+        if reason:
+            marks.append(pytest.mark.skip(reason=reason))
+        elif sc.expect_failure and marker and marker.kwargs.get("after_upgrade", True):
+            marks.append(
+                pytest.mark.xfail(
+                    reason=f"documented failure: {sc.expect_failure.reason}; remedy: {sc.expect_failure.remedy}",
+                    strict=True,
+                )
+            )
+        params.append(pytest.param(sc, id=sc.test_id, marks=marks))
+    metafunc.parametrize("scenario", params, indirect=True, scope="session")
+
+
+def _applies(sc: Scenario, needs: str) -> bool:
+    if needs == "kubernetes":
+        return "kubernetes" in sc.requirements()
+    if needs == "idempotence":
+        return sc.idempotence
+    if needs == "etcd":
+        return any("etcd" in n.roles for n in sc.topology.nodes)
+    raise ValueError(f"unknown check requirement {needs!r}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    if report.failed and hasattr(item, "callspec") and "scenario" in item.callspec.params:
+        item.config.stash[FAILED_KEY].add(item.callspec.params["scenario"].id)
+    return report
+
+
+# -- fixtures -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def harness_options(pytestconfig: pytest.Config) -> Options:
+    return pytestconfig.stash[OPTIONS_KEY]
+
+
+@pytest.fixture(scope="session")
+def harness_session(pytestconfig: pytest.Config) -> Iterator[Session]:
+    """Providers and caches shared by every scenario of this pytest session (one per xdist worker)."""
+    from harness.pipeline import Session
+
+    session = Session(pytestconfig.stash[OPTIONS_KEY])
+    try:
+        yield session
+    finally:
+        session.close(failed=bool(pytestconfig.stash[FAILED_KEY]))
+
+
+@pytest.fixture(scope="session")
+def scenario(request: pytest.FixtureRequest) -> Scenario:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def scenario_run(harness_session: Session, scenario: Scenario, pytestconfig: pytest.Config) -> Iterator[ScenarioRun]:
+    """The whole pipeline for one scenario, run once; every check item reads its facts."""
+    run = harness_session.run(scenario)
+    try:
+        yield run
+    finally:
+        harness_session.finish(run, failed=scenario.id in pytestconfig.stash[FAILED_KEY])

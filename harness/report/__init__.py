@@ -1,0 +1,1 @@
+"""Report: how results reach people and CI (terminal tables, CI matrices)."""

@@ -1,0 +1,67 @@
+"""`-k` selection over scenarios, with pytest's own expression language so the CLI and
+`pytest -k` select the same scenarios."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from _pytest.mark.expression import Expression  # pytest's -k grammar; it has no public API
+
+from harness.errors import PlanError
+from harness.scenario.model import Scenario
+
+
+def keywords(scenario: Scenario) -> list[str]:
+    """The names `-k` matches against, as pytest sees a parametrised item."""
+    return [scenario.test_id, scenario.id, scenario.path, scenario.installer, *scenario.components()]
+
+
+def select(scenarios: Iterable[Scenario], expr: str | None) -> list[Scenario]:
+    items = list(scenarios)
+    if not expr:
+        return items
+    try:
+        compiled = Expression.compile(expr)
+    except SyntaxError as e:  # pytest >= 8.4 raises SyntaxError, older ParseError (a SyntaxError-like)
+        raise PlanError(f"bad -k expression {expr!r}: {e}") from None
+    out = []
+    for sc in items:
+        names = [k.lower() for k in keywords(sc)]
+
+        def match(sub: str, /, **_: object) -> bool:
+            return any(sub.lower() in n for n in names)
+
+        if compiled.evaluate(match):
+            out.append(sc)
+    return out
+
+
+def unmet_requirement(scenario: Scenario, *, kubespray: object | None, provider: str) -> str | None:
+    """Why this scenario cannot run with these options, saying what to pass; None when it can."""
+    req = scenario.requirements()
+    if "kubespray" in req and kubespray is None:
+        return f"{scenario.id} needs a Kubespray checkout: pass --kubespray PATH"
+    if "kubernetes" in req and provider == "lab":
+        return (
+            f"{scenario.id} needs a Kubernetes control plane, which the lab cannot run (no Kubernetes"
+            " server binaries or images are reachable): pass --provider vagrant, or --provider static"
+            " --inventory FILE"
+        )
+    return None
+
+
+def with_refs(scenario: Scenario, from_ref: str | None, to_ref: str | None) -> Scenario:
+    """`--from/--to` move a Kubespray scenario's refs; lab scenarios have none and stay as they are."""
+    if scenario.installer != "kubespray" or not (from_ref or to_ref):
+        return scenario
+    same = scenario.baseline.ref == scenario.target.ref  # component paths run at one ref
+    base = from_ref or scenario.baseline.ref
+    target = to_ref or (base if same and from_ref else scenario.target.ref)
+    if same and to_ref and not from_ref:
+        base = to_ref
+    return scenario.model_copy(
+        update={
+            "baseline": scenario.baseline.model_copy(update={"ref": base}),
+            "target": scenario.target.model_copy(update={"ref": target}),
+        }
+    )
