@@ -54,6 +54,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[FAILED_KEY] = set()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Load (and validate) the catalogue before collection so a bad file is a usage error
+    # that names the file, the scenario and the field, and nothing gets created.
+    _catalogue(session.config)
+
+
 def _catalogue(config: pytest.Config) -> list[Scenario]:
     if SCENARIOS_KEY not in config.stash:
         from harness.errors import HarnessError

@@ -1,0 +1,135 @@
+"""The pytest plugin, driven through pytester: collection, ids, -k selection, skip reasons."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import GOOD_SCENARIO, REPO
+
+CHECKS = """
+import pytest
+
+@pytest.mark.check("versions")
+def test_versions(scenario):
+    assert scenario.id
+
+@pytest.mark.check("api", needs="kubernetes")
+def test_api(scenario):
+    assert "kubernetes" in scenario.requirements()
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    # -k also matches folder names, and pytester's folder is named after the test: work in a
+    # neutrally named rootdir so only the items' own names can match.
+    # The catalogue is copied inside the rootdir too: a path argument outside it would move the
+    # rootdir up and bring every ancestor folder's name into -k matching.
+    root = pytester.mkdir("suite")
+    (root / "pytest.ini").write_text("[pytest]\n")
+    (root / "test_checks.py").write_text(CHECKS)
+    (root / "catalogue").mkdir()
+    for f in (REPO / "scenarios").glob("*.yaml"):
+        (root / "catalogue" / f.name).write_text(f.read_text())
+    monkeypatch.chdir(root)
+    return pytester
+
+
+def _ids(result: pytest.RunResult) -> list[str]:
+    return [line for line in result.outlines if "::" in line]
+
+
+def test_ids_carry_scenario_path_and_components(project):
+    r = project.runpytest("--collect-only", "-q", "--scenarios", "catalogue")
+    ids = _ids(r)
+    assert "test_checks.py::test_versions[lab-etcd:component:etcd]" in ids
+    assert "test_checks.py::test_versions[lab-graceful:graceful:containerd+etcd+runc]" in ids
+    # API checks are only generated for scenarios with a Kubernetes control plane.
+    assert not any("test_api[lab-" in i for i in ids)
+    assert any("test_api[ks-full:full:" in i for i in ids)
+
+
+@pytest.mark.parametrize("expr,must,must_not", [
+    ("etcd", "etcd", None),
+    ("graceful", "graceful", "component"),
+    ("etcd and component", "etcd", "graceful"),
+    ("container-engine", "container-engine", "lab-etcd:"),
+])
+def test_k_selects_by_component_and_path(project, expr, must, must_not):
+    r = project.runpytest("--collect-only", "-q", "-k", expr, "--scenarios", "catalogue")
+    ids = _ids(r)
+    assert ids, r.outlines
+    for i in ids:
+        assert must in i
+        if must_not:
+            assert must_not not in i
+
+
+def test_k_etcd_excludes_scenarios_that_do_not_touch_etcd(project):
+    ids = _ids(project.runpytest("--collect-only", "-q", "-k", "etcd", "--scenarios", "catalogue"))
+    assert not any("lab-container-engine" in i or "ks-node" in i for i in ids)
+
+
+def test_lab_default_skips_kubespray_scenarios_saying_what_to_pass(project):
+    r = project.runpytest("-rs", "-k", "ks-etcd and test_versions", "--scenarios", "catalogue")
+    r.assert_outcomes(skipped=2)
+    r.stdout.fnmatch_lines(["*needs a Kubespray checkout: pass --kubespray PATH*"])
+
+
+def test_kubespray_scenario_on_the_lab_needs_another_provider(project, tmp_path):
+    checkout = tmp_path / "kubespray"
+    (checkout / ".git").mkdir(parents=True)
+    (checkout / "cluster.yml").write_text("[]\n")
+    r = project.runpytest("-rs", "-k", "ks-node and test_versions", "--kubespray", str(checkout),
+                          "--scenarios", "catalogue")
+    r.assert_outcomes(skipped=1)
+    r.stdout.fnmatch_lines(["*needs a Kubernetes control plane, which the lab cannot run*--provider vagrant*"])
+
+
+def test_bad_scenario_file_is_a_usage_error_naming_file_and_field(project):
+    bad = project.path / "bad.yaml"
+    bad.write_text(GOOD_SCENARIO.replace("path: component", "path: sideways"))
+    r = project.runpytest("--collect-only", "--scenarios", str(bad))
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    r.stderr.fnmatch_lines(["*bad.yaml: scenario 'demo-etcd': field 'path'*sideways*"])
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--provider", "cloud"], "--provider 'cloud'"),
+    (["--provider", "static"], "--provider static needs --inventory"),
+    (["--keep", "sometimes"], "--keep 'sometimes'"),
+    (["--from", "bad ref!"], "--from: invalid Kubespray ref"),
+    (["--kubespray", "/nonexistent"], "not a git checkout"),
+])
+def test_bad_options_are_usage_errors(project, args, words):
+    r = project.runpytest("--collect-only", *args)
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    assert words in r.stderr.str()
+
+
+def test_from_to_override_kubespray_refs(project, tmp_path):
+    (project.path / "suite" / "test_refs.py").write_text("""
+import pytest
+@pytest.mark.check("refs")
+def test_refs(scenario):
+    print("REFS", scenario.id, scenario.baseline.ref, scenario.target.ref)
+""")
+    r = project.runpytest("-s", "-p", "no:cacheprovider", "--provider", "static", "--inventory", str(_inv(tmp_path)),
+                          "--kubespray", str(_checkout(tmp_path)), "--from", "v2.29.1", "--to", "v2.30.0",
+                          "-k", "test_refs and (ks-full or ks-node)", "--scenarios", "catalogue")
+    out = r.stdout.str()
+    assert "REFS ks-full v2.29.1 v2.30.0" in out
+    assert "REFS ks-node v2.29.1 v2.30.0" in out
+
+
+def _inv(tmp_path):
+    p = tmp_path / "hosts.yaml"
+    p.write_text("all: {hosts: {n1: {}}}\n")
+    return p
+
+
+def _checkout(tmp_path):
+    c = tmp_path / "ks"
+    (c / ".git").mkdir(parents=True, exist_ok=True)
+    (c / "cluster.yml").write_text("[]\n")
+    return c
