@@ -1,0 +1,1 @@
+"""Kubespray sources per ref and the inventory the harness hands them."""

@@ -1,0 +1,521 @@
+"""Kubespray sources, read per ref: worktrees, per-ref virtualenvs, real tags and default versions.
+
+Everything is read from the ref the user names, never from a table in the harness: each release
+moves its files, renames tags and pins its own Ansible. Worktrees, venvs and tag lists are cached
+under `settings.cache_dir() / "kubespray"` and reused across runs (and xdist workers, via locks).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import proc, settings
+from harness.errors import HarnessError, InstallerError, PlanError
+from harness.plan.tags import COMPONENT_VARS, check_tags_exist
+from harness.plan.versions import Version
+
+Progress = Callable[[str], None]
+VenvBuilder = Callable[[Path, Path, Progress], None]
+
+# The version variables whose defaults the harness reads from a ref.
+DEFAULT_VERSION_VARS: tuple[str, ...] = (
+    "kube_version",
+    "etcd_version",
+    "containerd_version",
+    "runc_version",
+    "calico_version",
+    "cni_version",
+    "helm_version",
+    "crictl_version",
+    "coredns_version",
+    "flannel_version",
+    "cilium_version",
+)
+
+# Version variable -> (checksum dict, the single-checksum variable a user sets to bring their own).
+# kube_version needs all three binaries.
+CHECKSUMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "kube_version": (
+        ("kubelet_checksums", "kubelet_binary_checksum"),
+        ("kubeadm_checksums", "kubeadm_binary_checksum"),
+        ("kubectl_checksums", "kubectl_binary_checksum"),
+    ),
+    "etcd_version": (("etcd_binary_checksums", "etcd_binary_checksum"),),
+    "containerd_version": (("containerd_archive_checksums", "containerd_archive_checksum"),),
+    "runc_version": (("runc_checksums", "runc_binary_checksum"),),
+    "calico_version": (("calicoctl_binary_checksums", "calicoctl_binary_checksum"),),
+    "cni_version": (("cni_binary_checksums", "cni_binary_checksum"),),
+    "helm_version": (("helm_archive_checksums", "helm_archive_checksum"),),
+    "crictl_version": (("crictl_checksums", "crictl_binary_checksum"),),
+}
+
+# Where defaults live, oldest layout first; later files override earlier ones, vars override defaults.
+#  <= v2.24: roles/download/defaults/main.yml (versions and checksums) + roles/kubespray-defaults/defaults/main.yaml
+#  v2.25-27: roles/kubespray-defaults/defaults/main/{main,download,checksums}.yml
+#  >= v2.28: roles/kubespray_defaults/defaults/main/*.yml + vars/main/{main,checksums}.yml (templated defaults)
+_DEFAULT_DIRS = (
+    "roles/download/defaults",
+    "roles/kubespray-defaults/defaults",
+    "roles/kubespray_defaults/defaults",
+    "roles/kubespray-defaults/vars",
+    "roles/kubespray_defaults/vars",
+)
+
+# A Kubespray inventory with its groups and no hosts: enough for --list-tags/--list-tasks.
+_EMPTY_INVENTORY = (
+    "[etcd]\n[kube_control_plane]\n[kube_node]\n[calico_rr]\n"
+    "[k8s_cluster:children]\nkube_control_plane\nkube_node\n"
+)
+
+_TASK_TAGS = re.compile(r"^\s*TASK TAGS:\s*\[(?P<tags>.*)\]\s*$")
+_PLAY = re.compile(r"^\s*play #\d+ \((?P<hosts>.*?)\):\s*(?P<name>.*?)\tTAGS:")
+_TASK = re.compile(r"^\s{6,}(?P<name>\S.*?)\tTAGS:\s*\[(?P<tags>.*)\]\s*$")
+
+
+@dataclass(frozen=True)
+class ListedTask:
+    """One task `--list-tasks` says a run would execute (static imports only, as Ansible lists them)."""
+
+    play: str
+    name: str
+    tags: frozenset[str]
+
+
+def _split_tags(text: str) -> set[str]:
+    return {t.strip() for t in text.split(",") if t.strip()}
+
+
+def parse_list_tags(stdout: str) -> frozenset[str]:
+    """Every tag in `ansible-playbook --list-tags` output (the `TASK TAGS: [...]` lines)."""
+    tags: set[str] = set()
+    for line in stdout.splitlines():
+        m = _TASK_TAGS.match(line)
+        if m:
+            tags |= _split_tags(m["tags"])
+    return frozenset(tags)
+
+
+def parse_list_tasks(stdout: str) -> list[ListedTask]:
+    """Tasks from `ansible-playbook --list-tasks` output, in order, with the play they belong to."""
+    out: list[ListedTask] = []
+    play = ""
+    for line in stdout.splitlines():
+        pm = _PLAY.match(line)
+        if pm:
+            play = pm["name"]
+            continue
+        tm = _TASK.match(line)
+        if tm:
+            out.append(ListedTask(play, tm["name"], frozenset(_split_tags(tm["tags"]))))
+    return out
+
+
+def build_venv(dest: Path, requirements: Path, progress: Progress) -> None:
+    """`python -m venv` + `pip install -r`: the ref's own Ansible, isolated from the harness's."""
+    progress(f"creating virtualenv {dest}")
+    proc.run([sys.executable, "-m", "venv", str(dest)], timeout=300)
+    pins = [ln.strip() for ln in requirements.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    progress(f"installing {len(pins)} requirement(s): {', '.join(pins) or '(none)'}")
+    proc.run(
+        [str(dest / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(requirements)],
+        timeout=1800,
+    )
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """A file lock so parallel workers build a worktree or venv once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _looks_like_url(source: str) -> bool:
+    return "://" in source or source.startswith("git@")
+
+
+class Kubespray:
+    """A Kubespray git repository (bare or not) and the per-ref things the harness derives from it."""
+
+    def __init__(
+        self,
+        git_dir: Path,
+        *,
+        cache: Path | None = None,
+        progress: Progress | None = None,
+        venv_builder: VenvBuilder = build_venv,
+    ) -> None:
+        self.git_dir = git_dir
+        self.cache = (cache or settings.cache_dir()) / "kubespray"
+        self.progress: Progress = progress or (lambda _msg: None)
+        self.venv_builder = venv_builder
+        self._vars: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def open(cls, source: str | Path, **kwargs: Any) -> Kubespray:
+        """A local checkout path, or a git URL cloned (bare) into the cache once and reused."""
+        src = str(source)
+        if not _looks_like_url(src):
+            path = Path(src).expanduser().resolve()
+            if not path.exists():
+                raise InstallerError(f"Kubespray checkout {path} does not exist (give a path or a git URL)")
+            r = proc.run(["git", "-C", str(path), "rev-parse", "--absolute-git-dir"], check=False)
+            if not r.ok:
+                raise InstallerError(f"{path} is not a git repository: {r.stderr.strip()}")
+            return cls(Path(r.stdout.strip()), **kwargs)
+        ks = cls(Path("/nonexistent"), **kwargs)
+        dest = ks.cache / "src" / (hashlib.sha256(src.encode()).hexdigest()[:16] + ".git")
+        with _locked(dest.with_suffix(".lock")):
+            if not (dest / "HEAD").exists():
+                ks.progress(f"cloning {src} into {dest}")
+                try:
+                    proc.run(["git", "clone", "--bare", "--quiet", src, str(dest)], timeout=1800)
+                except HarnessError as e:
+                    raise InstallerError(f"cannot clone Kubespray from {src}: {e}") from None
+        ks.git_dir = dest
+        return ks
+
+    # -- git ------------------------------------------------------------------
+
+    def _git(self, *args: str, check: bool = True, timeout: float | None = 300) -> proc.Result:
+        return proc.run(["git", "--git-dir", str(self.git_dir), *args], check=check, timeout=timeout)
+
+    def commit(self, ref: str) -> str:
+        """The commit a ref names; refuses a ref the repository does not have."""
+        r = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        if not r.ok:
+            near = ", ".join(self.release_tags()[-5:])
+            raise PlanError(f"Kubespray ref {ref!r} not found in {self.git_dir} (newest release tags: {near})")
+        return r.stdout.strip()
+
+    def release_tags(self) -> list[str]:
+        return [t for t in self._git("tag", "--list", "v*").stdout.split() if t]
+
+    def show(self, ref: str, path: str) -> str | None:
+        """A file's text at a ref, or None if the ref has no such file."""
+        r = self._git("show", f"{self.commit(ref)}:{path}", check=False)
+        return r.stdout if r.ok else None
+
+    def worktree(self, ref: str) -> Path:
+        """A checked-out tree of `ref`, one per commit, created once and reused."""
+        commit = self.commit(ref)
+        dest = self.cache / "worktrees" / commit
+        with _locked(dest.with_suffix(".lock")):
+            if (dest / ".harness-complete").exists():
+                return dest
+            if dest.exists():
+                shutil.rmtree(dest)
+            self._git("worktree", "prune", check=False)
+            self.progress(f"checking out Kubespray {ref} ({commit[:10]}) into {dest}")
+            r = self._git("worktree", "add", "--detach", "--force", str(dest), commit, check=False)
+            if not r.ok:
+                # A read-only repository cannot record a worktree: export the tree instead.
+                shutil.rmtree(dest, ignore_errors=True)
+                dest.mkdir(parents=True)
+                tar = dest.with_suffix(".tar")
+                self._git("archive", "--format=tar", "-o", str(tar), commit)
+                proc.run(["tar", "-xf", str(tar), "-C", str(dest)])
+                tar.unlink()
+            (dest / ".harness-complete").write_text(commit + "\n")
+        return dest
+
+    # -- the ref's own Ansible -------------------------------------------------
+
+    def requirements_sha(self, ref: str) -> str:
+        text = self.show(ref, "requirements.txt")
+        if text is None:
+            raise InstallerError(f"Kubespray {ref} has no requirements.txt; cannot tell which Ansible it needs")
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def venv(self, ref: str) -> Path:
+        """The virtualenv built from the ref's requirements.txt, shared by every ref pinning the same file."""
+        sha = self.requirements_sha(ref)
+        dest = self.cache / "venvs" / sha[:16]
+        with _locked(dest.with_suffix(".lock")):
+            if (dest / ".harness-complete").exists():
+                return dest
+            if dest.exists():
+                shutil.rmtree(dest)  # a build that died half way
+            # Old releases point requirements.txt at another file (`-r requirements-2.12.txt`): use the worktree.
+            req = self.worktree(ref) / "requirements.txt"
+            started = time.monotonic()
+            try:
+                self.venv_builder(dest, req, self.progress)
+            except HarnessError as e:
+                shutil.rmtree(dest, ignore_errors=True)
+                raise InstallerError(f"cannot build the virtualenv for Kubespray {ref} from requirements.txt: {e}") from None
+            (dest / ".harness-complete").write_text(sha + "\n")
+            self.progress(f"virtualenv for {ref} ready in {time.monotonic() - started:.0f}s: {dest}")
+        return dest
+
+    def ansible_playbook(self, ref: str) -> Path:
+        return self.venv(ref) / "bin" / "ansible-playbook"
+
+    def _list(self, ref: str, playbook: str, *args: str) -> str:
+        tree = self.worktree(ref)
+        if not (tree / playbook).exists():
+            raise InstallerError(f"Kubespray {ref} has no playbook {playbook}")
+        inv = self.cache / "empty-inventory.ini"
+        inv.parent.mkdir(parents=True, exist_ok=True)
+        inv.write_text(_EMPTY_INVENTORY)
+        r = proc.run(
+            [str(self.ansible_playbook(ref)), "-i", str(inv), playbook, *args],
+            cwd=str(tree),
+            check=False,
+            timeout=600,
+        )
+        if not r.ok:
+            raise InstallerError(
+                f"`ansible-playbook {playbook} {' '.join(args)}` failed at Kubespray {ref} (rc={r.rc}):\n"
+                + "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
+            )
+        return r.stdout
+
+    def list_tags(self, ref: str, playbook: str = "cluster.yml") -> frozenset[str]:
+        """The tags the ref's playbook really carries, read with the ref's own Ansible; cached by commit."""
+        commit = self.commit(ref)
+        cached = self.cache / "tags" / f"{commit}-{playbook.replace('/', '_')}.json"
+        if cached.exists():
+            return frozenset(json.loads(cached.read_text()))
+        tags = parse_list_tags(self._list(ref, playbook, "--list-tags"))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(sorted(tags)))
+        return tags
+
+    def list_tasks(self, ref: str, playbook: str = "cluster.yml", tags: Iterable[str] = ()) -> list[ListedTask]:
+        """What a tagged run would execute, without running it (a cheap preview)."""
+        tag_list = list(tags)
+        args = ["--list-tasks"] + (["--tags", ",".join(tag_list)] if tag_list else [])
+        return parse_list_tasks(self._list(ref, playbook, *args))
+
+    def check_tags(self, ref: str, tags: Iterable[str], playbook: str = "cluster.yml") -> None:
+        """Refuse tags no task carries at this ref (such a run would exit 0 having done nothing)."""
+        check_tags_exist(tags, self.list_tags(ref, playbook), f"Kubespray {ref} {playbook}")
+
+    # -- default versions ------------------------------------------------------
+
+    def variables(self, ref: str) -> dict[str, Any]:
+        """The raw (untemplated) defaults and vars of the ref's defaults roles, merged in Ansible's order."""
+        commit = self.commit(ref)
+        if commit in self._vars:
+            return self._vars[commit]
+        listing = self._git("ls-tree", "-r", "--name-only", commit, "--", *_DEFAULT_DIRS).stdout.split("\n")
+        files = [f for f in listing if f.endswith((".yml", ".yaml"))]
+        files.sort(key=lambda f: (next(i for i, d in enumerate(_DEFAULT_DIRS) if f.startswith(d + "/")), f))
+        merged: dict[str, Any] = {}
+        for f in files:
+            text = self.show(commit, f) or ""
+            try:
+                # BaseLoader keeps every scalar a string: `1.30` stays "1.30", not the float 1.3.
+                data = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds no objects
+            except yaml.YAMLError as e:
+                raise InstallerError(f"Kubespray {ref}: {f} is not valid YAML: {e}") from None
+            if isinstance(data, dict):
+                merged.update(data)
+        self._vars[commit] = merged
+        return merged
+
+    def default_versions(self, ref: str) -> dict[str, str]:
+        """Component version defaults of the ref (those its files let us resolve without running Ansible)."""
+        variables = self.variables(ref)
+        out: dict[str, str] = {}
+        for var in DEFAULT_VERSION_VARS:
+            if var not in variables:
+                continue
+            try:
+                out[var] = resolve_var(var, variables)
+            except Unresolvable:
+                continue
+        return out
+
+    def known_versions(self, ref: str, component: str, arch: str = "amd64") -> list[str]:
+        """Versions the ref's checksums file lists for a component, newest first as Kubespray writes them."""
+        var = version_var(component)
+        variables = self.variables(ref)
+        known: list[str] | None = None
+        for dict_name, _single in CHECKSUMS.get(var, ()):
+            per_arch = variables.get(dict_name, {}).get(arch, {}) if isinstance(variables.get(dict_name), dict) else {}
+            keys = [str(k) for k in per_arch] if isinstance(per_arch, dict) else []
+            # kube_version needs kubelet, kubeadm and kubectl: only versions all three know.
+            known = keys if known is None else [k for k in known if k in keys]
+        return known or []
+
+    def checksum_known(
+        self,
+        ref: str,
+        component: str,
+        version: str,
+        *,
+        extra_vars: Mapping[str, Any] | None = None,
+        arch: str = "amd64",
+    ) -> None:
+        """Refuse, before any run, a version the ref cannot download: no checksum for it and none supplied."""
+        var = version_var(component)
+        if var not in CHECKSUMS:
+            return  # images (coredns, cilium, flannel) are pulled by tag: no checksum to miss
+        extra = dict(extra_vars or {})
+        wanted = Version.parse(version)
+        missing: list[str] = []
+        variables = self.variables(ref)
+        for dict_name, single in CHECKSUMS[var]:
+            if single in extra:
+                continue
+            supplied = extra.get(dict_name, {}).get(arch, {}) if isinstance(extra.get(dict_name), dict) else {}
+            table = variables.get(dict_name, {})
+            keys = list(table.get(arch, {})) if isinstance(table, dict) and isinstance(table.get(arch), dict) else []
+            if not any(_same(k, wanted) for k in [*keys, *supplied]):
+                missing.append(f"{dict_name}[{arch}] (or set {single})")
+        if missing:
+            known = self.known_versions(ref, var, arch)
+            shown = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
+            raise PlanError(
+                f"{var}={version} cannot be installed by Kubespray {ref}: no checksum for it in "
+                f"{'; '.join(missing)}. Versions {ref} knows: {shown or 'none'}. "
+                "Pick one of those or supply the checksum in extra_vars."
+            )
+
+
+def _same(key: str, wanted: Version) -> bool:
+    try:
+        return Version.parse(key) == wanted
+    except HarnessError:
+        return False
+
+
+def version_var(component: str) -> str:
+    """`etcd`, `etcd_version`, `kubelet` -> the Kubespray variable that sets its version."""
+    if component.endswith("_version"):
+        return component
+    if component in COMPONENT_VARS:
+        return COMPONENT_VARS[component]
+    return "kube_version" if component == "kube" else f"{component}_version"
+
+
+# -- resolving the few Jinja shapes Kubespray's version defaults use -------------------------------
+
+
+class Unresolvable(InstallerError):
+    """A default written in a Jinja shape the harness does not evaluate (by design: no arbitrary templates)."""
+
+
+_EXPR = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.S)
+_IDX = r"(?P<dict>\w+)(?:\[\s*['\"](?P<key>[\w-]+)['\"]\s*\]|\.(?P<attr>\w+))"
+# (X['amd64'] | dict2items)[0].key  — the first (newest) key; [-1] the last.
+_FIRST_KEY = re.compile(r"^\(\s*" + _IDX + r"\s*\|\s*dict2items\s*\)\s*\[\s*(?P<pos>0|-1)\s*\]\s*\.key$")
+# (X['amd64'].keys() | select('version', LIMIT, '<'))[0]  — the first key below a limit.
+_SELECT_KEY = re.compile(
+    r"^\(\s*" + _IDX + r"\.keys\(\)\s*\|\s*select\(\s*'version'\s*,\s*(?P<limit>'[^']*'|\w+)\s*,"
+    r"\s*'(?P<op><|<=|>|>=|==)'\s*\)\s*\)\s*\[\s*0\s*\]$"
+)
+# X[Y]  — e.g. etcd_supported_versions[kube_major_version]
+_LOOKUP = re.compile(r"^(?P<dict>\w+)\s*\[\s*(?P<key>\w+)\s*\]$")
+_NAME = re.compile(r"^(?P<name>[A-Za-z_]\w*)$")
+# 'A' if (X is version('V', '>=')) else 'B'
+_COND = re.compile(
+    r"^'(?P<a>[^']*)'\s+if\s+\(?\s*(?P<var>\w+)\s+is\s+version\(\s*'(?P<v>[^']*)'\s*,\s*'(?P<op>[<>=!]=?)'\s*\)\s*\)?"
+    r"\s+else\s+'(?P<b>[^']*)'$"
+)
+# (kube_version | split('.'))[:-1] | join('.')  -> "1.35"
+_MAJOR = re.compile(r"^\(\s*(?P<var>\w+)\s*\|\s*split\(\s*'\.'\s*\)\s*\)\s*\[\s*:-1\s*\]\s*\|\s*join\(\s*'\.'\s*\)$")
+# ((kube_version | split('.'))[1] | int) + 1  -> 36
+_SPLIT_INT = re.compile(
+    r"^\(\s*\(\s*(?P<var>\w+)\s*\|\s*split\(\s*'\.'\s*\)\s*\)\s*\[\s*(?P<i>\d+)\s*\]\s*\|\s*int\s*\)\s*\+\s*(?P<n>\d+)$"
+)
+# kube_version | regex_replace('PATTERN', 'REPLACEMENT')  (the pre-2.28 kube_major_version)
+_REGEX = re.compile(r"^(?P<var>\w+)\s*\|\s*regex_replace\(\s*'(?P<pat>[^']*)'\s*,\s*'(?P<rep>[^']*)'\s*\)$")
+
+_OPS: dict[str, Callable[[Version, Version], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+def _version_of(text: str) -> Version:
+    try:
+        return Version.parse(text)
+    except HarnessError:
+        raise Unresolvable(f"{text!r} is not a version") from None
+
+
+def resolve_var(name: str, variables: Mapping[str, Any], _depth: int = 0) -> str:
+    """The value of `name` with the handful of Jinja shapes Kubespray's version defaults use resolved."""
+    if _depth > 20:
+        raise Unresolvable(f"{name}: templates nest too deep")
+    if name not in variables:
+        raise Unresolvable(f"{name} is not defined in the ref's defaults")
+    value = variables[name]
+    if not isinstance(value, str):
+        raise Unresolvable(f"{name} is not a scalar")
+    return resolve_text(value, variables, _depth + 1)
+
+
+def resolve_text(text: str, variables: Mapping[str, Any], _depth: int = 0) -> str:
+    """A string with `{{ expr }}` segments, each one of the known shapes."""
+    return _EXPR.sub(lambda m: _resolve_expr(m.group(1), variables, _depth), text).strip()
+
+
+def _table(variables: Mapping[str, Any], m: re.Match[str]) -> dict[str, Any]:
+    table = variables.get(m["dict"])
+    if not isinstance(table, dict):
+        raise Unresolvable(f"{m['dict']} is not a mapping")
+    sub = table.get(m["key"] or m["attr"])
+    if not isinstance(sub, dict):
+        raise Unresolvable(f"{m['dict']} has no {m['key'] or m['attr']!r} mapping")
+    return sub
+
+
+def _resolve_expr(expr: str, variables: Mapping[str, Any], depth: int) -> str:
+    expr = expr.strip()
+    if m := _FIRST_KEY.match(expr):
+        keys = list(_table(variables, m))
+        if not keys:
+            raise Unresolvable(f"{m['dict']} is empty")
+        return str(keys[0] if m["pos"] == "0" else keys[-1])
+    if m := _SELECT_KEY.match(expr):
+        raw = m["limit"]
+        limit = raw[1:-1] if raw.startswith("'") else resolve_var(raw, variables, depth)
+        bound, op = _version_of(limit), _OPS[m["op"]]
+        for key in _table(variables, m):
+            if op(_version_of(str(key)), bound):
+                return str(key)
+        raise Unresolvable(f"no key of {m['dict']} is {m['op']} {limit}")
+    if m := _LOOKUP.match(expr):
+        table = variables.get(m["dict"])
+        key = resolve_var(m["key"], variables, depth)
+        if not isinstance(table, dict) or key not in table:
+            raise Unresolvable(f"{m['dict']} has no entry {key!r}")
+        return resolve_text(str(table[key]), variables, depth + 1)
+    if m := _NAME.match(expr):
+        return resolve_var(m["name"], variables, depth)
+    if m := _COND.match(expr):
+        current = _version_of(resolve_var(m["var"], variables, depth))
+        return m["a"] if _OPS[m["op"]](current, _version_of(m["v"])) else m["b"]
+    if m := _MAJOR.match(expr):
+        return ".".join(resolve_var(m["var"], variables, depth).split(".")[:-1])
+    if m := _SPLIT_INT.match(expr):
+        part = resolve_var(m["var"], variables, depth).split(".")[int(m["i"])]
+        return str(int(part) + int(m["n"]))
+    if m := _REGEX.match(expr):
+        return re.sub(m["pat"], m["rep"], resolve_var(m["var"], variables, depth))
+    raise Unresolvable(f"template {{{{ {expr} }}}} is not one of the shapes the harness resolves")

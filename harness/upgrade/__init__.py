@@ -1,0 +1,1 @@
+"""Running the upgrade paths with ansible-runner and turning what they emit into a timeline."""

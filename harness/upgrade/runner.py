@@ -1,0 +1,183 @@
+"""Run one playbook with ansible-runner and keep everything it says.
+
+One call = one stage = one `ident`: artifacts land in `<private_data_dir>/artifacts/<ident>/`
+(ansible-runner's `stdout`, `job_events/`, `rc`, `status`) next to the harness's `timeline.jsonl`
+and `summary.txt`. All of it is masked before the call returns. The caller decides what a failure
+means (`UpgradeRunError(result.summary)`, or an expected failure).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InstallerError
+from harness.upgrade.masking import mask_artifacts
+from harness.upgrade.timeline import TaskRecord, TimelineBuilder, first_failures, summarize
+
+try:  # rich is a dependency, but the runner must not need a terminal
+    from rich.console import Console
+except ImportError:  # pragma: no cover
+    Console = None  # type: ignore[assignment,misc]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    ident: str
+    playbook: str
+    rc: int
+    status: str  # ansible-runner's: successful | failed | timeout | canceled
+    recap: dict[str, dict[str, int]]
+    timeline_path: Path
+    artifacts_dir: Path
+    summary: str
+    records: tuple[TaskRecord, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and self.status == "successful"
+
+    def failures(self) -> dict[str, TaskRecord]:
+        """The first failed (or unreachable) task per host."""
+        return first_failures(self.records)
+
+
+def recap_changed(result: RunResult) -> dict[str, int]:
+    """`changed=` per host from the recap: an idempotent second run shows 0 everywhere."""
+    return {host: counts.get("changed", 0) for host, counts in result.recap.items()}
+
+
+def ansible_binary(venv: Path | None) -> Path:
+    """The ansible-playbook a run uses: a Kubespray ref's venv, or the harness's own (lab installer)."""
+    bindir = venv / "bin" if venv is not None else Path(sys.executable).parent
+    binary = bindir / "ansible-playbook"
+    if not binary.exists():
+        where = f"virtualenv {venv}" if venv is not None else f"the harness's environment ({bindir})"
+        raise InstallerError(f"no ansible-playbook in {where}; rebuild it (delete the directory) or install ansible-core")
+    return binary
+
+
+class _Progress:
+    """The live line: current play and task, hosts done. Only when a console is given."""
+
+    def __init__(self, console: Any | None, ident: str) -> None:
+        self.status = console.status(f"{ident}: starting") if console is not None else None
+        self.ident = ident
+
+    def __enter__(self) -> _Progress:
+        if self.status is not None:
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+    def update(self, b: TimelineBuilder) -> None:
+        if self.status is not None:
+            failed = sum(1 for r in b.records if r.status in ("failed", "unreachable") and not r.ignored)
+            self.status.update(
+                f"{self.ident}: [{b.current_play}] {b.current_task} — {len(b.hosts_done)} host(s) done"
+                + (f", {failed} failure(s) so far" if failed else "")
+            )
+
+
+def run_playbook(
+    private_data_dir: Path,
+    playbook: str,
+    *,
+    ident: str,
+    inventory: Path | None = None,
+    extravars: Mapping[str, Any] | None = None,
+    tags: Sequence[str] = (),
+    limit: str | None = None,
+    timeout: float | None = None,
+    project_dir: Path | None = None,
+    venv: Path | None = None,
+    envvars: Mapping[str, str] | None = None,
+    console: Any | None = None,
+    task_tags: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+) -> RunResult:
+    """Run `playbook` (relative to `project_dir`) and return what happened; never raises on a failed play.
+
+    `venv` picks the Ansible (a Kubespray ref's virtualenv; None = the harness's own). `console`
+    (a rich Console) turns on the live progress line. `task_tags` fills the timeline's tags from a
+    `--list-tasks` preview, since ansible-runner's events do not carry them.
+    """
+    import ansible_runner  # imported lazily: planning and tests of pure code do not need it
+
+    private_data_dir.mkdir(parents=True, exist_ok=True)
+    binary = ansible_binary(venv)
+    # `binary=` would make ansible-runner drop the playbook from the command line; PATH picks the venv's.
+    env = {
+        "PATH": f"{binary.parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "ANSIBLE_FORCE_COLOR": "false",
+        "ANSIBLE_NOCOLOR": "true",
+    }
+    if venv is not None:
+        env["VIRTUAL_ENV"] = str(venv)
+    env.update(envvars or {})
+
+    artifacts = private_data_dir / "artifacts" / ident
+    artifacts.mkdir(parents=True, exist_ok=True)
+    timeline_path = artifacts / "timeline.jsonl"
+    builder = TimelineBuilder(task_tags=task_tags or {})
+
+    with timeline_path.open("w") as timeline, _Progress(console, ident) as progress:
+
+        def on_event(event: dict[str, Any]) -> bool:
+            record = builder.feed(event)
+            if record is not None:
+                timeline.write(record.to_json() + "\n")
+                timeline.flush()  # a killed run still leaves the tasks it got through
+            progress.update(builder)
+            return True
+
+        kwargs: dict[str, Any] = {
+            "private_data_dir": str(private_data_dir),
+            "playbook": playbook,
+            "ident": ident,
+            "envvars": env,
+            "event_handler": on_event,
+            "quiet": True,
+            "suppress_env_files": True,  # env/ would keep extravars (secrets) on disk in clear
+        }
+        if project_dir is not None:
+            kwargs["project_dir"] = str(project_dir)
+        if inventory is not None:
+            kwargs["inventory"] = str(inventory)
+        if extravars:
+            kwargs["extravars"] = dict(extravars)
+        if tags:
+            kwargs["tags"] = ",".join(tags)
+        if limit:
+            kwargs["limit"] = limit
+        if timeout:
+            kwargs["timeout"] = int(timeout)
+        r = ansible_runner.run(**kwargs)
+
+    rc = int(r.rc) if r.rc is not None else -1
+    status = str(r.status)
+    recap = builder.recap
+    summary = "" if rc == 0 and status == "successful" else summarize(builder.records, recap)
+    if status == "timeout":
+        summary = f"{playbook} timed out after {int(timeout or 0)}s during [{builder.current_play}] {builder.current_task!r}\n" + summary
+    elif rc != 0 and not summary.strip():
+        summary = f"{playbook} failed (rc={rc}, status={status}) before any task ran; see {artifacts / 'stdout'}"
+    mask_artifacts(artifacts)
+    (artifacts / "summary.txt").write_text(summary + ("\n" if summary else ""))
+    return RunResult(
+        ident=ident,
+        playbook=playbook,
+        rc=rc,
+        status=status,
+        recap=recap,
+        timeline_path=timeline_path,
+        artifacts_dir=artifacts,
+        summary=summary,
+        records=tuple(builder.records),
+    )
