@@ -1,0 +1,34 @@
+"""Certificates must not expire within N days (kubeadm renews them on upgrade; a missed renewal shows here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+
+from harness.checks.result import CheckResult, text_table
+from harness.probes.facts import HostFacts
+
+DEFAULT_MIN_DAYS = 30
+
+
+def check_certs(hosts: Iterable[HostFacts], min_days: int = DEFAULT_MIN_DAYS, now: datetime | None = None) -> CheckResult:
+    name = f"certificates valid > {min_days} days"
+    now = now or datetime.now(timezone.utc)
+    limit = now + timedelta(days=min_days)
+    rows: list[tuple[str, str, str]] = []
+    total = 0
+    for h in hosts:
+        for path, c in sorted(h.certs.items()):
+            total += 1
+            if c.not_after is None:
+                rows.append((h.node, path, f"unreadable: {c.error}"))
+            elif c.not_after <= limit:
+                days = (c.not_after - now).total_seconds() / 86400
+                state = "EXPIRED" if days < 0 else f"{days:.0f} days left"
+                rows.append((h.node, path, f"{c.not_after:%Y-%m-%d %H:%M} UTC ({state})"))
+    if total == 0:
+        return CheckResult.fail(name, "no certificate found on any node (wrong paths?)")
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} of {total} certificate(s) expire within {min_days} days or are"
+                                " unreadable", text_table(("node", "certificate", "notAfter"), rows))
+    return CheckResult.ok(name, f"{total} certificate(s) valid beyond {limit:%Y-%m-%d}")

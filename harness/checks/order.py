@@ -1,0 +1,222 @@
+"""Upgrade order, from the run's timeline (Ansible task events) and the version samples taken during it.
+
+Kubespray changes a node in this order: container engine -> etcd -> kubelet/kube-proxy -> network
+plugin -> control plane -> add-ons. Graceful paths also go one node at a time. And at every sample
+the version-skew policy must hold: no kubelet newer than the oldest apiserver, no kubelet more than
+three minors behind, etcd upgraded before the control plane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+from harness.checks.result import CheckResult, text_table
+from harness.errors import PlanError
+from harness.plan.versions import Version
+from harness.probes.facts import TimelineEvent, VersionSample
+
+PHASES: tuple[str, ...] = ("container-engine", "etcd", "node", "network", "control-plane", "apps")
+
+# Tags that put a task in a phase; the first phase in PHASE_PRIORITY whose tags match wins,
+# because Kubespray tasks carry several tags (an etcd client-cert task on a control-plane node: etcd).
+PHASE_TAGS: dict[str, frozenset[str]] = {
+    "container-engine": frozenset({"container-engine", "docker", "containerd", "runc", "crictl", "crio"}),
+    "etcd": frozenset({"etcd", "etcd-secrets"}),
+    "node": frozenset({"node", "kubelet", "kube-proxy"}),
+    "network": frozenset({"network", "calico", "flannel", "cilium", "cni"}),
+    "control-plane": frozenset({"control-plane", "master", "kubeadm"}),
+    "apps": frozenset({"apps", "coredns", "dns"}),
+}
+PHASE_PRIORITY: tuple[str, ...] = ("etcd", "container-engine", "network", "control-plane", "apps", "node")
+# Tasks that fetch files change nothing on the node's components.
+IGNORED_TAGS: frozenset[str] = frozenset({"download"})
+
+# Which phase a sampled component's change belongs to (kubeadm/kubectl are copied at several points: unordered).
+COMPONENT_PHASE: dict[str, str] = {
+    "containerd": "container-engine",
+    "runc": "container-engine",
+    "etcd": "etcd",
+    "kubelet": "node",
+    "kube-proxy": "node",
+    "cni": "network",
+    "calicoctl": "network",
+    "kube-apiserver": "control-plane",
+    "kube-controller-manager": "control-plane",
+    "kube-scheduler": "control-plane",
+    "coredns": "apps",
+}
+
+
+def phase_of(event: TimelineEvent) -> str | None:
+    tags = set(event.tags)
+    if tags & IGNORED_TAGS:
+        return None
+    for phase in PHASE_PRIORITY:
+        if tags & PHASE_TAGS[phase]:
+            return phase
+    return None
+
+
+def _fmt(t: datetime | None) -> str:
+    return t.strftime("%H:%M:%S") if t else "?"
+
+
+def check_task_order(events: Iterable[TimelineEvent], order: Sequence[str] = PHASES) -> CheckResult:
+    """Per host, every changed task of an earlier phase starts before the first changed task of a later one."""
+    name = "per-node phase order (timeline)"
+    rank = {p: i for i, p in enumerate(order)}
+    spans: dict[str, dict[str, tuple[datetime, datetime]]] = {}
+    for e in events:
+        phase = phase_of(e)
+        if not e.changed or phase not in rank:
+            continue
+        first, last = spans.setdefault(e.host, {}).get(phase, (e.start, e.start))
+        spans[e.host][phase] = (min(first, e.start), max(last, e.start))
+    if not spans:
+        return CheckResult.not_applicable(name, "no changed task in a known phase")
+    rows = []
+    for host, phases in sorted(spans.items()):
+        present = sorted(phases, key=rank.__getitem__)
+        for i, early in enumerate(present):
+            for late in present[i + 1:]:
+                if phases[late][0] < phases[early][1]:
+                    rows.append((host, f"{late} before {early}",
+                                 f"{late} changed at {_fmt(phases[late][0])}, {early} still at {_fmt(phases[early][1])}"))
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} out-of-order phase pair(s); expected {' -> '.join(order)}",
+                                text_table(("node", "violation", "when"), rows))
+    return CheckResult.ok(name, f"{len(spans)} node(s) changed in order {' -> '.join(order)}")
+
+
+def check_one_at_a_time(events: Iterable[TimelineEvent], phase: str, hosts: Iterable[str] | None = None) -> CheckResult:
+    """Graceful paths: a node's tasks of `phase` finish before the next node's start (serial: 1)."""
+    name = f"one node at a time ({phase})"
+    only = set(hosts) if hosts is not None else None
+    spans: dict[str, list[datetime]] = {}
+    for e in events:
+        if e.status == "skipped" or phase_of(e) != phase or (only is not None and e.host not in only):
+            continue
+        s = spans.setdefault(e.host, [e.start, e.end or e.start])
+        s[0], s[1] = min(s[0], e.start), max(s[1], e.end or e.start)
+    if len(spans) < 2:
+        return CheckResult.not_applicable(name, f"{len(spans)} node(s) ran {phase} tasks; nothing to serialise")
+    ordered = sorted(spans.items(), key=lambda kv: kv[1][0])
+    rows = []
+    for (a, (_a0, a1)), (b, (b0, _b1)) in zip(ordered, ordered[1:]):
+        if b0 < a1:
+            rows.append((b, f"started {_fmt(b0)}", f"before {a} finished ({_fmt(a1)})"))
+    if rows:
+        return CheckResult.fail(name, f"{phase} ran on several nodes at once",
+                                text_table(("node", "start", "overlap"), rows))
+    return CheckResult.ok(name, f"{phase} ran one node at a time: {', '.join(h for h, _ in ordered)}")
+
+
+# -- version samples -------------------------------------------------------------
+
+
+def change_times(samples: Iterable[VersionSample]) -> dict[str, dict[str, datetime]]:
+    """node -> component -> when its version first differed from its first sample."""
+    first: dict[tuple[str, str], str | None] = {}
+    out: dict[str, dict[str, datetime]] = {}
+    for s in sorted(samples, key=lambda s: s.at):
+        key = (s.node, s.component)
+        if key not in first:
+            first[key] = s.version
+        elif s.version != first[key] and s.component not in out.get(s.node, {}):
+            out.setdefault(s.node, {})[s.component] = s.at
+    return out
+
+
+def check_sample_order(samples: Iterable[VersionSample], order: Sequence[str] = PHASES,
+                       component_phase: Mapping[str, str] = COMPONENT_PHASE) -> CheckResult:
+    """Per node, measured version changes follow the phase order."""
+    name = "per-node upgrade order (versions)"
+    rank = {p: i for i, p in enumerate(order)}
+    changes = change_times(samples)
+    rows = []
+    for node, comps in sorted(changes.items()):
+        ranked = [(c, t) for c, t in comps.items() if component_phase.get(c) in rank]
+        for c1, t1 in ranked:
+            for c2, t2 in ranked:
+                if rank[component_phase[c1]] < rank[component_phase[c2]] and t2 < t1:
+                    rows.append((node, f"{c2} before {c1}", f"{c2} changed {_fmt(t2)}, {c1} changed {_fmt(t1)}"))
+    if not changes:
+        return CheckResult.not_applicable(name, "no sampled version changed")
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} component(s) changed out of order; expected {' -> '.join(order)}",
+                                text_table(("node", "violation", "when"), sorted(rows)))
+    return CheckResult.ok(name, f"version changes on {len(changes)} node(s) follow {' -> '.join(order)}")
+
+
+def _minor(v: str | None) -> tuple[int, int] | None:
+    if not v:
+        return None
+    try:
+        return Version.parse(v).minor_line
+    except PlanError:
+        return None
+
+
+def check_version_skew(samples: Iterable[VersionSample], max_kubelet_lag: int = 3) -> CheckResult:
+    """Replay the samples in time order and test Kubernetes' skew policy at every one.
+
+    The policy is about minor versions: a kubelet must not be newer than the oldest kube-apiserver,
+    nor more than `max_kubelet_lag` minors older than the newest one."""
+    name = "version skew policy"
+    state: dict[tuple[str, str], tuple[int, int] | None] = {}
+    seen: set[tuple[str, str, str]] = set()
+    rows: list[tuple[str, str, str, str]] = []
+    evaluated = False
+    for s in sorted(samples, key=lambda s: s.at):
+        state[(s.node, s.component)] = _minor(s.version)
+        apis = {n: v for (n, c), v in state.items() if c == "kube-apiserver" and v}
+        kubelets = {n: v for (n, c), v in state.items() if c == "kubelet" and v}
+        if not apis or not kubelets:
+            continue
+        evaluated = True
+        oldest, newest = min(apis.values()), max(apis.values())
+        for node, kv in kubelets.items():
+            problems = []
+            if kv > oldest:
+                problems.append(("kubelet newer than oldest apiserver", f"kubelet {kv[0]}.{kv[1]} > apiserver {oldest[0]}.{oldest[1]}"))
+            if kv[0] == newest[0] and newest[1] - kv[1] > max_kubelet_lag:
+                problems.append((f"kubelet > {max_kubelet_lag} minors behind", f"kubelet {kv[0]}.{kv[1]}, apiserver {newest[0]}.{newest[1]}"))
+            for rule, detail in problems:
+                if (node, rule, detail) not in seen:
+                    seen.add((node, rule, detail))
+                    rows.append((s.at.strftime("%H:%M:%S"), node, rule, detail))
+    if not evaluated:
+        return CheckResult.not_applicable(name, "no sample had both a kubelet and a kube-apiserver version")
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} skew violation(s)", text_table(("time", "node", "rule", "detail"), rows))
+    return CheckResult.ok(name, "kubelets within the skew policy at every sample")
+
+
+def check_etcd_before_control_plane(samples: Iterable[VersionSample]) -> CheckResult:
+    """Every etcd member reaches its final version before any apiserver changes."""
+    name = "etcd upgraded before control plane"
+    samples = list(samples)
+    changes = change_times(samples)
+    etcd = [(t, n) for n, comps in changes.items() for c, t in comps.items() if c == "etcd"]
+    api = [(t, n) for n, comps in changes.items() for c, t in comps.items() if c == "kube-apiserver"]
+    if not etcd or not api:
+        return CheckResult.not_applicable(name, "etcd and the apiserver did not both change")
+    # The last etcd change, not the first: a node's etcd could move twice (3.4 -> 3.5 -> 3.5.x).
+    last_etcd = max(t for n, comps in _all_changes(samples, "etcd").items() for t in comps)
+    first_api, api_node = min(api)
+    if first_api < last_etcd:
+        return CheckResult.fail(name, f"apiserver on {api_node} changed at {_fmt(first_api)} while etcd was still"
+                                f" changing until {_fmt(last_etcd)}")
+    return CheckResult.ok(name, f"etcd done {_fmt(last_etcd)}, first apiserver change {_fmt(first_api)}")
+
+
+def _all_changes(samples: Iterable[VersionSample], component: str) -> dict[str, list[datetime]]:
+    """node -> every time `component`'s version differed from the previous sample."""
+    prev: dict[str, str | None] = {}
+    out: dict[str, list[datetime]] = {}
+    for s in sorted((s for s in samples if s.component == component), key=lambda s: s.at):
+        if s.node in prev and s.version != prev[s.node]:
+            out.setdefault(s.node, []).append(s.at)
+        prev[s.node] = s.version
+    return out

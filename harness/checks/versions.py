@@ -1,0 +1,178 @@
+"""Expected versus observed component versions, per node.
+
+The expectation: the target version for what the path upgrades, the baseline for the rest. A
+component-tagged run must leave the rest unchanged, so an untouched component the scenario does not
+pin is expected at the version the pre-upgrade record saw on that node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from harness.checks.result import VERSION_HEADERS, CheckResult, text_table
+from harness.errors import PlanError
+from harness.plan.versions import Version, same_version
+from harness.probes.facts import KubeFacts, PreUpgradeRecord
+from harness.scenario.model import Scenario
+
+# A host tool reported under its own name but versioned by another component's variable.
+OBSERVED_AS: dict[str, str] = {"etcdctl": "etcd", "etcdutl": "etcd", "calicoctl": "calico"}
+
+# Components each role must have. The lab installer puts containerd+runc on every node and etcd on etcd nodes.
+REQUIRED: dict[str, dict[str, tuple[str, ...]]] = {
+    "kubespray": {
+        "*": ("containerd", "runc"),
+        "etcd": ("etcd", "etcdctl"),
+        "control-plane": ("kubelet", "kubeadm", "kubectl", "crictl", "cni",
+                          "kube-apiserver", "kube-controller-manager", "kube-scheduler"),
+        "worker": ("kubelet", "kubeadm", "crictl", "cni"),
+    },
+    "lab": {"*": ("containerd", "runc"), "etcd": ("etcd", "etcdctl")},
+}
+# Checked only when present: etcdutl exists from etcd 3.5, calicoctl only with Calico, crictl on etcd-only hosts.
+OPTIONAL: tuple[str, ...] = ("etcdutl", "calicoctl", "crictl", "kubectl", "cni")
+ANY = "*"  # expected: present, whatever the version
+
+
+def components_for_roles(roles: Iterable[str], installer: str = "kubespray") -> tuple[str, ...]:
+    table = REQUIRED[installer]
+    out = list(table["*"])
+    for r in roles:
+        out += [c for c in table.get(r, ()) if c not in out]
+    return tuple(out)
+
+
+def expected_versions_per_node(
+    nodes: Mapping[str, Iterable[str]],
+    versions: Mapping[str, str],
+    installer: str = "kubespray",
+    pre: PreUpgradeRecord | None = None,
+    upgraded: Iterable[str] | None = None,
+) -> dict[str, dict[str, str]]:
+    """node -> component -> expected version.
+
+    `nodes` maps node -> roles; `versions` maps component -> version (a scenario's
+    `expected_versions()` or a verify file). Components the run must not touch (`upgraded` given and
+    the component not in it) that `versions` does not pin are expected at their pre-upgrade version.
+    """
+    moved = set(upgraded) if upgraded is not None else None
+    out: dict[str, dict[str, str]] = {}
+    for node, roles in nodes.items():
+        roles = tuple(roles)
+        wanted = list(components_for_roles(roles, installer))
+        # Optional tools are checked when they were there before the run, or when pinned.
+        seen_before = pre.versions.get(node, {}) if pre else {}
+        wanted += [c for c in OPTIONAL if c not in wanted and seen_before.get(c)]
+        per: dict[str, str] = {}
+        for comp in wanted:
+            key = OBSERVED_AS.get(comp, comp)
+            if key in versions:
+                per[comp] = versions[key]
+            elif moved is not None and key not in moved and seen_before.get(comp):
+                per[comp] = str(seen_before[comp])
+            elif comp not in OPTIONAL or comp in components_for_roles(roles, installer):
+                per[comp] = ANY  # required but unpinned: it must at least be there
+        out[node] = per
+    return out
+
+
+def expected_for_scenario(
+    scenario: Scenario, nodes: Mapping[str, Iterable[str]], pre: PreUpgradeRecord | None = None,
+    resolved: Mapping[str, str] | None = None,
+) -> dict[str, dict[str, str]]:
+    """The scenario's expectation per node. `resolved`: versions the installer resolved from the
+    target ref's defaults for upgraded components the scenario does not pin."""
+    versions = dict(scenario.expected_versions())
+    upgraded = scenario.upgraded_components()
+    for comp, v in (resolved or {}).items():
+        if comp in upgraded:
+            versions.setdefault(comp, v)
+    return expected_versions_per_node(nodes, versions, scenario.installer, pre, upgraded)
+
+
+def observed_from_kube(facts: KubeFacts, static_pod_tags: Mapping[str, Mapping[str, str | None]] | None = None,
+                       ) -> dict[str, dict[str, str | None]]:
+    """What the API says per node: its own apiserver's version, kubelet and kube-proxy from nodeInfo.
+
+    kube-proxy is only reported when nodeInfo carries it (it is deprecated and empty on new kubelets)."""
+    out: dict[str, dict[str, str | None]] = {}
+    for node, v in facts.apiserver_versions.items():
+        out.setdefault(node, {})["kube-apiserver"] = v
+    for n in facts.nodes:
+        per = out.setdefault(n.name, {})
+        per["kubelet"] = n.kubelet_version
+        if n.kube_proxy_version:
+            per["kube-proxy"] = n.kube_proxy_version
+    for node, tags in (static_pod_tags or {}).items():
+        out.setdefault(node, {}).update({k: v for k, v in tags.items() if k != "kube-apiserver" or v})
+    return out
+
+
+def versions_match(expected: str, observed: str) -> bool:
+    try:
+        return same_version(expected, observed)
+    except PlanError:
+        return expected.strip() == observed.strip()
+
+
+def check_versions(
+    observed: Mapping[str, Mapping[str, str | None]],
+    expected: Mapping[str, Mapping[str, str]],
+    name: str = "versions",
+) -> CheckResult:
+    """Every expected (node, component) is present at its expected version; `v3.5.16` == `3.5.16`."""
+    rows: list[tuple[str, str, str, str]] = []
+    total = 0
+    for node in sorted(expected):
+        seen = observed.get(node)
+        for comp, want in sorted(expected[node].items()):
+            total += 1
+            if seen is None:
+                rows.append((node, comp, want, "node not probed"))
+                continue
+            got = seen.get(comp)
+            if got is None:
+                if want == ANY and comp not in seen:
+                    total -= 1  # nothing pinned and nothing probed: no claim either way
+                    continue
+                rows.append((node, comp, want, "absent" if comp in seen else "not observed"))
+            elif want != ANY and not versions_match(want, got):
+                rows.append((node, comp, want, got))
+    if total == 0:
+        return CheckResult.not_applicable(name, "no component has an expected version")
+    if not rows:
+        return CheckResult.ok(name, f"{total} component versions as expected on {len(expected)} node(s)")
+    return CheckResult.fail(
+        name,
+        f"{len(rows)} of {total} component versions differ from expected",
+        text_table(VERSION_HEADERS, rows),
+        rows,
+    )
+
+
+def check_unchanged(
+    before: Mapping[str, Mapping[str, str | None]],
+    after: Mapping[str, Mapping[str, str | None]],
+    untouched: Iterable[str],
+    name: str = "untouched components unchanged",
+) -> CheckResult:
+    """A component-tagged run must not move components outside its tags."""
+    keep = set(untouched)
+    rows: list[tuple[str, str, str, str]] = []
+    for node, comps in sorted(before.items()):
+        for comp, old in sorted(comps.items()):
+            if OBSERVED_AS.get(comp, comp) not in keep or old is None:
+                continue
+            new = after.get(node, {}).get(comp)
+            if new is None or not versions_match(old, new):
+                rows.append((node, comp, old, new or "absent"))
+    if not keep:
+        return CheckResult.not_applicable(name, "the path upgrades every component")
+    if not rows:
+        return CheckResult.ok(name, f"{', '.join(sorted(keep))} unchanged")
+    return CheckResult.fail(name, f"{len(rows)} component(s) the run should not touch changed",
+                            text_table(VERSION_HEADERS, rows), rows)
+
+
+def minor_line(version: str) -> tuple[int, int]:
+    return Version.parse(version).minor_line

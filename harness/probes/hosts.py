@@ -1,0 +1,478 @@
+"""Host facts over pytest-testinfra: tool versions, systemd units, certificates, etcd health.
+
+Each node gets one shell script per probe (not one ssh round trip per tool): under TCG a command
+costs about a second. The scripts print `@@section NAME` blocks that pure functions parse; those
+parsers are what the unit tests exercise on real output.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shlex
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from harness.cluster.base import Cluster, Node
+from harness.probes.facts import CertExpiry, EtcdEndpointHealth, EtcdFacts, EtcdMember, HostFacts, UnitState
+
+# Kubespray installs into /usr/local/bin and CNI plugins into /opt/cni/bin; sudo's secure_path may lack them.
+PATH_PREFIX = 'export PATH="/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"; export ETCDCTL_API=3'
+
+
+# -- version parsers (pure) -----------------------------------------------------
+
+_SEMVER = r"v?\d+\.\d+(?:\.\d+)?(?:-[0-9A-Za-z.-]+)?"
+
+
+def _clean(version: str) -> str:
+    """Drop Debian packaging suffixes: `1.6.20~ds1` and `1.1.5+ds1` are upstream 1.6.20 and 1.1.5."""
+    return re.split(r"[~+]", version, maxsplit=1)[0]
+
+
+def _first(pattern: str, text: str) -> str | None:
+    m = re.search(pattern, text, re.MULTILINE)
+    return _clean(m.group(1)) if m else None
+
+
+def parse_etcd_version(text: str) -> str | None:
+    """`etcd --version`: `etcd Version: 3.5.16`."""
+    return _first(rf"^etcd Version:\s*({_SEMVER})", text)
+
+
+def parse_etcdctl_version(text: str) -> str | None:
+    """`etcdctl version`: `etcdctl version: 3.5.16`."""
+    return _first(rf"^etcdctl version:\s*({_SEMVER})", text)
+
+
+def parse_etcdutl_version(text: str) -> str | None:
+    """`etcdutl version`: `etcdutl version: 3.5.16`."""
+    return _first(rf"^etcdutl version:\s*({_SEMVER})", text)
+
+
+def parse_containerd_version(text: str) -> str | None:
+    """Upstream `containerd github.com/containerd/containerd v1.7.24 <sha>` (2.x: `.../containerd/v2 v2.0.0`);
+    Debian `containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3`."""
+    return _first(rf"^containerd\s+\S+\s+({_SEMVER}(?:[~+]\S*)?)", text)
+
+
+def parse_runc_version(text: str) -> str | None:
+    """`runc --version` first line: `runc version 1.1.15` (Debian: `runc version 1.1.5+ds1`)."""
+    return _first(rf"^runc version\s+({_SEMVER}(?:[~+]\S*)?)", text)
+
+
+def parse_kubelet_version(text: str) -> str | None:
+    """`kubelet --version`: `Kubernetes v1.31.4`."""
+    return _first(rf"^Kubernetes\s+({_SEMVER})", text)
+
+
+def parse_kubeadm_version(text: str) -> str | None:
+    """`kubeadm version -o short`: `v1.31.4`."""
+    return _first(rf"^({_SEMVER})\s*$", text)
+
+
+def parse_kubectl_version(text: str) -> str | None:
+    """`kubectl version --client -o json`: clientVersion.gitVersion."""
+    try:
+        data = json.loads(text[text.index("{") :])
+        return _clean(str(data["clientVersion"]["gitVersion"]))
+    except (ValueError, KeyError, TypeError):
+        return _first(rf"^Client Version:\s*({_SEMVER})", text)
+
+
+def parse_crictl_version(text: str) -> str | None:
+    """`crictl --version`: `crictl version v1.31.1`."""
+    return _first(rf"^crictl version\s+({_SEMVER})", text)
+
+
+def parse_calicoctl_version(text: str) -> str | None:
+    """`calicoctl version`: `Client Version:    v3.28.1` (the cluster part may fail; the client line is enough)."""
+    return _first(rf"^Client Version:\s*({_SEMVER})", text)
+
+
+def parse_cni_version(text: str) -> str | None:
+    """A CNI plugin run bare prints `CNI loopback plugin v1.4.0`; Debian's build says `version unknown`,
+    so the script adds `dpkg <package version>` for containernetworking-plugins."""
+    v = _first(rf"^CNI \S+ plugin\s+({_SEMVER})", text)
+    return v or _first(rf"^dpkg\s+(?:\d+:)?({_SEMVER}(?:[~+]\S*)?)", text)
+
+
+@dataclass(frozen=True)
+class Tool:
+    component: str
+    binary: str
+    argv: str
+    parse: Callable[[str], str | None]
+
+
+TOOLS: tuple[Tool, ...] = (
+    Tool("kubelet", "kubelet", "kubelet --version", parse_kubelet_version),
+    Tool("kubeadm", "kubeadm", "kubeadm version -o short", parse_kubeadm_version),
+    Tool("kubectl", "kubectl", "kubectl version --client -o json", parse_kubectl_version),
+    Tool("containerd", "containerd", "containerd --version", parse_containerd_version),
+    Tool("runc", "runc", "runc --version", parse_runc_version),
+    Tool("crictl", "crictl", "crictl --version", parse_crictl_version),
+    Tool("etcd", "etcd", "etcd --version", parse_etcd_version),
+    Tool("etcdctl", "etcdctl", "etcdctl version", parse_etcdctl_version),
+    Tool("etcdutl", "etcdutl", "etcdutl version", parse_etcdutl_version),
+    Tool("calicoctl", "calicoctl", "calicoctl version", parse_calicoctl_version),
+)
+
+CNI_DIRS: tuple[str, ...] = ("/opt/cni/bin", "/usr/lib/cni")
+
+
+def versions_script(tools: Sequence[Tool] = TOOLS, cni_dirs: Sequence[str] = CNI_DIRS) -> str:
+    """One script printing each tool's version in its own section; rc `absent` when it is not installed."""
+    parts = [PATH_PREFIX]
+    for t in tools:
+        b = shlex.quote(t.binary)
+        parts.append(
+            f"echo '@@section {t.component}'; if command -v {b} >/dev/null 2>&1; then "
+            f"timeout 20 {t.argv} 2>&1; echo \"@@rc $?\"; else echo '@@rc absent'; fi"
+        )
+    cni = " ".join(shlex.quote(d) for d in cni_dirs)
+    parts.append(
+        "echo '@@section cni'; found=; for d in " + cni + "; do if [ -x \"$d/loopback\" ]; then found=1; "
+        "\"$d/loopback\" 2>&1; "
+        "dpkg-query -W -f='dpkg ${Version}\\n' containernetworking-plugins 2>/dev/null; break; fi; done; "
+        "if [ -n \"$found\" ]; then echo '@@rc 0'; else echo '@@rc absent'; fi"
+    )
+    return "\n".join(parts)
+
+
+def split_sections(text: str) -> dict[str, tuple[str, str]]:
+    """`@@section NAME` ... `@@rc X` blocks -> NAME -> (rc text, output)."""
+    out: dict[str, tuple[str, str]] = {}
+    name: str | None = None
+    body: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("@@section "):
+            name, body = line.split(" ", 1)[1].strip(), []
+        elif line.startswith("@@rc ") and name is not None:
+            out[name] = (line.split(" ", 1)[1].strip(), "\n".join(body))
+            name = None
+        elif name is not None:
+            body.append(line)
+    return out
+
+
+def parse_versions(text: str, tools: Sequence[Tool] = TOOLS) -> tuple[dict[str, str | None], dict[str, str]]:
+    """The versions script's output -> (component -> version or None when absent, component -> error)."""
+    sections = split_sections(text)
+    parsers: dict[str, Callable[[str], str | None]] = {t.component: t.parse for t in tools}
+    parsers["cni"] = parse_cni_version
+    versions: dict[str, str | None] = {}
+    errors: dict[str, str] = {}
+    for comp, parse in parsers.items():
+        if comp not in sections:
+            errors[comp] = "the probe printed nothing for it (script interrupted?)"
+            continue
+        rc, body = sections[comp]
+        if rc == "absent":
+            versions[comp] = None
+            continue
+        v = parse(body)
+        if v is None:
+            # Installed but unreadable: not "absent", so a check can tell the two apart.
+            errors[comp] = f"unrecognised version output (rc={rc}): {body.strip()[:200]!r}"
+            first = (body.strip().splitlines() or [f"rc={rc}"])[0][:60]
+            v = f"unparsed: {first}"
+        versions[comp] = v
+    return versions, errors
+
+
+# -- certificates (pure) ------------------------------------------------------------
+
+# Kubespray: kubeadm's certs in /etc/kubernetes/ssl, etcd's in /etc/ssl/etcd/ssl (keys end in -key.pem).
+CERT_GLOBS: tuple[str, ...] = ("/etc/kubernetes/ssl/*.crt", "/etc/kubernetes/pki/*.crt", "/etc/ssl/etcd/ssl/*.pem")
+
+
+def certs_script(globs: Sequence[str] = CERT_GLOBS) -> str:
+    return (
+        "for f in " + " ".join(globs) + "; do case \"$f\" in *-key.pem|*.key) continue;; esac; "
+        "[ -f \"$f\" ] || continue; echo \"@@section $f\"; openssl x509 -enddate -noout -in \"$f\" 2>&1; "
+        "echo \"@@rc $?\"; done"
+    )
+
+
+def parse_enddate(text: str) -> datetime:
+    """`openssl x509 -enddate -noout`: `notAfter=Dec 25 11:52:49 2026 GMT` -> an aware UTC datetime."""
+    m = re.search(r"notAfter=(.+?)\s*$", text, re.MULTILINE)
+    if not m:
+        raise ValueError(f"no notAfter= line in {text.strip()[:200]!r}")
+    raw = re.sub(r"\s+", " ", m.group(1).strip())  # openssl pads single-digit days: "Jan  5"
+    return datetime.strptime(raw, "%b %d %H:%M:%S %Y GMT").replace(tzinfo=timezone.utc)
+
+
+def parse_certs(text: str) -> dict[str, CertExpiry]:
+    out: dict[str, CertExpiry] = {}
+    for path, (rc, body) in split_sections(text).items():
+        try:
+            if rc != "0":
+                raise ValueError(body.strip().splitlines()[-1] if body.strip() else f"openssl rc={rc}")
+            out[path] = CertExpiry(path, parse_enddate(body))
+        except ValueError as e:
+            out[path] = CertExpiry(path, None, str(e))
+    return out
+
+
+# -- etcd (pure) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EtcdTLS:
+    """Where a node's etcd client credentials live. Defaults follow Kubespray's /etc/ssl/etcd/ssl layout.
+
+    `{node}` in `cert`/`key` is the inventory host name. `cacert=None` talks plain HTTP (a lab etcd)."""
+
+    cacert: str | None = "/etc/ssl/etcd/ssl/ca.pem"
+    cert: str | None = "/etc/ssl/etcd/ssl/admin-{node}.pem"
+    key: str | None = "/etc/ssl/etcd/ssl/admin-{node}-key.pem"
+    endpoint: str = "https://{address}:2379"
+
+    def flags(self, node: str) -> str:
+        out = []
+        if self.cacert:
+            out.append(f"--cacert={shlex.quote(self.cacert)}")
+        if self.cert:
+            out.append(f"--cert={shlex.quote(self.cert.format(node=node))}")
+        if self.key:
+            out.append(f"--key={shlex.quote(self.key.format(node=node))}")
+        return " ".join(out)
+
+    def curl_flags(self, node: str) -> str:
+        out = []
+        if self.cacert:
+            out.append(f"--cacert {shlex.quote(self.cacert)}")
+        if self.cert:
+            out.append(f"--cert {shlex.quote(self.cert.format(node=node))}")
+        if self.key:
+            out.append(f"--key {shlex.quote(self.key.format(node=node))}")
+        return " ".join(out)
+
+    def url(self, address: str) -> str:
+        return self.endpoint.format(address=address)
+
+
+def etcd_script(node: str, address: str, tls: EtcdTLS, keys: Iterable[str] = ()) -> str:
+    ep = shlex.quote(tls.url(address))
+    ctl = f"etcdctl --endpoints={ep} {tls.flags(node)} --dial-timeout=5s --command-timeout=10s"
+    sections = {
+        "health": f"{ctl} endpoint health --cluster -w json",
+        "members": f"{ctl} member list -w json",
+        "status": f"{ctl} endpoint status --cluster -w json",
+        "version": f"curl -sS --max-time 10 {tls.curl_flags(node)} {shlex.quote(tls.url(address) + '/version')}",
+    }
+    for i, key in enumerate(keys):
+        sections[f"key{i}"] = f"{ctl} get {shlex.quote(key)} -w json"
+    parts = [PATH_PREFIX]
+    for name, cmd in sections.items():
+        # etcdctl logs warnings as JSON lines on stderr; keep stderr apart so stdout stays parseable.
+        parts.append(f"echo '@@section {name}'; {cmd} 2>/tmp/.harness-etcd.err; rc=$?; "
+                     f"[ $rc = 0 ] || tail -n 3 /tmp/.harness-etcd.err; echo \"@@rc $rc\"")
+    parts.append("rm -f /tmp/.harness-etcd.err")
+    return "\n".join(parts)
+
+
+def _json_prefix(text: str) -> Any:
+    """The first JSON value in text (etcdctl may append error lines after it)."""
+    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+    if start < 0:
+        raise ValueError(f"no JSON in {text.strip()[:200]!r}")
+    value, _end = json.JSONDecoder().raw_decode(text[start:])
+    return value
+
+
+def parse_etcd_health(text: str) -> list[EtcdEndpointHealth]:
+    """`endpoint health -w json`: `[{"endpoint":..., "health":true, "took":...}, {..., "error":"..."}]`."""
+    data = _json_prefix(text)
+    return [EtcdEndpointHealth(str(d["endpoint"]), bool(d.get("health")), d.get("error")) for d in data]
+
+
+def parse_etcd_members(text: str) -> list[EtcdMember]:
+    """`member list -w json`: IDs are decimal uint64 there; etcdctl's tables print them in hex."""
+    data = _json_prefix(text)
+    return [
+        EtcdMember(
+            format(int(m["ID"]), "x"),
+            str(m.get("name", "")),  # empty for a member added but not yet started
+            tuple(m.get("peerURLs", ())),
+            tuple(m.get("clientURLs", ())),
+        )
+        for m in data.get("members", [])
+    ]
+
+
+def parse_etcd_status(text: str) -> dict[str, str]:
+    """`endpoint status -w json` -> endpoint -> server version."""
+    return {str(d["Endpoint"]): str(d["Status"]["version"]) for d in _json_prefix(text)}
+
+
+def parse_etcd_version_endpoint(text: str) -> tuple[str, str]:
+    """`/version`: `{"etcdserver":"3.5.16","etcdcluster":"3.5.0"}` -> (server, cluster)."""
+    data = _json_prefix(text)
+    return str(data["etcdserver"]), str(data["etcdcluster"])
+
+
+def parse_etcd_get(text: str) -> str | None:
+    """`etcdctl get KEY -w json`: the value (base64 in JSON) or None when the key is missing."""
+    kvs = _json_prefix(text).get("kvs") or []
+    return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+
+
+def parse_etcd_facts(node: str, text: str, keys: Sequence[str] = ()) -> tuple[EtcdFacts, dict[str, str | None]]:
+    sections = split_sections(text)
+    errors: dict[str, str] = {}
+
+    def section(name: str, parse: Callable[[str], Any]) -> Any:
+        rc, body = sections.get(name, ("missing", ""))
+        try:
+            return parse(body)
+        except (ValueError, KeyError, TypeError) as e:
+            errors[name] = f"rc={rc}: {e}: {body.strip()[-300:]}"
+            return None
+
+    # `endpoint health` exits 1 when any member is unhealthy yet still prints every endpoint.
+    health = section("health", parse_etcd_health) or []
+    members = section("members", parse_etcd_members) or []
+    status = section("status", parse_etcd_status) or {}
+    version = section("version", parse_etcd_version_endpoint)
+    values: dict[str, str | None] = {}
+    for i, key in enumerate(keys):
+        rc, body = sections.get(f"key{i}", ("missing", ""))
+        try:
+            values[key] = parse_etcd_get(body)
+        except (ValueError, KeyError, TypeError) as e:
+            errors[f"key {key}"] = f"rc={rc}: {e}"
+            values[key] = None
+    facts = EtcdFacts(
+        queried_from=node,
+        health=tuple(health),
+        members=tuple(members),
+        member_versions=status,
+        cluster_version=version[1] if version else None,
+        errors=errors,
+    )
+    return facts, values
+
+
+# -- collection over testinfra ------------------------------------------------------------
+
+
+class _TestinfraHost(Protocol):
+    def run(self, command: str, *args: Any, **kwargs: Any) -> Any: ...
+
+    def service(self, name: str) -> Any: ...
+
+
+# systemd units each role runs under Kubespray (and the lab installer: containerd everywhere, etcd on etcd nodes).
+UNITS_BY_ROLE: dict[str, tuple[str, ...]] = {
+    "etcd": ("etcd",),
+    "control-plane": ("kubelet",),
+    "worker": ("kubelet",),
+}
+UNITS_EVERYWHERE: tuple[str, ...] = ("containerd",)
+
+
+def units_for(roles: Iterable[str], installer: str = "kubespray") -> tuple[str, ...]:
+    names = list(UNITS_EVERYWHERE)
+    for r in roles:
+        for u in UNITS_BY_ROLE.get(r, ()):
+            if u == "kubelet" and installer == "lab":
+                continue  # the lab installs no Kubernetes
+            if u not in names:
+                names.append(u)
+    return tuple(names)
+
+
+class HostProbe:
+    """Collects host facts for one cluster, holding one testinfra host per node (connections reused)."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        tls: EtcdTLS | None = None,
+        cert_globs: Sequence[str] = CERT_GLOBS,
+        installer: str = "kubespray",
+        host_factory: Callable[[str], _TestinfraHost] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.tls = tls or EtcdTLS()
+        self.cert_globs = tuple(cert_globs)
+        self.installer = installer
+        self._factory = host_factory or cluster.testinfra_host
+        self._hosts: dict[str, _TestinfraHost] = {}
+
+    def host(self, node: str) -> _TestinfraHost:
+        if node not in self._hosts:
+            self._hosts[node] = self._factory(node)
+        return self._hosts[node]
+
+    def _script(self, node: str, script: str) -> str:
+        res = self.host(node).run("sh -c " + shlex.quote(script))
+        return str(res.stdout)
+
+    def versions(self, node: str) -> tuple[dict[str, str | None], dict[str, str]]:
+        return parse_versions(self._script(node, versions_script()))
+
+    def units(self, node: Node) -> dict[str, UnitState]:
+        out: dict[str, UnitState] = {}
+        for name in units_for(node.roles, self.installer):
+            svc = self.host(node.name).service(name)
+            exists = bool(svc.exists)
+            out[name] = UnitState(name, exists, bool(svc.is_running) if exists else False,
+                                  bool(svc.is_enabled) if exists else False)
+        return out
+
+    def certs(self, node: str) -> dict[str, CertExpiry]:
+        return parse_certs(self._script(node, certs_script(self.cert_globs)))
+
+    def host_facts(self, node: Node) -> HostFacts:
+        versions, errors = self.versions(node.name)
+        return HostFacts(
+            node=node.name,
+            roles=tuple(node.roles),
+            versions=versions,
+            units=self.units(node),
+            certs=self.certs(node.name),
+            errors=errors,
+        )
+
+    def all_host_facts(self) -> list[HostFacts]:
+        return [self.host_facts(n) for n in self.cluster.nodes]
+
+    def etcd(self, node: Node | None = None, keys: Sequence[str] = ()) -> tuple[EtcdFacts, dict[str, str | None]]:
+        """etcd health, members, versions, read from one etcd node (the first by default) with its own certs."""
+        if node is None:
+            members = self.cluster.with_role("etcd")
+            if not members:
+                return EtcdFacts(queried_from="", errors={"etcd": "no node has the etcd role"}), {}
+            node = members[0]
+        text = self._script(node.name, etcd_script(node.name, node.address, self.tls, keys))
+        return parse_etcd_facts(node.name, text, keys)
+
+    def version_samples(self, components: Iterable[str] | None = None) -> list[tuple[str, str, str | None]]:
+        """(node, component, version) for every node now; the caller stamps the time."""
+        wanted = set(components) if components is not None else None
+        out: list[tuple[str, str, str | None]] = []
+        for n in self.cluster.nodes:
+            versions, _errors = self.versions(n.name)
+            out += [(n.name, c, v) for c, v in versions.items() if wanted is None or c in wanted]
+        return out
+
+
+def observed_versions(facts: Iterable[HostFacts]) -> dict[str, dict[str, str | None]]:
+    return {h.node: dict(h.versions) for h in facts}
+
+
+def merge_observed(*maps: Mapping[str, Mapping[str, str | None]]) -> dict[str, dict[str, str | None]]:
+    """Host and API observations of the same node side by side (API facts fill in kube-apiserver etc.)."""
+    out: dict[str, dict[str, str | None]] = {}
+    for m in maps:
+        for node, comps in m.items():
+            out.setdefault(node, {}).update(comps)
+    return out
