@@ -1,0 +1,738 @@
+"""An offline files repo in Kubespray's layout, built from real Debian packages.
+
+Kubespray downloads release files from `{{ files_repo }}/github.com/...` when offline
+(docs/operations/offline-environment.md). No GitHub release is reachable here, so this module
+repackages the Debian archive's builds of etcd, containerd and runc into the upstream release
+file names and layouts (etcd's `etcd-vX-linux-amd64/` tarball, containerd's `bin/` tarball,
+runc's bare `runc.amd64`), writes checksums in Kubespray's variable shape, and serves the tree
+over HTTP inside the lab's network namespace.
+
+Debian packages come through a private apt configuration (own sources, lists and cache under the
+harness cache), so the machine's apt sources are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from harness import proc
+from harness.errors import InstallerError, PrerequisiteError
+from harness.settings import cache_dir, state_dir
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+ARCH = "amd64"
+# Debian suites the private apt configuration names; LAB.md's table lists what each carries.
+SUITES: tuple[str, ...] = ("bookworm", "trixie", "sid")
+# The lab's guests run Debian bookworm: a binary needing a newer glibc cannot run there.
+GUEST_GLIBC = "2.36"
+FORMAT = 1  # bump when the repo's layout or manifest changes, so old caches get rebuilt
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    packages: tuple[str, ...]  # Debian binary packages holding the files
+    required: tuple[str, ...]  # binaries every release of the component ships
+    optional: tuple[str, ...] = ()  # binaries only some releases ship (etcdutl since 3.5)
+    checksum_var: str = ""  # Kubespray's checksum dict for this file ([arch][version])
+    url_var: str = ""  # Kubespray's download URL variable
+
+
+COMPONENTS: dict[str, Component] = {
+    "etcd": Component(
+        "etcd", ("etcd-server", "etcd-client"), ("etcd", "etcdctl"), ("etcdutl",),
+        "etcd_binary_checksums", "etcd_download_url",
+    ),
+    "containerd": Component(
+        "containerd", ("containerd",), ("containerd", "containerd-shim-runc-v2", "ctr"),
+        ("containerd-shim", "containerd-shim-runc-v1", "containerd-stress"),
+        "containerd_archive_checksums", "containerd_download_url",
+    ),
+    "runc": Component("runc", ("runc",), ("runc",), (), "runc_checksums", "runc_download_url"),
+}
+
+# What the lab can install by default: bookworm, trixie and sid builds (LAB.md). trixie's and
+# sid's runc ask for glibc 2.38 through one C23 symbol; relink_c23_symbols() maps it back.
+DEFAULT_VERSIONS: dict[str, tuple[str, ...]] = {
+    "etcd": ("3.4.23", "3.5.16", "3.5.30"),
+    "containerd": ("1.6.20", "1.7.24", "2.1.9"),
+    "runc": ("1.1.5", "1.1.15", "1.3.6"),
+}
+
+# Binaries inside a Debian package live in one of these.
+_BIN_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin")
+
+
+def url_path(component: str, version: str, arch: str = ARCH) -> str:
+    """The file's path under `files_repo`, exactly as Kubespray's *_download_url builds it.
+
+    roles/kubespray_defaults/defaults/main/download.yml, with `github_url: {{ files_repo }}/github.com`.
+    """
+    v = version.removeprefix("v")
+    if component == "etcd":
+        return f"github.com/etcd-io/etcd/releases/download/v{v}/etcd-v{v}-linux-{arch}.tar.gz"
+    if component == "containerd":
+        # containerd_static_binary is false by default: the dynamic tarball's name.
+        return f"github.com/containerd/containerd/releases/download/v{v}/containerd-{v}-linux-{arch}.tar.gz"
+    if component == "runc":
+        return f"github.com/opencontainers/runc/releases/download/v{v}/runc.{arch}"
+    raise InstallerError(f"the files repo has no component {component!r}; it has {', '.join(COMPONENTS)}")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    component: str
+    version: str
+    path: str  # relative to the repo root
+    sha256: str
+    size: int
+    debs: tuple[str, ...]  # the Debian package files it was made from
+    binaries: tuple[str, ...]
+    glibc: str | None  # newest GLIBC_ symbol version any binary needs
+    patched: tuple[str, ...] = ()  # symbol relinks applied (see relink_c23_symbols)
+
+
+@dataclass
+class FilesRepo:
+    """A built repo: its root directory and what it holds."""
+
+    root: Path
+    artifacts: dict[tuple[str, str], Artifact] = field(default_factory=dict)
+
+    MANIFEST = "manifest.json"
+    SUMS = "SHA256SUMS"
+    CHECKSUMS_VARS = "checksums.yml"
+
+    def has(self, component: str, version: str) -> bool:
+        a = self.artifacts.get((component, version))
+        return a is not None and (self.root / a.path).is_file()
+
+    def artifact(self, component: str, version: str) -> Artifact:
+        a = self.artifacts.get((component, version))
+        if a is None:
+            have = sorted(v for c, v in self.artifacts if c == component)
+            raise InstallerError(
+                f"the files repo at {self.root} has no {component} {version}"
+                f" (it has {', '.join(have) or 'none'}); build it with files_repo.build({{{component!r}: [{version!r}]}})"
+            )
+        return a
+
+    def path(self, component: str, version: str) -> Path:
+        return self.root / self.artifact(component, version).path
+
+    def versions(self, component: str) -> list[str]:
+        return sorted((v for c, v in self.artifacts if c == component), key=_vkey)
+
+    def checksum_vars(self, arch: str = ARCH) -> dict[str, dict[str, dict[str, str]]]:
+        """Kubespray's checksum dicts (`etcd_binary_checksums[arch][version]: sha256:...`)."""
+        out: dict[str, dict[str, dict[str, str]]] = {}
+        for (comp, ver), a in sorted(self.artifacts.items(), key=lambda kv: (kv[0][0], _vkey(kv[0][1])), reverse=True):
+            out.setdefault(COMPONENTS[comp].checksum_var, {arch: {}})[arch][ver] = f"sha256:{a.sha256}"
+        return out
+
+    def verify(self) -> list[str]:
+        """Re-hash every file; returns the paths whose content no longer matches (empty = good)."""
+        return [a.path for a in self.artifacts.values() if _sha256(self.root / a.path) != a.sha256]
+
+    @classmethod
+    def load(cls, root: Path) -> FilesRepo:
+        repo = cls(root)
+        m = root / cls.MANIFEST
+        if not m.is_file():
+            return repo
+        try:
+            data = json.loads(m.read_text())
+        except (OSError, ValueError):
+            return repo  # a torn manifest means rebuild, not crash
+        if data.get("format") != FORMAT:
+            return repo
+        for a in data.get("artifacts", []):
+            art = Artifact(**{**a, "debs": tuple(a["debs"]), "binaries": tuple(a["binaries"]),
+                               "patched": tuple(a.get("patched", ()))})
+            repo.artifacts[(art.component, art.version)] = art
+        return repo
+
+    def _write_indexes(self) -> None:
+        arts = sorted(self.artifacts.values(), key=lambda a: (a.component, _vkey(a.version)))
+        _atomic_write(
+            self.root / self.MANIFEST,
+            json.dumps({"format": FORMAT, "arch": ARCH, "artifacts": [asdict(a) for a in arts]}, indent=2) + "\n",
+        )
+        # `sha256sum -c SHA256SUMS` from the repo root checks every file.
+        _atomic_write(self.root / self.SUMS, "".join(f"{a.sha256}  {a.path}\n" for a in arts))
+        _atomic_write(
+            self.root / self.CHECKSUMS_VARS,
+            "# Kubespray-shaped checksum variables for this files repo (ansible-playbook -e @checksums.yml)\n"
+            + yaml.safe_dump(self.checksum_vars(), default_flow_style=False, sort_keys=True),
+        )
+
+
+def default_root() -> Path:
+    return cache_dir() / "files-repo"
+
+
+def build(
+    versions: Mapping[str, Iterable[str]] | None = None,
+    *,
+    root: Path | None = None,
+    mirror: str | None = None,
+    guest_glibc: str | None = GUEST_GLIBC,
+    progress: Progress | None = None,
+) -> FilesRepo:
+    """Make sure the repo holds `versions` (component -> versions); return it.
+
+    Cached: files already built are not rebuilt, so a second call costs a manifest read.
+    `guest_glibc` refuses binaries the lab's guests could not run (None skips the check).
+    """
+    wanted = _normalise(versions if versions is not None else DEFAULT_VERSIONS)
+    root = root or default_root()
+    root.mkdir(parents=True, exist_ok=True)
+    work = root.parent / f"{root.name}.work"
+    with _locked(root.parent / f"{root.name}.lock"):
+        repo = FilesRepo.load(root)
+        missing = [(c, v) for c, v in wanted if not repo.has(c, v)]
+        if not missing:
+            return repo
+        apt = _PrivateApt(work / "apt", mirror or debian_mirror())
+        overall = progress.add_task("files repo", total=len(missing) + 1) if progress else None
+
+        def step(desc: str) -> None:
+            if progress is not None and overall is not None:
+                progress.update(overall, description=f"files repo: {desc}")
+
+        step("apt-get update (private lists: " + " ".join(SUITES) + ")")
+        apt.update()
+        if progress is not None and overall is not None:
+            progress.advance(overall)
+        for comp, ver in missing:
+            step(f"{comp} {ver}")
+            art = _build_one(apt, repo.root, work, comp, ver, guest_glibc)
+            repo.artifacts[(comp, ver)] = art
+            repo._write_indexes()  # after each file, so an interrupted build keeps what it made
+            if progress is not None and overall is not None:
+                progress.advance(overall)
+        step("done")
+        return repo
+
+
+def _normalise(versions: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for comp, vers in versions.items():
+        comp = comp.removesuffix("_version")
+        if comp not in COMPONENTS:
+            raise InstallerError(f"the files repo cannot hold {comp!r}; it holds {', '.join(COMPONENTS)}")
+        if isinstance(vers, str):
+            vers = [vers]
+        for v in vers:
+            v = str(v).removeprefix("v")
+            if not re.fullmatch(r"\d+\.\d+\.\d+", v):
+                raise InstallerError(f"{comp} version {v!r} is not X.Y.Z")
+            if (comp, v) not in out:
+                out.append((comp, v))
+    return out
+
+
+def _build_one(apt: _PrivateApt, root: Path, work: Path, comp: str, ver: str, guest_glibc: str | None) -> Artifact:
+    spec = COMPONENTS[comp]
+    debs = [apt.download(pkg, ver, work / "debs") for pkg in spec.packages]
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        tree = Path(tmp) / "x"
+        for deb in debs:
+            proc.run(["dpkg-deb", "-x", str(deb), str(tree)])
+        found = _find_binaries(tree, spec.required + spec.optional)
+        absent = [b for b in spec.required if b not in found]
+        if absent:
+            raise InstallerError(
+                f"{comp} {ver}: Debian packages {', '.join(d.name for d in debs)} lack {', '.join(absent)}"
+            )
+        patched: list[str] = []
+        needs = max((_glibc_need(p) for p in found.values()), key=_glibc_key, default=None)
+        if guest_glibc and needs and _glibc_key(needs) > _glibc_key(guest_glibc):
+            for name, p in found.items():
+                if _glibc_key(_glibc_need(p)) > _glibc_key(guest_glibc):
+                    patched += [f"{name}: {r}" for r in relink_c23_symbols(p, guest_glibc)]
+            needs = max((_glibc_need(p) for p in found.values()), key=_glibc_key, default=None)
+            if needs and _glibc_key(needs) > _glibc_key(guest_glibc):
+                raise InstallerError(
+                    f"{comp} {ver} from Debian needs GLIBC_{needs} but the lab's guests have glibc {guest_glibc};"
+                    " pick a version from an older suite (LAB.md's table) or a newer guest"
+                )
+        rel = url_path(comp, ver)
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp_out = dest.with_name(dest.name + ".part")
+        if comp == "etcd":
+            # Upstream: etcd-vX-linux-amd64/{etcd,etcdctl,etcdutl}; Kubespray unpacks it as is.
+            _write_tgz(tmp_out, f"etcd-v{ver}-linux-{ARCH}", found)
+        elif comp == "containerd":
+            # Upstream: bin/...; Kubespray unpacks with --strip-components=1 into bin_dir.
+            _write_tgz(tmp_out, "bin", found)
+        else:
+            shutil.copyfile(found["runc"], tmp_out)
+            tmp_out.chmod(0o755)
+        os.replace(tmp_out, dest)
+    return Artifact(
+        component=comp,
+        version=ver,
+        path=rel,
+        sha256=_sha256(dest),
+        size=dest.stat().st_size,
+        debs=tuple(d.name for d in debs),
+        binaries=tuple(sorted(found)),
+        glibc=needs,
+        patched=tuple(patched),
+    )
+
+
+def _find_binaries(tree: Path, names: Iterable[str]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for name in names:
+        for d in _BIN_DIRS:
+            p = tree / d / name
+            if p.is_file() and not p.is_symlink():
+                found[name] = p
+                break
+    return found
+
+
+def _write_tgz(dest: Path, top: str, files: Mapping[str, Path]) -> None:
+    """A reproducible tarball: fixed owner and order, gzip without a timestamp, so rebuilds hash the same."""
+    mtime = max(int(p.stat().st_mtime) for p in files.values())
+    with open(dest, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+
+            def _norm(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+                ti.uid = ti.gid = 0
+                ti.uname = ti.gname = "root"
+                ti.mtime = mtime
+                return ti
+
+            d = tarfile.TarInfo(top)
+            d.type = tarfile.DIRTYPE
+            d.mode = 0o755
+            tar.addfile(_norm(d))
+            for name in sorted(files):
+                ti = tar.gettarinfo(str(files[name]), arcname=f"{top}/{name}")
+                ti.mode = 0o755
+                with open(files[name], "rb") as fh:
+                    tar.addfile(_norm(ti), fh)
+
+
+def _glibc_need(binary: Path) -> str | None:
+    """The newest GLIBC_x.y a binary's dynamic symbols ask for (LAB.md: objdump -T)."""
+    r = proc.run(["objdump", "-T", str(binary)], check=False)
+    found = re.findall(r"GLIBC_(\d+(?:\.\d+)+)", r.stdout)
+    return max(found, key=_glibc_key) if found else None
+
+
+# glibc 2.38 redirects strtol & co. to C23 variants when code is built with _GNU_SOURCE; they
+# differ only in also accepting "0b" prefixes. Debian trixie/sid's runc asks for just
+# __isoc23_strtol@GLIBC_2.38, which pins an otherwise bookworm-compatible binary to glibc 2.38.
+_C23_SYMBOLS: dict[str, str] = {
+    "__isoc23_strtol": "strtol",
+    "__isoc23_strtoul": "strtoul",
+    "__isoc23_strtoll": "strtoll",
+    "__isoc23_strtoull": "strtoull",
+}
+_OLD_VERSION = "GLIBC_2.2.5"  # the x86_64 base version every one of those symbols also has
+
+
+def _elf_hash(name: bytes) -> int:
+    h = 0
+    for c in name:
+        h = ((h << 4) + c) & 0xFFFFFFFF
+        g = h & 0xF0000000
+        if g:
+            h ^= g >> 24
+        h &= ~g & 0xFFFFFFFF
+    return h
+
+
+def relink_c23_symbols(binary: Path, guest_glibc: str) -> list[str]:
+    """Point a binary's glibc-2.38 C23 `strto*` imports back at the base `strto*` symbols.
+
+    Edits .dynstr and .gnu.version_r in place: the symbol names shrink to the old names and the
+    GLIBC_2.38 version requirement becomes GLIBC_2.2.5. Refuses (returns []) when anything but
+    those symbols needs the newer version, so no other behaviour changes. ELF64 little-endian only.
+    """
+    import struct
+
+    data = bytearray(binary.read_bytes())
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return []
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    by_type: dict[int, tuple[int, ...]] = {}
+    for sh in sections:
+        by_type.setdefault(sh[1], sh)
+    dynsym, versym, verneed = by_type.get(11), by_type.get(0x6FFFFFFF), by_type.get(0x6FFFFFFE)
+    if not (dynsym and versym and verneed):
+        return []
+    dynstr = sections[dynsym[6]]
+    str_off, str_size = dynstr[4], dynstr[5]
+
+    def cstr(off: int) -> bytes:
+        start = str_off + off
+        return bytes(data[start : data.index(0, start)])
+
+    base_name = data.find(_OLD_VERSION.encode() + b"\0", str_off, str_off + str_size)
+    if base_name < 0:
+        return []
+    # Find the vernaux entries asking for versions newer than the guest has.
+    newer: dict[int, int] = {}  # vna_other -> file offset of the vernaux
+    off = verneed[4]
+    for _ in range(verneed[7]):
+        _ver, cnt, _file, aux, nxt = struct.unpack_from("<HHIII", data, off)
+        a = off + aux
+        for _ in range(cnt):
+            _h, _flags, other, name, anext = struct.unpack_from("<IHHII", data, a)
+            m = re.fullmatch(rb"GLIBC_(\d+(?:\.\d+)+)", cstr(name))
+            if m and _glibc_key(m.group(1).decode()) > _glibc_key(guest_glibc):
+                newer[other] = a
+            a += anext
+        off += nxt
+        if not nxt:
+            break
+    if not newer:
+        return []
+    # Every symbol on those versions must be one we know how to map back.
+    renames: list[tuple[int, str, str]] = []
+    nsyms = dynsym[5] // 24
+    for i in range(nsyms):
+        ver = struct.unpack_from("<H", data, versym[4] + 2 * i)[0] & 0x7FFF
+        if ver in newer:
+            st_name = struct.unpack_from("<I", data, dynsym[4] + 24 * i)[0]
+            name = cstr(st_name).decode()
+            if name not in _C23_SYMBOLS:
+                return []
+            renames.append((str_off + st_name, name, _C23_SYMBOLS[name]))
+    for pos, old, new in renames:
+        data[pos : pos + len(new) + 1] = new.encode() + b"\0"  # shorter: fits in place
+    for a in newer.values():
+        struct.pack_into("<I", data, a, _elf_hash(_OLD_VERSION.encode()))
+        struct.pack_into("<I", data, a + 8, base_name - str_off)
+    tmp = binary.with_name(binary.name + ".relink")
+    tmp.write_bytes(bytes(data))
+    tmp.chmod(binary.stat().st_mode)
+    os.replace(tmp, binary)
+    return [f"{old}@GLIBC_2.38 -> {new}@{_OLD_VERSION}" for _, old, new in renames]
+
+
+def _glibc_key(v: str | None) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".")) if v else ()
+
+
+def _vkey(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _locked(lockfile: Path) -> Iterator[None]:
+    # xdist workers may build at once: one builds, the others then find the files made.
+    lockfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(lockfile, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# -- the private apt configuration ------------------------------------------
+
+
+def debian_mirror(sources: Iterable[Path] | None = None) -> str:
+    """The Debian mirror the machine's own apt sources use (HARNESS_DEBIAN_MIRROR overrides)."""
+    env = os.environ.get("HARNESS_DEBIAN_MIRROR")
+    if env:
+        return env.rstrip("/")
+    paths = list(sources) if sources is not None else [
+        Path("/etc/apt/sources.list"),
+        *sorted(Path("/etc/apt/sources.list.d").glob("*.sources")),
+        *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
+    ]
+    codenames = {"buster", "bullseye", "bookworm", "trixie", "forky", "sid", "stable", "testing", "unstable"}
+    for p in paths:
+        try:
+            text = p.read_text()
+        except OSError:
+            continue
+        for uri, suites in _parse_sources(text, deb822=p.suffix == ".sources"):
+            # The main archive, not debian-security or a third-party repo.
+            if any(s in codenames for s in suites) and "security" not in uri:
+                return uri.rstrip("/")
+    raise PrerequisiteError(
+        "no Debian mirror found in /etc/apt/sources.list{,.d}; set HARNESS_DEBIAN_MIRROR=http://deb.debian.org/debian"
+    )
+
+
+def _parse_sources(text: str, *, deb822: bool) -> Iterator[tuple[str, list[str]]]:
+    if deb822:
+        for stanza in re.split(r"\n\s*\n", text):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if line.startswith("#") or ":" not in line or line[0].isspace():
+                    continue
+                k, _, v = line.partition(":")
+                fields[k.strip().lower()] = v.strip()
+            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
+                for uri in fields.get("uris", "").split():
+                    yield uri, fields.get("suites", "").split()
+    else:
+        for line in text.splitlines():
+            parts = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
+            if len(parts) >= 3 and parts[0] == "deb":
+                yield parts[1], [parts[2]]
+
+
+class _PrivateApt:
+    """apt-get/apt-cache with their own sources, lists and cache: the machine's apt is left alone."""
+
+    KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+    def __init__(self, base: Path, mirror: str) -> None:
+        self.base = base
+        self.mirror = mirror
+        for d in ("sources", "lists/partial", "cache/archives/partial"):
+            (base / d).mkdir(parents=True, exist_ok=True)
+        (base / "sources" / "lab.sources").write_text(
+            "Types: deb\n"
+            f"URIs: {mirror}\n"
+            f"Suites: {' '.join(SUITES)}\n"
+            "Components: main\n"
+            f"Architectures: {ARCH}\n"
+            f"Signed-By: {self.KEYRING}\n"
+        )
+
+    def _opts(self) -> list[str]:
+        b = self.base
+        return [
+            "-o", "Dir::Etc::sourcelist=/dev/null",
+            "-o", f"Dir::Etc::sourceparts={b / 'sources'}",
+            "-o", f"Dir::State::Lists={b / 'lists'}",
+            "-o", f"Dir::Cache={b / 'cache'}",
+            # Root's apt drops to _apt for fetching, which cannot write into the harness cache.
+            "-o", "APT::Sandbox::User=root",
+            "-o", "Acquire::Languages=none",
+            "-o", "Debug::NoLocking=true",
+        ]
+
+    def update(self) -> None:
+        for tool in ("apt-get", "apt-cache", "dpkg-deb", "objdump"):
+            if not shutil.which(tool):
+                raise PrerequisiteError(f"{tool} is needed to build the files repo (apt-get install apt dpkg binutils)")
+        lists = self.base / "lists"
+        fresh = [p for p in lists.glob("*_Packages*") if time.time() - p.stat().st_mtime < 6 * 3600]
+        if len(fresh) >= len(SUITES):
+            return  # lists younger than six hours: the suites' versions have not moved
+        try:
+            proc.run(["apt-get", *self._opts(), "update"], timeout=900)
+        except proc.CommandError as e:
+            raise InstallerError(f"apt-get update of {self.mirror} ({' '.join(SUITES)}) failed:\n{e}") from e
+
+    def package_version(self, package: str, upstream: str) -> str:
+        """The Debian version of `package` whose upstream part is `upstream` (3.5.16 -> 3.5.16-4)."""
+        r = proc.run(["apt-cache", *self._opts(), "madison", package], check=False)
+        have: list[str] = []
+        for line in r.stdout.splitlines():
+            cols = [c.strip() for c in line.split("|")]
+            if len(cols) >= 2 and cols[0] == package:
+                have.append(cols[1])
+                if _upstream(cols[1]) == upstream:
+                    return cols[1]
+        raise InstallerError(
+            f"no Debian {package} {upstream} in {' '.join(SUITES)} at {self.mirror}"
+            f" (available: {', '.join(have) or 'none'})"
+        )
+
+    def download(self, package: str, upstream: str, dest: Path) -> Path:
+        version = self.package_version(package, upstream)
+        dest.mkdir(parents=True, exist_ok=True)
+        name = f"{package}_{version.split(':')[-1]}_{ARCH}.deb"
+        if (dest / name).is_file():
+            return dest / name
+        try:
+            proc.run(["apt-get", *self._opts(), "download", f"{package}={version}"], cwd=str(dest), timeout=900)
+        except proc.CommandError as e:
+            raise InstallerError(f"apt-get download {package}={version} failed:\n{e}") from e
+        if not (dest / name).is_file():
+            # apt escapes some characters in file names: take whatever it wrote for this package.
+            cands = sorted(dest.glob(f"{package}_*{_upstream(version)}*_{ARCH}.deb"))
+            if not cands:
+                raise InstallerError(f"apt-get download {package}={version} wrote no .deb into {dest}")
+            return cands[-1]
+        return dest / name
+
+
+def _upstream(debian_version: str) -> str:
+    """3.4.23-4+b4 -> 3.4.23; 1:1.7.24~ds1-6 -> 1.7.24; 2.1.9+ds1-5 -> 2.1.9."""
+    v = debian_version.split(":", 1)[-1]
+    m = re.match(r"\d+(?:\.\d+)*", v)
+    return m.group(0) if m else v
+
+
+# -- serving the repo inside the lab's network namespace ---------------------
+
+
+@dataclass
+class FilesServer:
+    """`python -m http.server` over the repo, running inside a network namespace."""
+
+    root: Path
+    netns: str
+    address: str
+    port: int
+    log: Path
+    _popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen else None
+
+    def url(self, host: str | None = None) -> str:
+        """The `files_repo` value; `host` is the address guests reach (needed when bound to 0.0.0.0)."""
+        h = host or self.address
+        if h in ("0.0.0.0", "::"):
+            raise InstallerError("the server listens on every address; pass the address the guests reach it at")
+        return f"http://{h}:{self.port}"
+
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop the server and reap it; safe to call twice."""
+        p = self._popen
+        if p is None:
+            return
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=timeout)
+        self._popen = None
+
+    def __enter__(self) -> FilesServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _die_with_parent() -> None:
+    # If the harness dies without calling stop(), the kernel ends the server too (PR_SET_PDEATHSIG).
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def serve(
+    repo_dir: Path,
+    netns: str,
+    address: str = "0.0.0.0",
+    port: int = 8080,
+    *,
+    ready_timeout: float = 20,
+) -> FilesServer:
+    """Serve `repo_dir` over HTTP inside network namespace `netns`; returns once it answers.
+
+    Only inside the namespace: the lab's addresses never appear in the root namespace.
+    """
+    repo_dir = Path(repo_dir).resolve()
+    if not repo_dir.is_dir():
+        raise InstallerError(f"files repo {repo_dir} does not exist; build it first (files_repo.build())")
+    if os.geteuid() != 0:
+        raise PrerequisiteError("serving the files repo inside a network namespace needs root (ip netns exec)")
+    if proc.run(["ip", "netns", "exec", netns, "true"], check=False).rc != 0:
+        raise InstallerError(f"network namespace {netns!r} does not exist (ip netns list)")
+    log = state_dir() / f"files-server-{netns}-{port}.log"
+    argv = [
+        "ip", "netns", "exec", netns,
+        sys.executable, "-m", "http.server", "--bind", address, "--directory", str(repo_dir), str(port),
+    ]
+    # A long-running child: proc.run waits for exit, so this one process is started directly.
+    with open(log, "wb") as logfh:
+        popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=logfh, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+    server = FilesServer(repo_dir, netns, address, port, log, popen)
+    probe_host = "127.0.0.1" if address in ("0.0.0.0", "") else ("::1" if address == "::" else address)
+    probe = f"import socket; socket.create_connection(({probe_host!r}, {port}), 1).close()"
+    deadline = time.monotonic() + ready_timeout
+    while True:
+        if popen.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            server.stop()
+            raise InstallerError(
+                f"the files server in netns {netns} on {address}:{port} exited (rc={popen.returncode}):\n"
+                + "\n".join(tail)
+            )
+        if proc.run([sys.executable, "-c", probe], netns=netns, check=False, timeout=10).ok:
+            return server
+        if time.monotonic() > deadline:
+            server.stop()
+            raise InstallerError(f"the files server in netns {netns} did not answer on {address}:{port} within {ready_timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harness.installer.files_repo [--root DIR]`: build the default repo with a progress bar."""
+    import argparse
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--root", type=Path, default=None)
+    args = ap.parse_args(argv)
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as p:
+        repo = build(root=args.root, progress=p)
+    for (c, v), a in sorted(repo.artifacts.items()):
+        console.print(f"{c:11} {v:8} {a.path}  glibc>={a.glibc}")
+    console.print(f"root: {repo.root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
