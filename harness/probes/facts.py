@@ -181,6 +181,7 @@ class PodTokenFacts:
     review: TokenReviewResult
     owner_kind: str | None = None
     owner_name: str | None = None
+    read_error: str | None = None  # the token could not be read from the pod: unknown, not stale
 
     @property
     def key(self) -> str:

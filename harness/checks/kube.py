@@ -1,0 +1,205 @@
+"""Kubernetes API checks over `KubeFacts`: small functions, each one question about the cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from harness.checks.result import VERSION_HEADERS, CheckResult, text_table
+from harness.checks.versions import versions_match
+from harness.probes.facts import KubeFacts, PodFacts, PreUpgradeRecord
+from harness.probes.kube import STATIC_COMPONENTS, image_tag, pod_settled
+
+
+def check_apiserver_versions(facts: KubeFacts, control_plane: Iterable[str], expected: str) -> CheckResult:
+    """Each control-plane node's own apiserver (not the load balancer) serves the expected version."""
+    name = "apiserver version per control-plane node"
+    rows = []
+    nodes = sorted(control_plane)
+    for node in nodes:
+        got = facts.apiserver_versions.get(node)
+        if got is None:
+            err = facts.errors.get(f"apiserver {node}", "not asked")
+            rows.append((node, "kube-apiserver", expected, f"unreachable ({err})"))
+        elif not versions_match(expected, got):
+            rows.append((node, "kube-apiserver", expected, got))
+    if not nodes:
+        return CheckResult.not_applicable(name, "no control-plane node")
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} of {len(nodes)} apiserver(s) not at {expected}",
+                                text_table(VERSION_HEADERS, rows), rows)
+    return CheckResult.ok(name, f"{len(nodes)} apiserver(s) at {expected}")
+
+
+def check_nodes_ready(facts: KubeFacts, expected: Iterable[str]) -> CheckResult:
+    """Every inventory node is registered, Ready and schedulable (a node left cordoned is a half-done upgrade)."""
+    name = "nodes ready"
+    want = sorted(set(expected))
+    by_name = {n.name: n for n in facts.nodes}
+    rows = []
+    for node in want:
+        n = by_name.get(node)
+        if n is None:
+            rows.append((node, "not registered"))
+        elif not n.ready:
+            rows.append((node, "NotReady"))
+        elif n.unschedulable:
+            rows.append((node, "cordoned (spec.unschedulable)"))
+    extra = sorted(set(by_name) - set(want))
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} of {len(want)} node(s) not Ready and schedulable",
+                                text_table(("node", "state"), rows))
+    note = f" (also registered: {', '.join(extra)})" if extra else ""
+    return CheckResult.ok(name, f"{len(want)} node(s) Ready and schedulable{note}")
+
+
+def check_node_versions(facts: KubeFacts, kubelet: str | None, containerd: str | None = None) -> CheckResult:
+    """nodeInfo per node: kubeletVersion and the containerRuntimeVersion (`containerd://1.7.24`)."""
+    name = "node versions (nodeInfo)"
+    rows = []
+    checked = 0
+    for n in sorted(facts.nodes, key=lambda n: n.name):
+        if kubelet:
+            checked += 1
+            if not n.kubelet_version or not versions_match(kubelet, n.kubelet_version):
+                rows.append((n.name, "kubelet", kubelet, n.kubelet_version or "none"))
+        if containerd:
+            checked += 1
+            runtime, _, ver = (n.container_runtime_version or "").partition("://")
+            if runtime != "containerd" or not ver or not versions_match(containerd, ver):
+                rows.append((n.name, "containerd", containerd, n.container_runtime_version or "none"))
+    if not checked:
+        return CheckResult.not_applicable(name, "no node or no expected kubelet/containerd version")
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} node version(s) differ", text_table(VERSION_HEADERS, rows), rows)
+    return CheckResult.ok(name, f"{len(facts.nodes)} node(s) report the expected versions")
+
+
+def check_static_pods(facts: KubeFacts, control_plane: Iterable[str], expected: str) -> CheckResult:
+    """kube-apiserver/controller-manager/scheduler static pods on each control-plane node: Running, Ready, right image."""
+    name = "control-plane static pods"
+    by_name = {p.name: p for p in facts.pods if p.namespace == "kube-system"}
+    rows = []
+    nodes = sorted(control_plane)
+    for node in nodes:
+        for comp in STATIC_COMPONENTS:
+            pod = by_name.get(f"{comp}-{node}")
+            if pod is None:
+                rows.append((node, comp, expected, "no static pod"))
+                continue
+            tag = image_tag(pod.images[0]) if pod.images else None
+            if not tag or not versions_match(expected, tag):
+                rows.append((node, comp, expected, f"image {pod.images[0] if pod.images else 'none'}"))
+            elif not pod_settled(pod):
+                rows.append((node, comp, expected, f"{pod.phase}, ready={pod.ready} {' '.join(pod.waiting_reasons)}".strip()))
+    if not nodes:
+        return CheckResult.not_applicable(name, "no control-plane node")
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} static pod(s) wrong", text_table(VERSION_HEADERS, rows), rows)
+    return CheckResult.ok(name, f"{len(nodes) * len(STATIC_COMPONENTS)} static pods at {expected}, Running and Ready")
+
+
+def check_kube_proxy(facts: KubeFacts, kube_proxy_remove: bool) -> CheckResult:
+    """kube-proxy present unless the inventory removed it (kubespray#11227: re-deployed after removal)."""
+    name = "kube-proxy DaemonSet"
+    if kube_proxy_remove and facts.kube_proxy_daemonset:
+        return CheckResult.fail(name, "kube-proxy DaemonSet exists although the inventory sets kube_proxy_remove: true",
+                                "the upgrade re-deployed it (kubespray#11227); it now competes with the CNI's proxy")
+    if not kube_proxy_remove and not facts.kube_proxy_daemonset:
+        return CheckResult.fail(name, "kube-proxy DaemonSet is missing; the inventory expects it")
+    return CheckResult.ok(name, "absent, as the inventory asks" if kube_proxy_remove else "present")
+
+
+def check_coredns(facts: KubeFacts) -> CheckResult:
+    """Every Service port targets a port the CoreDNS containers expose (kubespray#10860), and it has endpoints."""
+    name = "CoreDNS service"
+    dns = facts.dns
+    if not dns.service_present or not dns.deployment_present:
+        missing = [k for k, present in (("Service", dns.service_present), ("Deployment", dns.deployment_present))
+                   if not present]
+        return CheckResult.fail(name, f"kube-system/coredns {' and '.join(missing)} missing")
+    problems = []
+    for sp in dns.service_ports:
+        if sp.target_port.isdigit():
+            match = [cp for cp in dns.container_ports if cp.container_port == int(sp.target_port)]
+        else:
+            match = [cp for cp in dns.container_ports if cp.name == sp.target_port]
+        if not any(cp.protocol == sp.protocol for cp in match):
+            exposed = ", ".join(f"{cp.name or '-'}={cp.container_port}/{cp.protocol}" for cp in dns.container_ports)
+            problems.append(f"port {sp.name or sp.port} {sp.port}/{sp.protocol} targets {sp.target_port},"
+                            f" which no CoreDNS container exposes (containers: {exposed or 'none'})")
+    if not dns.service_ports:
+        problems.append("the Service has no ports")
+    if dns.endpoint_ready_addresses == 0:
+        problems.append(f"Endpoints has no ready address ({dns.endpoint_not_ready_addresses} not ready)")
+    if dns.endpointslice_ready_addresses == 0:
+        problems.append("no EndpointSlice has a ready endpoint")
+    cports = {cp.container_port for cp in dns.container_ports}
+    stray = [p for p in (*dns.endpoint_ports, *dns.endpointslice_ports) if p not in cports]
+    if stray:
+        problems.append(f"endpoints point at port(s) {', '.join(map(str, sorted(set(stray))))} no container exposes")
+    if problems:
+        return CheckResult.fail(name, "DNS would be broken: " + problems[0], "\n".join(problems))
+    return CheckResult.ok(name, f"{len(dns.service_ports)} port(s) consistent, {dns.endpoint_ready_addresses} ready endpoint(s)")
+
+
+def _pod_problem(p: PodFacts) -> str | None:
+    if "CrashLoopBackOff" in p.waiting_reasons:
+        return "CrashLoopBackOff"
+    if pod_settled(p):
+        return None
+    why = " ".join(p.waiting_reasons)
+    return f"{p.phase or 'no phase'}, not ready{': ' + why if why else ''}"
+
+
+def check_pods_healthy(facts: KubeFacts, budget: float | None = None) -> CheckResult:
+    """Every pod Running and Ready (or Succeeded), none in CrashLoopBackOff, after the wait budget."""
+    name = "pods running and ready"
+    rows = [(p.key, p.node or "-", prob) for p in sorted(facts.pods, key=lambda p: p.key) if (prob := _pod_problem(p))]
+    waited = f" after {facts.pods_waited_seconds:.0f}s" + (f" (budget {budget:.0f}s)" if budget is not None else "")
+    if not facts.pods:
+        return CheckResult.fail(name, "no pod listed at all")
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} of {len(facts.pods)} pod(s) unhealthy{waited}",
+                                text_table(("pod", "node", "state"), rows))
+    return CheckResult.ok(name, f"{len(facts.pods)} pod(s) running and ready{waited}")
+
+
+def check_restarts(facts: KubeFacts, pre: PreUpgradeRecord, max_increase: int = 0) -> CheckResult:
+    """Pods that lived through the upgrade (same UID) did not restart more than `max_increase` times."""
+    name = "pod restarts since before the upgrade"
+    rows = []
+    survivors = 0
+    for p in facts.pods:
+        if p.uid not in pre.pod_restarts:
+            continue  # recreated pods start from zero; their health is check_pods_healthy's business
+        survivors += 1
+        before = pre.pod_restarts[p.uid]
+        if p.restarts - before > max_increase:
+            rows.append((p.key, str(before), str(p.restarts)))
+    if survivors == 0:
+        return CheckResult.not_applicable(name, "no pod survived from the pre-upgrade record")
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} pod(s) restarted during the upgrade",
+                                text_table(("pod", "restarts before", "restarts after"), sorted(rows)))
+    return CheckResult.ok(name, f"{survivors} surviving pod(s) without new restarts")
+
+
+def check_canaries(facts: KubeFacts, pre: PreUpgradeRecord) -> CheckResult:
+    """Canary Deployments still exist with the same UID (an upgrade must not recreate workloads) and are available."""
+    name = "canary deployments kept"
+    now = {d.key: d for d in facts.canaries}
+    rows = []
+    for key, uid in sorted(pre.canary_uids.items()):
+        d = now.get(key)
+        if d is None:
+            rows.append((key, "deleted"))
+        elif d.uid != uid:
+            rows.append((key, f"recreated (uid {uid} -> {d.uid})"))
+        elif d.ready_replicas < d.replicas:
+            rows.append((key, f"{d.ready_replicas}/{d.replicas} ready"))
+    if not pre.canary_uids:
+        return CheckResult.not_applicable(name, "no canary was recorded before the upgrade")
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} canary deployment(s) lost, recreated or unavailable",
+                                text_table(("deployment", "state"), rows))
+    return CheckResult.ok(name, f"{len(pre.canary_uids)} canary deployment(s) kept their UID and are available")

@@ -1,0 +1,353 @@
+"""Kubernetes API facts through the official client.
+
+The kubeconfig is the one the installer leaves (Kubespray: `<inventory>/artifacts/admin.conf` with
+`kubeconfig_localhost: true`). Each control-plane node's own apiserver is asked for its version
+through a client built for that node's address, because the load-balanced endpoint answers from
+one apiserver only and hides a node left on the old version.
+
+The `*_facts` functions turn client objects into facts and are pure; the `collect_*` ones call the API.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.cluster.base import Node
+from harness.probes.facts import (
+    ContainerPortFacts,
+    DeploymentFacts,
+    DnsFacts,
+    KubeFacts,
+    NodeFacts,
+    PodFacts,
+    ServicePortFacts,
+)
+
+DNS_NAMESPACE = "kube-system"
+DNS_NAME = "coredns"  # Kubespray's name for both the Service and the Deployment
+KUBE_PROXY = "kube-proxy"
+STATIC_COMPONENTS: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+APISERVER_PORT = 6443
+
+
+# -- clients ---------------------------------------------------------------------
+
+
+def load_config(kubeconfig: Path | str, context: str | None = None) -> Any:
+    """A client Configuration from a kubeconfig, without touching the client's process-wide default."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), context=context, client_configuration=cfg,
+                            persist_config=False)
+    return cfg
+
+
+def api_client(cfg: Any, server: str | None = None) -> Any:
+    """An ApiClient for `cfg`, pointed at `server` instead of the kubeconfig's endpoint when given."""
+    from kubernetes import client
+
+    c = copy.deepcopy(cfg)
+    if server:
+        c.host = server
+    return client.ApiClient(configuration=c)
+
+
+def node_server(address: str, port: int = APISERVER_PORT) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"https://{host}:{port}"
+
+
+def _api_error(e: Exception) -> str:
+    """An API error without its body: a TokenReview's body echoes the token it was given."""
+    status = getattr(e, "status", None)
+    reason = getattr(e, "reason", None)
+    if status is not None:
+        return f"HTTP {status} {reason or ''}".strip()
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+
+
+def apiserver_versions(
+    cfg: Any, control_plane: Sequence[Node], port: int = APISERVER_PORT, timeout: float = 10,
+    server_for: Callable[[Node], str] | None = None,
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """node -> gitVersion its own apiserver reports; unreachable nodes get None and an error."""
+    from kubernetes import client
+
+    versions: dict[str, str | None] = {}
+    errors: dict[str, str] = {}
+    for node in control_plane:
+        server = server_for(node) if server_for else node_server(node.address, port)
+        try:
+            with api_client(cfg, server) as api:
+                info = client.VersionApi(api).get_code(_request_timeout=timeout)
+            versions[node.name] = info.git_version
+        except Exception as e:  # any failure to answer is the fact we record
+            versions[node.name] = None
+            errors[f"apiserver {node.name}"] = f"{server}: {_api_error(e)}"
+    return versions, errors
+
+
+# -- pure conversions ------------------------------------------------------------------
+
+
+def _condition(conditions: Iterable[Any] | None, kind: str) -> bool:
+    return any(c.type == kind and c.status == "True" for c in conditions or ())
+
+
+def node_facts(node: Any) -> NodeFacts:
+    info = node.status.node_info if node.status else None
+    return NodeFacts(
+        name=node.metadata.name,
+        ready=_condition(node.status.conditions if node.status else None, "Ready"),
+        unschedulable=bool(node.spec.unschedulable) if node.spec else False,
+        kubelet_version=info.kubelet_version if info else None,
+        kube_proxy_version=(info.kube_proxy_version or None) if info else None,
+        container_runtime_version=info.container_runtime_version if info else None,
+    )
+
+
+def pod_facts(pod: Any) -> PodFacts:
+    st = pod.status
+    statuses = [*(st.init_container_statuses or []), *(st.container_statuses or [])] if st else []
+    waiting = tuple(
+        s.state.waiting.reason for s in statuses if s.state and s.state.waiting and s.state.waiting.reason
+    )
+    owner = next((o for o in pod.metadata.owner_references or () if o.controller), None)
+    return PodFacts(
+        namespace=pod.metadata.namespace,
+        name=pod.metadata.name,
+        uid=pod.metadata.uid,
+        node=pod.spec.node_name if pod.spec else None,
+        phase=st.phase if st else None,
+        ready=_condition(st.conditions if st else None, "Ready"),
+        restarts=sum(s.restart_count or 0 for s in (st.container_statuses or [])) if st else 0,
+        waiting_reasons=waiting,
+        owner_kind=owner.kind if owner else None,
+        owner_name=owner.name if owner else None,
+        images=tuple(c.image for c in pod.spec.containers) if pod.spec else (),
+    )
+
+
+def dns_facts(service: Any | None, deployment: Any | None, endpoints: Any | None, slices: Iterable[Any]) -> DnsFacts:
+    sports = tuple(
+        ServicePortFacts(p.name, p.port, str(p.target_port if p.target_port is not None else p.port), p.protocol or "TCP")
+        for p in (service.spec.ports or [] if service else [])
+    )
+    cports = tuple(
+        ContainerPortFacts(p.name, p.container_port, p.protocol or "TCP")
+        for c in (deployment.spec.template.spec.containers if deployment else [])
+        for p in c.ports or []
+    )
+    ready = not_ready = 0
+    ep_ports: set[int] = set()
+    for subset in (endpoints.subsets or [] if endpoints else []):
+        ready += len(subset.addresses or [])
+        not_ready += len(subset.not_ready_addresses or [])
+        ep_ports.update(p.port for p in subset.ports or [])
+    slice_ready = 0
+    slice_ports: set[int] = set()
+    for s in slices:
+        for e in s.endpoints or []:
+            # A nil `ready` means ready, per the EndpointSlice API.
+            if e.conditions is None or e.conditions.ready is None or e.conditions.ready:
+                slice_ready += 1
+        slice_ports.update(p.port for p in s.ports or [] if p.port is not None)
+    return DnsFacts(
+        service_present=service is not None,
+        deployment_present=deployment is not None,
+        service_ports=sports,
+        container_ports=cports,
+        endpoint_ready_addresses=ready,
+        endpoint_not_ready_addresses=not_ready,
+        endpoint_ports=tuple(sorted(ep_ports)),
+        endpointslice_ready_addresses=slice_ready,
+        endpointslice_ports=tuple(sorted(slice_ports)),
+    )
+
+
+def image_tag(image: str) -> str | None:
+    """`registry.k8s.io/kube-apiserver:v1.31.4` -> `v1.31.4`; a registry port is not a tag; digests dropped."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def static_pod_tags(pods: Iterable[PodFacts], nodes: Iterable[str]) -> dict[str, dict[str, str | None]]:
+    """control-plane node -> component -> image tag of its static pod (kube-system `<component>-<node>`)."""
+    by_name = {p.name: p for p in pods if p.namespace == "kube-system"}
+    out: dict[str, dict[str, str | None]] = {}
+    for node in nodes:
+        for comp in STATIC_COMPONENTS:
+            pod = by_name.get(f"{comp}-{node}")
+            if pod is not None:
+                out.setdefault(node, {})[comp] = image_tag(pod.images[0]) if pod.images else None
+    return out
+
+
+# -- collection ---------------------------------------------------------------------------
+
+
+def _not_found(e: Exception) -> bool:
+    return getattr(e, "status", None) == 404
+
+
+def collect_nodes(api: Any) -> list[NodeFacts]:
+    from kubernetes import client
+
+    return [node_facts(n) for n in client.CoreV1Api(api).list_node().items]
+
+
+def collect_pods(api: Any) -> list[PodFacts]:
+    from kubernetes import client
+
+    return [pod_facts(p) for p in client.CoreV1Api(api).list_pod_for_all_namespaces().items]
+
+
+def pod_settled(p: PodFacts) -> bool:
+    return p.phase == "Succeeded" or (p.phase == "Running" and p.ready)
+
+
+def wait_for_pods(
+    api: Any, budget: float, interval: float = 5.0,
+    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+) -> tuple[list[PodFacts], float]:
+    """List pods until every one is Running and Ready (or Succeeded) or the budget is spent.
+
+    Returns the last listing and the seconds waited; the check judges the listing."""
+    start = clock()
+    while True:
+        pods = collect_pods(api)
+        waited = clock() - start
+        if all(pod_settled(p) for p in pods) or waited >= budget:
+            return pods, waited
+        sleep(min(interval, max(0.0, budget - waited)))
+
+
+def collect_kube_proxy(api: Any, namespace: str = "kube-system") -> bool:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        client.AppsV1Api(api).read_namespaced_daemon_set(KUBE_PROXY, namespace)
+        return True
+    except ApiException as e:
+        if _not_found(e):
+            return False
+        raise
+
+
+def collect_dns(api: Any, namespace: str = DNS_NAMESPACE, name: str = DNS_NAME) -> DnsFacts:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+
+    def get(fn: Callable[..., Any]) -> Any:
+        try:
+            return fn(name, namespace)
+        except ApiException as e:
+            if _not_found(e):
+                return None
+            raise
+
+    slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={name}").items
+    return dns_facts(get(core.read_namespaced_service), get(apps.read_namespaced_deployment),
+                     get(core.read_namespaced_endpoints), slices)
+
+
+def collect_deployments(api: Any, keys: Iterable[str]) -> list[DeploymentFacts]:
+    """Canary Deployments by `namespace/name`; a missing one is simply absent from the list."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    apps = client.AppsV1Api(api)
+    out = []
+    for key in keys:
+        ns, name = key.split("/", 1)
+        try:
+            d = apps.read_namespaced_deployment(name, ns)
+        except ApiException as e:
+            if _not_found(e):
+                continue
+            raise
+        out.append(DeploymentFacts(ns, name, d.metadata.uid, d.status.ready_replicas or 0, d.spec.replicas or 0))
+    return out
+
+
+def collect_kube_facts(
+    cfg: Any,
+    control_plane: Sequence[Node],
+    canaries: Iterable[str] = (),
+    pods_budget: float = 0.0,
+    port: int = APISERVER_PORT,
+    server_for: Callable[[Node], str] | None = None,
+) -> KubeFacts:
+    """Everything the API checks read. `pods_budget`: seconds to wait for pods to settle first."""
+    versions, errors = apiserver_versions(cfg, control_plane, port, server_for=server_for)
+    with api_client(cfg) as api:
+        pods, waited = wait_for_pods(api, pods_budget)
+        return KubeFacts(
+            apiserver_versions=versions,
+            nodes=tuple(collect_nodes(api)),
+            pods=tuple(pods),
+            kube_proxy_daemonset=collect_kube_proxy(api),
+            dns=collect_dns(api),
+            canaries=tuple(collect_deployments(api, canaries)),
+            pods_waited_seconds=waited,
+            errors=errors,
+        )
+
+
+def read_configmaps(api: Any, keys: Iterable[str]) -> dict[str, dict[str, str] | None]:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api)
+    out: dict[str, dict[str, str] | None] = {}
+    for key in keys:
+        ns, name = key.split("/", 1)
+        try:
+            out[key] = dict(core.read_namespaced_config_map(name, ns).data or {})
+        except ApiException as e:
+            if not _not_found(e):
+                raise
+            out[key] = None
+    return out
+
+
+def read_secret_digests(api: Any, keys: Iterable[str]) -> dict[str, dict[str, str] | None]:
+    """Secret values as SHA-256 digests of the decoded bytes: the values never leave this function."""
+    import base64
+    import hashlib
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api)
+    out: dict[str, dict[str, str] | None] = {}
+    for key in keys:
+        ns, name = key.split("/", 1)
+        try:
+            data = core.read_namespaced_secret(name, ns).data or {}
+        except ApiException as e:
+            if not _not_found(e):
+                raise
+            out[key] = None
+            continue
+        out[key] = {k: hashlib.sha256(base64.b64decode(v)).hexdigest() for k, v in data.items()}
+    return out
+
+
+def pre_upgrade_snapshot(facts: KubeFacts) -> tuple[dict[str, int], dict[str, str], dict[str, str]]:
+    """(pod uid -> restarts, pod uid -> namespace/name, canary namespace/name -> uid) for a PreUpgradeRecord."""
+    return (
+        {p.uid: p.restarts for p in facts.pods},
+        {p.uid: p.key for p in facts.pods},
+        {d.key: d.uid for d in facts.canaries},
+    )
