@@ -181,3 +181,45 @@ def run_playbook(
         summary=summary,
         records=tuple(builder.records),
     )
+
+
+def run_stage(
+    stage: Any,
+    private_data_dir: Path,
+    inventory: Path,
+    *,
+    kubespray: Any | None = None,
+    timeout: float | None = None,
+    console: Any | None = None,
+    task_tags: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+) -> RunResult:
+    """Run a `paths.Stage`: Kubespray stages in the ref's worktree with the ref's venv, the rest with ours.
+
+    What the harness playbooks fetch (`harness_out`) is masked like ansible-runner's artifacts.
+    """
+    from harness.upgrade.paths import PLAYBOOKS_DIR
+
+    if stage.runner == "kubespray":
+        if kubespray is None or stage.ref is None:
+            raise InstallerError(f"stage {stage.ident} runs Kubespray {stage.ref} but no Kubespray checkout was given")
+        project_dir, venv = kubespray.worktree(stage.ref), kubespray.venv(stage.ref)
+    else:
+        project_dir, venv = PLAYBOOKS_DIR, None
+    result = run_playbook(
+        private_data_dir,
+        stage.playbook,
+        ident=stage.ident,
+        inventory=inventory,
+        extravars=stage.extravars,
+        tags=stage.tags,
+        limit=stage.limit,
+        timeout=timeout,
+        project_dir=project_dir,
+        venv=venv,
+        console=console,
+        task_tags=task_tags,
+    )
+    out = stage.extravars.get("harness_out")
+    if out:
+        mask_artifacts(Path(out))
+    return result

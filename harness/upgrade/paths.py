@@ -1,0 +1,142 @@
+"""The three upgrade paths as data: a Scenario (+ the ref's real tags) -> an ordered list of Stages.
+
+Pure: nothing here runs anything. Checks that must hold before any playbook runs (tags that exist
+at the ref) are made here, so a bad component scenario fails before the cluster is touched.
+
+  full       cluster.yml with the target versions and upgrade_cluster_setup=true (kubespray#4139)
+  graceful   upgrade-cluster.yml with the target versions
+  component  cluster.yml --tags=<normalised tags>, each tag checked against the ref's real tags
+
+The lab installer gets the same mapping against playbooks/lab/{cluster,upgrade-cluster}.yml.
+Around the upgrade, the harness's own playbooks record versions, plant state and collect evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.errors import PlanError
+from harness.installer.inventory import render_versions
+from harness.plan.tags import check_tags_exist, normalise_tags
+from harness.plan.versions import Ref
+from harness.scenario.model import Scenario
+
+# The repository's playbooks/ folder: the harness's own playbooks and the lab installer.
+PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
+
+StageRunner = Literal["kubespray", "harness"]
+
+KUBESPRAY_PLAYBOOKS: dict[str, str] = {"full": "cluster.yml", "graceful": "upgrade-cluster.yml", "component": "cluster.yml"}
+LAB_PLAYBOOKS: dict[str, str] = {
+    "full": "lab/cluster.yml",
+    "graceful": "lab/upgrade-cluster.yml",
+    "component": "lab/cluster.yml",
+}
+# What the lab installer's playbooks carry (its own --list-tags is the truth when it can be read).
+LAB_TAGS: frozenset[str] = frozenset({"etcd", "container-engine", "docker", "node", "download", "always"})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One playbook run: its ident names the artifacts folder, its runner says which Ansible runs it."""
+
+    ident: str
+    purpose: str  # record-before | plant | upgrade | idempotence | record-after | collect
+    playbook: str  # relative to the project dir (a Kubespray worktree, or PLAYBOOKS_DIR)
+    runner: StageRunner
+    ref: str | None = None  # the Kubespray ref whose worktree and venv run it (runner == "kubespray")
+    tags: tuple[str, ...] = ()
+    limit: str | None = None
+    extravars: Mapping[str, Any] = field(default_factory=dict)
+    may_fail: bool = False  # evidence collection must not hide the upgrade's own result
+
+    def argv(self) -> list[str]:
+        """The equivalent command line, for reports and for a person to rerun by hand."""
+        out = ["ansible-playbook", self.playbook]
+        if self.tags:
+            out += ["--tags", ",".join(self.tags)]
+        if self.limit:
+            out += ["--limit", self.limit]
+        for k, v in self.extravars.items():
+            out += ["-e", f"{k}={v}"]
+        return out
+
+
+def _target_ref(scenario: Scenario) -> str | None:
+    return scenario.target.ref or scenario.baseline.ref
+
+
+def target_extravars(scenario: Scenario) -> dict[str, Any]:
+    """The target's pinned versions in the ref's style; unpinned ones come from the ref's defaults."""
+    ref = _target_ref(scenario)
+    return dict(render_versions(scenario.target.versions, Ref.parse(ref) if ref else None))
+
+
+def upgrade_stage(
+    scenario: Scenario,
+    *,
+    available_tags: Iterable[str] | None = None,
+    ident: str = "upgrade",
+    purpose: str = "upgrade",
+) -> Stage:
+    """The one playbook run the scenario's path names. Component tags are checked before anything runs."""
+    is_lab = scenario.installer == "lab"
+    ref = None if is_lab else _target_ref(scenario)
+    if not is_lab and ref is None:
+        raise PlanError(f"scenario {scenario.id!r}: a Kubespray path needs a ref (baseline.ref or target.ref)")
+    playbook = (LAB_PLAYBOOKS if is_lab else KUBESPRAY_PLAYBOOKS)[scenario.path]
+    runner: StageRunner = "harness" if is_lab else "kubespray"
+    extravars = target_extravars(scenario)
+    tags: tuple[str, ...] = ()
+    if scenario.path == "full":
+        # Without it kubeadm upgrades nothing and the run still ends failed=0 (kubespray#4139).
+        extravars["upgrade_cluster_setup"] = True
+    elif scenario.path == "component":
+        tags = tuple(normalise_tags(scenario.tags))
+        if available_tags is None:
+            if not is_lab:
+                raise PlanError(
+                    f"scenario {scenario.id!r}: cannot check tags {', '.join(tags)} without Kubespray {ref}'s"
+                    " real tags (read them with Kubespray.list_tags)"
+                )
+            available_tags = LAB_TAGS
+        where = f"the lab installer's {playbook}" if is_lab else f"Kubespray {ref} {playbook}"
+        check_tags_exist(tags, available_tags, where)
+    return Stage(ident=ident, purpose=purpose, playbook=playbook, runner=runner, ref=ref, tags=tags, extravars=extravars)
+
+
+def pipeline(
+    scenario: Scenario,
+    artifacts_dir: Path,
+    *,
+    available_tags: Iterable[str] | None = None,
+    idempotence: bool | None = None,
+) -> list[Stage]:
+    """Every stage of one scenario run, in order, with idents that keep each run's artifacts apart.
+
+    `artifacts_dir` is where the harness playbooks fetch their evidence to (one folder per stage).
+    """
+    tags = None if available_tags is None else frozenset(available_tags)
+    has_kubernetes = "kubernetes" in scenario.requirements()
+    stages: list[Stage] = []
+
+    def add(purpose: str, playbook: str, extravars: dict[str, Any], *, may_fail: bool = False) -> None:
+        ident = f"{len(stages) + 1:02d}-{purpose}"
+        out = str(artifacts_dir / ident)
+        stages.append(
+            Stage(ident, purpose, playbook, "harness", extravars={"harness_out": out, **extravars}, may_fail=may_fail)
+        )
+
+    add("record-before", "record.yml", {"harness_label": "before"})
+    add("plant", "plant.yml", {"harness_plant_kubernetes": has_kubernetes})
+    stages.append(upgrade_stage(scenario, available_tags=tags, ident=f"{len(stages) + 1:02d}-upgrade"))
+    if scenario.idempotence if idempotence is None else idempotence:
+        stages.append(
+            upgrade_stage(scenario, available_tags=tags, ident=f"{len(stages) + 1:02d}-idempotence", purpose="idempotence")
+        )
+    add("record-after", "record.yml", {"harness_label": "after"})
+    add("collect", "collect.yml", {}, may_fail=True)
+    return stages
