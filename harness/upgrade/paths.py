@@ -117,7 +117,8 @@ def pipeline(
 ) -> list[Stage]:
     """Every stage of one scenario run, in order, with idents that keep each run's artifacts apart.
 
-    `artifacts_dir` is where the harness playbooks fetch their evidence to (one folder per stage).
+    `artifacts_dir` is where the harness playbooks fetch their evidence to (one folder per stage);
+    the plant stage's ServiceAccount tokens go to `artifacts_dir/secrets/` (0600, unmasked).
     """
     tags = None if available_tags is None else frozenset(available_tags)
     has_kubernetes = "kubernetes" in scenario.requirements()
@@ -131,7 +132,9 @@ def pipeline(
         )
 
     add("record-before", "record.yml", {"harness_label": "before"})
-    add("plant", "plant.yml", {"harness_plant_kubernetes": has_kubernetes})
+    # Tokens live outside every stage's folder: those are masked after the run, the tokens must stay usable.
+    secrets = str(artifacts_dir / "secrets")
+    add("plant", "plant.yml", {"harness_plant_kubernetes": has_kubernetes, "harness_secret_dir": secrets})
     stages.append(upgrade_stage(scenario, available_tags=tags, ident=f"{len(stages) + 1:02d}-upgrade"))
     if scenario.idempotence if idempotence is None else idempotence:
         stages.append(
