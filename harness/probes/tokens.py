@@ -39,8 +39,9 @@ def mint_token(api: Any, namespace: str, service_account: str, seconds: int = 86
     """A TokenRequest token, minted before the upgrade to test the signing key afterwards."""
     from kubernetes import client
 
-    body = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-        audiences=[], expiration_seconds=seconds))
+    body = client.AuthenticationV1TokenRequest(
+        api_version="authentication.k8s.io/v1", kind="TokenRequest",
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds))
     resp = client.CoreV1Api(api).create_namespaced_service_account_token(service_account, namespace, body)
     return SecretStr(resp.status.token)
 
@@ -49,7 +50,8 @@ def review_token(api: Any, token: SecretStr) -> TokenReviewResult:
     """Ask the apiserver whether `token` authenticates; the answer keeps no trace of the token."""
     from kubernetes import client
 
-    body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token.get_secret_value()))
+    body = client.V1TokenReview(api_version="authentication.k8s.io/v1", kind="TokenReview",
+                                spec=client.V1TokenReviewSpec(token=token.get_secret_value()))
     try:
         resp = client.AuthenticationV1Api(api).create_token_review(body)
     except Exception as e:
