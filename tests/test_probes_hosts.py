@@ -1,0 +1,254 @@
+"""Host probe parsers on real tool output, and the collector over a fake testinfra host.
+
+Samples marked "measured" were printed by Debian's packages run on the build machine (bookworm:
+etcd 3.4.23, containerd 1.6.20, runc 1.1.5, CNI plugins 1.1.1; trixie: etcd 3.5.16, containerd
+1.7.24) and by a real etcd 3.5.16 started on 127.0.0.1. The upstream forms are the release
+binaries' documented output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from harness.cluster.base import Node
+from harness.probes import hosts as h
+from harness.probes.facts import EtcdFacts, HostFacts, from_json, to_json
+
+# measured: trixie etcd-server 3.5.16
+ETCD_35 = """etcd Version: 3.5.16
+Git SHA: Not provided (use ./build instead of go build)
+Go Version: go1.24.0
+Go OS/Arch: linux/amd64
+"""
+ETCD_34 = "etcd Version: 3.4.23\nGit SHA: Not provided (use ./build instead of go build)\nGo Version: go1.19.8\nGo OS/Arch: linux/amd64\n"
+ETCDCTL_35 = "etcdctl version: 3.5.16\nAPI version: 3.5\n"
+ETCDUTL_35 = "etcdutl version: 3.5.16\nAPI version: 3.5\n"
+CONTAINERD_DEBIAN_12 = "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3\n"
+CONTAINERD_DEBIAN_13 = "containerd github.com/containerd/containerd 1.7.24~ds1 1.7.24~ds1-6+deb13u1\n"
+CONTAINERD_UPSTREAM = "containerd github.com/containerd/containerd v1.7.24 88bf19b2105c8b17560993bee28a01ddc2f97182\n"
+CONTAINERD_UPSTREAM_2 = "containerd github.com/containerd/containerd/v2 v2.0.0 207ad711eabd375a01713109a8a197d197ff6542\n"
+RUNC_DEBIAN = "runc version 1.1.5+ds1\ncommit: 1.1.5+ds1-1+deb12u1\nspec: 1.0.2-dev\ngo: go1.19.8\nlibseccomp: 2.5.4\n"
+RUNC_UPSTREAM = "runc version 1.1.15\ncommit: v1.1.15-0-gbc20cb44\nspec: 1.0.2-dev\ngo: go1.22.8\nlibseccomp: 2.5.5\n"
+CNI_DEBIAN = "CNI loopback plugin version unknown\nCNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0\ndpkg 1.1.1+ds1-3+b5\n"
+CNI_UPSTREAM = "CNI loopback plugin v1.4.0\nCNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n"
+KUBECTL_JSON = """{
+  "clientVersion": {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.4",
+    "gitCommit": "a78aa47129b8539636eb86a9d00e31b2720fe06b",
+    "gitTreeState": "clean",
+    "buildDate": "2024-12-10T18:05:49Z",
+    "goVersion": "go1.22.10",
+    "compiler": "gc",
+    "platform": "linux/amd64"
+  },
+  "kustomizeVersion": "v5.4.2"
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "want"),
+    [
+        (h.parse_etcd_version, ETCD_35, "3.5.16"),
+        (h.parse_etcd_version, ETCD_34, "3.4.23"),
+        (h.parse_etcdctl_version, ETCDCTL_35, "3.5.16"),
+        (h.parse_etcdutl_version, ETCDUTL_35, "3.5.16"),
+        (h.parse_containerd_version, CONTAINERD_DEBIAN_12, "1.6.20"),
+        (h.parse_containerd_version, CONTAINERD_DEBIAN_13, "1.7.24"),
+        (h.parse_containerd_version, CONTAINERD_UPSTREAM, "v1.7.24"),
+        (h.parse_containerd_version, CONTAINERD_UPSTREAM_2, "v2.0.0"),
+        (h.parse_runc_version, RUNC_DEBIAN, "1.1.5"),
+        (h.parse_runc_version, RUNC_UPSTREAM, "1.1.15"),
+        (h.parse_kubelet_version, "Kubernetes v1.31.4\n", "v1.31.4"),
+        (h.parse_kubeadm_version, "v1.31.4\n", "v1.31.4"),
+        (h.parse_kubectl_version, KUBECTL_JSON, "v1.31.4"),
+        (h.parse_crictl_version, "crictl version v1.31.1\n", "v1.31.1"),
+        (h.parse_calicoctl_version, "Client Version:    v3.28.1\nGit commit:        601856343\n"
+                                    "Unable to retrieve Cluster Version or Type: connection refused\n", "v3.28.1"),
+        (h.parse_cni_version, CNI_DEBIAN, "1.1.1"),
+        (h.parse_cni_version, CNI_UPSTREAM, "v1.4.0"),
+    ],
+)
+def test_version_parsers(parse: Any, text: str, want: str) -> None:
+    assert parse(text) == want
+
+
+def test_parsers_refuse_other_tools_output() -> None:
+    assert h.parse_etcd_version(ETCDCTL_35) is None
+    assert h.parse_containerd_version(RUNC_DEBIAN) is None
+    assert h.parse_runc_version("bash: runc: command not found") is None
+    assert h.parse_cni_version("CNI loopback plugin version unknown\n") is None
+
+
+def _script_output(sections: dict[str, tuple[str, str]]) -> str:
+    return "".join(f"@@section {k}\n{body}@@rc {rc}\n" for k, (rc, body) in sections.items())
+
+
+def test_parse_versions_tells_absent_from_unreadable() -> None:
+    out = _script_output({
+        "kubelet": ("absent", ""), "kubeadm": ("absent", ""), "kubectl": ("absent", ""),
+        "containerd": ("0", CONTAINERD_DEBIAN_13), "runc": ("0", RUNC_DEBIAN), "crictl": ("absent", ""),
+        "etcd": ("0", ETCD_35), "etcdctl": ("0", ETCDCTL_35), "etcdutl": ("0", ETCDUTL_35),
+        "calicoctl": ("absent", ""), "cni": ("127", "sh: 1: /opt/cni/bin/loopback: Permission denied\n"),
+    })
+    versions, errors = h.parse_versions(out)
+    assert versions["containerd"] == "1.7.24" and versions["etcd"] == "3.5.16" and versions["runc"] == "1.1.5"
+    assert versions["kubelet"] is None and "kubelet" not in errors
+    assert versions["cni"] == "unparsed: sh: 1: /opt/cni/bin/loopback: Permission denied" and "cni" in errors
+
+
+def test_versions_script_runs_and_reports_absent_tools() -> None:
+    """The script itself, run by the local shell: tools missing here come back as absent."""
+    from harness import proc
+
+    res = proc.run(["sh", "-c", h.versions_script(tools=[h.Tool("nosuch", "nosuch-tool-xyz", "x --version",
+                                                                 h.parse_runc_version)], cni_dirs=["/nonexistent"])])
+    sections = h.split_sections(res.stdout)
+    assert sections == {"nosuch": ("absent", ""), "cni": ("absent", "")}
+
+
+# measured: `openssl x509 -enddate -noout` on this machine
+def test_parse_enddate_and_certs() -> None:
+    assert h.parse_enddate("notAfter=Dec 25 11:52:49 2026 GMT\n") == datetime(2026, 12, 25, 11, 52, 49, tzinfo=timezone.utc)
+    assert h.parse_enddate("notAfter=Jan  5 01:02:03 2027 GMT") == datetime(2027, 1, 5, 1, 2, 3, tzinfo=timezone.utc)
+    certs = h.parse_certs(
+        "@@section /etc/ssl/etcd/ssl/member-node1.pem\nnotAfter=Dec 25 11:52:49 2026 GMT\n@@rc 0\n"
+        "@@section /etc/kubernetes/ssl/apiserver.crt\nCould not open file or uri for loading certificate\n"
+        "Unable to load certificate\n@@rc 1\n")
+    assert certs["/etc/ssl/etcd/ssl/member-node1.pem"].not_after == datetime(2026, 12, 25, 11, 52, 49, tzinfo=timezone.utc)
+    bad = certs["/etc/kubernetes/ssl/apiserver.crt"]
+    assert bad.not_after is None and bad.error == "Unable to load certificate"
+
+
+def test_certs_script_on_a_real_certificate(tmp_path: Any) -> None:
+    from harness import proc
+
+    proc.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "ca-key.pem"),
+              "-out", str(tmp_path / "ca.pem"), "-days", "10", "-subj", "/CN=etcd-ca"])
+    res = proc.run(["sh", "-c", h.certs_script([str(tmp_path / "*.pem")])])
+    certs = h.parse_certs(res.stdout)
+    assert list(certs) == [str(tmp_path / "ca.pem")]  # the key is skipped
+    left = certs[str(tmp_path / "ca.pem")].not_after - datetime.now(timezone.utc)  # type: ignore[operator]
+    assert 9 <= left.days <= 10
+
+
+# measured: etcdctl 3.5.16 against a real etcd 3.5.16, a second endpoint down
+HEALTH = ('[{"endpoint":"http://127.0.0.1:23790","health":true,"took":"2.172063ms"},'
+          '{"endpoint":"http://127.0.0.1:23799","health":false,"took":"2.001242272s","error":"context deadline exceeded"}]\n'
+          "Error: unhealthy cluster\n")
+MEMBERS = ('{"header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"raft_term":2},"members":'
+           '[{"ID":3319814642761637952,"name":"node1","peerURLs":["http://127.0.0.1:23800"],'
+           '"clientURLs":["http://127.0.0.1:23790"]}]}\n')
+STATUS = ('[{"Endpoint":"http://127.0.0.1:23790","Status":{"header":{"cluster_id":324952591200643719,'
+          '"member_id":3319814642761637952,"revision":2,"raft_term":2},"version":"3.5.16","dbSize":20480,'
+          '"leader":3319814642761637952,"raftIndex":8,"raftTerm":2,"raftAppliedIndex":8,"dbSizeInUse":16384}}]\n')
+VERSION = '{"etcdserver":"3.5.16","etcdcluster":"3.5.0"}'
+GET = ('{"header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"revision":2,"raft_term":2},'
+       '"kvs":[{"key":"L2hhcm5lc3Mvc2VudGluZWw=","create_revision":2,"mod_revision":2,"version":1,"value":"aGVsbG8="}],"count":1}\n')
+GET_MISSING = '{"header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"revision":2,"raft_term":2}}\n'
+
+
+def test_parse_etcd_outputs() -> None:
+    health = h.parse_etcd_health(HEALTH)
+    assert [(x.endpoint, x.healthy, x.error) for x in health] == [
+        ("http://127.0.0.1:23790", True, None), ("http://127.0.0.1:23799", False, "context deadline exceeded")]
+    (m,) = h.parse_etcd_members(MEMBERS)
+    assert m.id == format(3319814642761637952, "x") == "2e1259d415f2a040" and m.name == "node1" and m.client_urls == ("http://127.0.0.1:23790",)
+    assert h.parse_etcd_status(STATUS) == {"http://127.0.0.1:23790": "3.5.16"}
+    assert h.parse_etcd_version_endpoint(VERSION) == ("3.5.16", "3.5.0")
+    assert h.parse_etcd_get(GET) == "hello" and h.parse_etcd_get(GET_MISSING) is None
+
+
+def test_parse_etcd_facts_records_errors() -> None:
+    text = _script_output({"health": ("1", HEALTH), "members": ("0", MEMBERS), "status": ("0", STATUS),
+                           "version": ("7", "curl: (7) Failed to connect to 10.0.0.1 port 2379\n"),
+                           "key0": ("0", GET), "key1": ("0", GET_MISSING)})
+    facts, values = h.parse_etcd_facts("node1", text, ["/harness/sentinel", "/harness/missing"])
+    assert values == {"/harness/sentinel": "hello", "/harness/missing": None}
+    assert facts.cluster_version is None and "version" in facts.errors and "curl: (7)" in facts.errors["version"]
+    assert len(facts.health) == 2 and facts.member_versions == {"http://127.0.0.1:23790": "3.5.16"}
+    assert from_json(EtcdFacts, to_json(facts)) == facts
+
+
+def test_etcd_tls_defaults_follow_kubespray() -> None:
+    tls = h.EtcdTLS()
+    script = h.etcd_script("node1", "192.168.121.11", tls)
+    assert "--cacert=/etc/ssl/etcd/ssl/ca.pem" in script
+    assert "--cert=/etc/ssl/etcd/ssl/admin-node1.pem --key=/etc/ssl/etcd/ssl/admin-node1-key.pem" in script
+    assert "--endpoints=https://192.168.121.11:2379" in script and "https://192.168.121.11:2379/version" in script
+    plain = h.etcd_script("node1", "10.0.0.1", h.EtcdTLS(None, None, None, "http://{address}:2379"))
+    assert "--cacert" not in plain and "--endpoints=http://10.0.0.1:2379" in plain
+
+
+@dataclass
+class _Res:
+    stdout: str
+    rc: int = 0
+
+
+@dataclass
+class _Svc:
+    exists: bool
+    is_running: bool
+    is_enabled: bool
+
+
+class _FakeHost:
+    """Stands in for a testinfra host (no ssh here): answers the probe scripts with recorded output."""
+
+    def __init__(self, outputs: dict[str, str], services: dict[str, _Svc]) -> None:
+        self.outputs, self.services, self.commands = outputs, services, []  # type: ignore[var-annotated]
+
+    def run(self, command: str, *args: Any, **kwargs: Any) -> _Res:
+        self.commands.append(command)
+        for marker, out in self.outputs.items():
+            if marker in command:
+                return _Res(out)
+        return _Res("")
+
+    def service(self, name: str) -> _Svc:
+        return self.services.get(name, _Svc(False, False, False))
+
+
+class _Cluster:
+    def __init__(self, nodes: list[Node]) -> None:
+        self.nodes = nodes
+
+    def with_role(self, role: str) -> list[Node]:
+        return [n for n in self.nodes if role in n.roles]
+
+
+def test_host_probe_collects_and_reuses_hosts() -> None:
+    versions = _script_output({"containerd": ("0", CONTAINERD_DEBIAN_12), "runc": ("0", RUNC_DEBIAN),
+                               "etcd": ("0", ETCD_34), "etcdctl": ("0", "etcdctl version: 3.4.23\nAPI version: 3.4\n"),
+                               **{k: ("absent", "") for k in ("kubelet", "kubeadm", "kubectl", "crictl", "etcdutl",
+                                                              "calicoctl", "cni")}})
+    host = _FakeHost({"@@section kubelet": versions,
+                      "openssl x509": "@@section /etc/ssl/etcd/ssl/ca.pem\nnotAfter=Dec 25 11:52:49 2026 GMT\n@@rc 0\n"},
+                     {"containerd": _Svc(True, True, True), "etcd": _Svc(True, True, False)})
+    made: list[str] = []
+
+    def factory(node: str) -> _FakeHost:
+        made.append(node)
+        return host
+
+    node = Node("node1", ("etcd",), "10.0.0.1")
+    probe = h.HostProbe(_Cluster([node]), installer="lab", host_factory=factory)  # type: ignore[arg-type]
+    facts = probe.host_facts(node)
+    probe.versions("node1")
+    assert made == ["node1"]  # one testinfra host per node, reused
+    assert facts.versions["etcd"] == "3.4.23" and facts.versions["kubelet"] is None
+    assert facts.units["etcd"].enabled is False and facts.units["containerd"].active is True
+    assert set(facts.units) == {"containerd", "etcd"}
+    assert from_json(HostFacts, to_json(facts)) == facts
+
+
+def test_units_for_roles() -> None:
+    assert h.units_for(("control-plane", "etcd")) == ("containerd", "kubelet", "etcd")
+    assert h.units_for(("etcd", "worker"), installer="lab") == ("containerd", "etcd")
