@@ -1,0 +1,156 @@
+"""Real ansible-runner runs against localhost (ansible_connection=local): events, timeline, masking."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.installer.inventory import write_inventory
+from harness.upgrade.runner import RunResult, ansible_binary, recap_changed, run_playbook
+from harness.upgrade.timeline import read_job_events, read_timeline, build_timeline
+
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06YWRtaW4ifQ.c2lnbmF0dXJlLWhlcmU"
+
+PLAYBOOK = f"""\
+- name: Demo upgrade
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Read the version
+      ansible.builtin.command: echo 3.5.16
+      changed_when: false
+    - name: Print a kubeconfig token
+      ansible.builtin.command: "echo 'token: {JWT}'"
+    - name: Handle a secret
+      ansible.builtin.command: echo s3cr3t-value
+      no_log: true
+    - name: Skipped step
+      ansible.builtin.debug: msg=x
+      when: false
+    - name: Tolerated failure
+      ansible.builtin.command: /bin/false
+      ignore_errors: true
+    - name: Copy etcd binary
+      ansible.builtin.fail:
+        msg: "cannot stat etcd-v3.6.10-linux-amd64/etcd"
+      when: inventory_hostname == 'node2'
+"""
+
+IDEMPOTENT = """\
+- name: Nothing to change
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Look
+      ansible.builtin.command: "true"
+      changed_when: false
+"""
+
+
+def _inventory(pdd: Path, *, unreachable: bool = False) -> Path:
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    hosts: dict[str, object] = {"node1": dict(local), "node2": dict(local)}
+    if unreachable:
+        hosts["node3"] = {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh"}
+    inv = {"all": {"hosts": hosts, "children": {"etcd": {"hosts": dict.fromkeys(hosts)}}}}
+    return write_inventory(pdd, inv, {}) / "hosts.yml"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("project")
+    (d / "demo.yml").write_text(PLAYBOOK)
+    (d / "idem.yml").write_text(IDEMPOTENT)
+    (d / "slow.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: Long drain\n      ansible.builtin.command: sleep 60\n"
+    )
+    return d
+
+
+@pytest.fixture(scope="module")
+def failed_run(project: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    pdd = tmp_path_factory.mktemp("run")
+    return run_playbook(pdd, "demo.yml", ident="03-upgrade", inventory=_inventory(pdd, unreachable=True),
+                        project_dir=project, extravars={"harness_label": "x"}, timeout=300)
+
+
+def test_failed_run_result(failed_run: RunResult) -> None:
+    r = failed_run
+    assert not r.ok and r.rc != 0 and r.status == "failed"
+    assert r.artifacts_dir.name == "03-upgrade" and (r.artifacts_dir / "stdout").exists()
+    assert r.recap["node1"]["failed"] == 0 and r.recap["node1"]["ignored"] == 1
+    assert r.recap["node2"]["failed"] == 1 and r.recap["node3"]["unreachable"] == 1
+    failures = r.failures()
+    assert failures["node2"].task == "Copy etcd binary" and "node1" not in failures
+    assert failures["node3"].status == "unreachable"
+    assert "node2: failed at [Demo upgrade] 'Copy etcd binary': cannot stat etcd-v3.6.10-linux-amd64/etcd" in r.summary
+    assert "unreachable: node3" in r.summary and "PLAY RECAP" in r.summary
+    assert (r.artifacts_dir / "summary.txt").read_text().strip() == r.summary.strip()
+
+
+def test_timeline_file_matches_real_events(failed_run: RunResult) -> None:
+    records = read_timeline(failed_run.timeline_path)
+    assert list(records) == list(failed_run.records)
+    by = {(x.host, x.task): x for x in records}
+    assert by[("node1", "Read the version")].status == "ok"
+    assert by[("node1", "Print a kubeconfig token")].status == "changed"
+    assert by[("node1", "Skipped step")].status == "skipped"
+    assert by[("node1", "Tolerated failure")].ignored
+    assert by[("node1", "Handle a secret")].start and by[("node1", "Handle a secret")].end
+    # Rebuilding from ansible-runner's own job_events gives the same timeline.
+    again, recap = build_timeline(read_job_events(failed_run.artifacts_dir))
+    assert again == records and recap == failed_run.recap
+
+
+def test_secrets_masked_everywhere_written(failed_run: RunResult) -> None:
+    for p in failed_run.artifacts_dir.rglob("*"):
+        if p.is_file():
+            text = p.read_text(errors="replace")
+            assert JWT not in text, p
+            assert "s3cr3t-value" not in text, p  # no_log held in ansible-runner's events too
+    events = read_job_events(failed_run.artifacts_dir)
+    assert any("token: ********" in json.dumps(e) for e in events)
+
+
+def test_success_and_idempotence_recap(project: Path, tmp_path: Path) -> None:
+    r = run_playbook(tmp_path, "idem.yml", ident="04-idempotence", inventory=_inventory(tmp_path), project_dir=project)
+    assert r.ok and r.summary == ""
+    assert recap_changed(r) == {"node1": 0, "node2": 0}
+    r2 = run_playbook(tmp_path, "demo.yml", ident="05-again", inventory=_inventory(tmp_path), project_dir=project)
+    assert recap_changed(r2)["node1"] >= 1
+    # Every ident keeps its own artifacts.
+    assert {p.name for p in (tmp_path / "artifacts").iterdir()} == {"04-idempotence", "05-again"}
+
+
+def test_timeout(project: Path, tmp_path: Path) -> None:
+    r = run_playbook(tmp_path, "slow.yml", ident="slow", inventory=_inventory(tmp_path), project_dir=project, timeout=3)
+    assert r.status == "timeout" and not r.ok
+    assert r.summary.startswith("slow.yml timed out after 3s during") and "Long drain" in r.summary
+
+
+def test_runs_the_chosen_venvs_ansible(project: Path, tmp_path: Path) -> None:
+    """A Kubespray ref's venv: its bin/ansible-playbook is the one that runs (PATH, not the harness's)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    marker = tmp_path / "used"
+    real = Path(sys.executable).parent / "ansible-playbook"
+    wrapper = venv / "bin" / "ansible-playbook"
+    wrapper.write_text(f'#!/bin/sh\necho "$VIRTUAL_ENV" > {marker}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    r = run_playbook(tmp_path / "pdd", "idem.yml", ident="v", inventory=_inventory(tmp_path / "pdd"),
+                     project_dir=project, venv=venv)
+    assert r.ok
+    assert marker.read_text().strip() == str(venv)
+    with pytest.raises(Exception, match="no ansible-playbook in virtualenv"):
+        ansible_binary(tmp_path / "nope")
+
+
+def test_live_progress_renders_to_a_console(project: Path, tmp_path: Path) -> None:
+    from rich.console import Console
+
+    console = Console(record=True, force_terminal=True, width=120)
+    r = run_playbook(tmp_path, "idem.yml", ident="p", inventory=_inventory(tmp_path), project_dir=project, console=console)
+    assert r.ok
