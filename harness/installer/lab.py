@@ -1,0 +1,97 @@
+"""The lab installer: where its playbooks are, what it installs by default, what a run needs.
+
+The lab installer (playbooks/lab/) is a Kubespray-shaped stand-in that installs real etcd,
+containerd and runc from the offline files repo, so the harness can drive real rolling upgrades
+where Kubespray itself cannot run. It reads Kubespray's variable names: `files_repo`,
+`etcd_version`, `containerd_version`, `runc_version` and the `*_checksums` dicts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from harness import proc
+from harness.errors import InstallerError
+from harness.installer.files_repo import COMPONENTS, FilesRepo
+
+LAB_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "lab"
+ANSIBLE_CFG = LAB_DIR / "ansible.cfg"
+PLAYBOOKS: dict[str, Path] = {
+    "cluster": LAB_DIR / "cluster.yml",
+    "upgrade": LAB_DIR / "upgrade-cluster.yml",
+}
+
+# Debian bookworm's builds: what a lab cluster starts from unless a scenario says otherwise.
+BASELINE_VERSIONS: dict[str, str] = {
+    "etcd_version": "3.4.23",
+    "containerd_version": "1.6.20",
+    "runc_version": "1.1.5",
+}
+
+# Tags the lab playbooks carry (tests compare this with --list-tags).
+TAGS: frozenset[str] = frozenset({"always", "etcd", "etcd-secrets", "container-engine", "docker", "node", "download"})
+
+
+def ansible_env() -> dict[str, str]:
+    """Environment for ansible-playbook: the lab's ansible.cfg (pipelining, no facts, fixed interpreter)."""
+    return {"ANSIBLE_CONFIG": str(ANSIBLE_CFG)}
+
+
+def lab_vars(files_repo_url: str, versions: Mapping[str, str], repo: FilesRepo) -> dict[str, Any]:
+    """Extra vars for a lab run: `files_repo`, the versions, and the repo's checksum dicts.
+
+    Refuses a version the repo does not hold, before any node is touched.
+    """
+    out: dict[str, Any] = {"files_repo": files_repo_url.rstrip("/")}
+    for var, value in versions.items():
+        comp = var.removesuffix("_version")
+        if comp not in COMPONENTS:
+            raise InstallerError(
+                f"the lab installer cannot install {var}; it installs {', '.join(c + '_version' for c in COMPONENTS)}"
+            )
+        bare = str(value).removeprefix("v")  # the lab's URLs add the `v` themselves, as Kubespray's do
+        repo.artifact(comp, bare)
+        out[var] = bare
+    out.update(repo.checksum_vars())
+    return out
+
+
+def playbook_argv(
+    playbook: str,
+    inventory: Path,
+    extra_vars_file: Path | None = None,
+    *,
+    tags: Iterable[str] = (),
+    limit: str | None = None,
+    ansible_playbook: str = "ansible-playbook",
+) -> list[str]:
+    """The ansible-playbook command line for `cluster` or `upgrade` (run it with ansible_env())."""
+    if playbook not in PLAYBOOKS:
+        raise InstallerError(f"the lab installer has no playbook {playbook!r}; it has {', '.join(PLAYBOOKS)}")
+    argv = [ansible_playbook, "-i", str(inventory), str(PLAYBOOKS[playbook])]
+    if extra_vars_file:
+        argv += ["-e", f"@{extra_vars_file}"]
+    tags = list(tags)
+    if tags:
+        argv += ["--tags", ",".join(tags)]
+    if limit:
+        argv += ["--limit", limit]
+    return argv
+
+
+def list_tags(playbook: str, inventory: Path, *, ansible_playbook: str = "ansible-playbook") -> set[str]:
+    """The tags the playbook's tasks really carry (`ansible-playbook --list-tags`)."""
+    r = proc.run([*playbook_argv(playbook, inventory, ansible_playbook=ansible_playbook), "--list-tags"],
+                 env=_env(), timeout=120)
+    tags: set[str] = set()
+    for m in re.finditer(r"TASK TAGS: \[([^\]]*)\]", r.stdout):
+        tags.update(t.strip() for t in m.group(1).split(",") if t.strip())
+    return tags
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, **ansible_env()}
