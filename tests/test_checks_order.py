@@ -1,0 +1,110 @@
+"""Upgrade order and version skew from timelines and version samples: pass and fail."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from harness.checks.order import (
+    check_etcd_before_control_plane,
+    check_one_at_a_time,
+    check_sample_order,
+    check_task_order,
+    check_version_skew,
+    phase_of,
+)
+from harness.probes.facts import TimelineEvent, VersionSample, timeline_from_jsonl
+
+T0 = datetime(2025, 1, 15, 10, 0, tzinfo=timezone.utc)
+
+
+def ev(host: str, minute: float, tags: list[str], task: str = "t", changed: bool = True, dur: float = 0.5,
+       status: str = "changed") -> TimelineEvent:
+    start = T0 + timedelta(minutes=minute)
+    return TimelineEvent(host, "play", task, tuple(tags), start, start + timedelta(minutes=dur), status, changed)
+
+
+def s(minute: float, node: str, comp: str, version: str | None) -> VersionSample:
+    return VersionSample(T0 + timedelta(minutes=minute), node, comp, version)
+
+
+def test_phase_of() -> None:
+    assert phase_of(ev("n", 0, ["etcd", "etcd-secrets"])) == "etcd"
+    assert phase_of(ev("n", 0, ["download", "etcd"])) is None  # fetching a tarball changes nothing on the node
+    assert phase_of(ev("n", 0, ["control-plane", "kubeadm"])) == "control-plane"
+    assert phase_of(ev("n", 0, ["preinstall"])) is None
+
+
+def test_timeline_jsonl_round_trip() -> None:
+    line = json.dumps({"host": "cp1", "play": "Upgrade", "task": "etcd | Restart", "tags": ["etcd"],
+                       "start": "2025-01-15T10:00:00+00:00", "end": "2025-01-15T10:00:05+00:00",
+                       "status": "changed", "changed": True})
+    (e,) = timeline_from_jsonl(line + "\n\n")
+    assert e.host == "cp1" and e.tags == ("etcd",) and e.end - e.start == timedelta(seconds=5)  # type: ignore[operator]
+
+
+def test_task_order_pass_and_fail() -> None:
+    good = [ev("cp1", 0, ["container-engine"]), ev("cp1", 1, ["etcd"]), ev("cp1", 2, ["node"]),
+            ev("cp1", 3, ["network"]), ev("cp1", 4, ["control-plane"]), ev("cp1", 5, ["apps"]),
+            ev("cp1", 6, ["etcd"], changed=False)]  # unchanged tasks do not count
+    assert check_task_order(good).passed
+    bad = [ev("cp1", 0, ["container-engine"]), ev("cp1", 1, ["control-plane"]), ev("cp1", 2, ["etcd"])]
+    r = check_task_order(bad)
+    assert not r.passed and "cp1" in r.details and "control-plane before etcd" in r.details
+
+
+def test_one_at_a_time_pass_and_fail() -> None:
+    serial = [ev("cp1", 0, ["etcd"]), ev("cp1", 1, ["etcd"]), ev("cp2", 2, ["etcd"]), ev("cp3", 4, ["etcd"])]
+    assert check_one_at_a_time(serial, "etcd").passed
+    parallel = [ev("cp1", 0, ["etcd"]), ev("cp2", 0.1, ["etcd"]), ev("cp1", 1, ["etcd"])]
+    r = check_one_at_a_time(parallel, "etcd")
+    assert not r.passed and "cp2" in r.details and "before cp1 finished" in r.details
+    assert not check_one_at_a_time(serial[:2], "etcd").applicable
+    assert check_one_at_a_time([*serial, ev("cp2", 0.2, ["etcd"], status="skipped")], "etcd").passed
+
+
+def test_sample_order_pass_and_fail() -> None:
+    good = [s(0, "cp1", "containerd", "1.6.20"), s(0, "cp1", "etcd", "3.4.23"), s(0, "cp1", "kube-apiserver", "v1.30.8"),
+            s(1, "cp1", "containerd", "1.7.24"), s(2, "cp1", "etcd", "3.5.16"), s(3, "cp1", "kube-apiserver", "v1.31.4")]
+    assert check_sample_order(good).passed
+    bad = [s(0, "cp1", "containerd", "1.6.20"), s(0, "cp1", "etcd", "3.4.23"),
+           s(1, "cp1", "etcd", "3.5.16"), s(2, "cp1", "containerd", "1.7.24")]
+    r = check_sample_order(bad)
+    assert not r.passed and "etcd before containerd" in r.details
+    assert not check_sample_order(good[:3]).applicable
+
+
+def test_version_skew_pass() -> None:
+    samples = [s(0, "cp1", "kube-apiserver", "v1.30.8"), s(0, "cp2", "kube-apiserver", "v1.30.8"),
+               s(0, "w1", "kubelet", "v1.30.8"),
+               s(1, "cp1", "kube-apiserver", "v1.31.4"), s(2, "cp2", "kube-apiserver", "v1.31.4"),
+               s(3, "w1", "kubelet", "v1.31.4")]
+    assert check_version_skew(samples).passed
+
+
+def test_version_skew_kubelet_newer_than_oldest_apiserver() -> None:
+    samples = [s(0, "cp1", "kube-apiserver", "v1.30.8"), s(0, "cp2", "kube-apiserver", "v1.30.8"),
+               s(1, "cp1", "kube-apiserver", "v1.31.4"), s(1, "w1", "kubelet", "v1.31.4"),
+               s(2, "cp2", "kube-apiserver", "v1.31.4")]
+    r = check_version_skew(samples)
+    assert not r.passed and "w1" in r.details and "kubelet 1.31 > apiserver 1.30" in r.details
+    assert "10:01:00" in r.details
+
+
+def test_version_skew_kubelet_too_old() -> None:
+    samples = [s(0, "cp1", "kube-apiserver", "v1.31.4"), s(0, "w1", "kubelet", "v1.27.9")]
+    r = check_version_skew(samples)
+    assert not r.passed and "3 minors behind" in r.details
+    assert check_version_skew([s(0, "cp1", "kube-apiserver", "v1.31.4"), s(0, "w1", "kubelet", "v1.28.0")]).passed
+    assert not check_version_skew([s(0, "w1", "kubelet", "v1.28.0")]).applicable
+
+
+def test_etcd_before_control_plane() -> None:
+    good = [s(0, "e1", "etcd", "3.4.23"), s(0, "e2", "etcd", "3.4.23"), s(0, "cp1", "kube-apiserver", "v1.30.8"),
+            s(1, "e1", "etcd", "3.5.16"), s(2, "e2", "etcd", "3.5.16"), s(3, "cp1", "kube-apiserver", "v1.31.4")]
+    assert check_etcd_before_control_plane(good).passed
+    bad = [s(0, "e1", "etcd", "3.4.23"), s(0, "e2", "etcd", "3.4.23"), s(0, "cp1", "kube-apiserver", "v1.30.8"),
+           s(1, "e1", "etcd", "3.5.16"), s(2, "cp1", "kube-apiserver", "v1.31.4"), s(3, "e2", "etcd", "3.5.16")]
+    r = check_etcd_before_control_plane(bad)
+    assert not r.passed and "cp1" in r.summary and "10:03:00" in r.summary
+    assert not check_etcd_before_control_plane(good[:3]).applicable
