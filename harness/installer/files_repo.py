@@ -687,7 +687,7 @@ def serve(
     log = state_dir() / f"files-server-{netns}-{port}.log"
     argv = [
         "ip", "netns", "exec", netns,
-        sys.executable, "-m", "http.server", "--bind", address, "--directory", str(repo_dir), str(port),
+        sys.executable, "-u", "-m", "http.server", "--bind", address, "--directory", str(repo_dir), str(port),
     ]
     # A long-running child: proc.run waits for exit, so this one process is started directly.
     with open(log, "wb") as logfh:
@@ -707,7 +707,10 @@ def serve(
                 f"the files server in netns {netns} on {address}:{port} exited (rc={popen.returncode}):\n"
                 + "\n".join(tail)
             )
-        if proc.run([sys.executable, "-c", probe], netns=netns, check=False, timeout=10).ok:
+        # Its own "Serving HTTP" line proves it bound the port (another server might answer the probe).
+        if "Serving HTTP" in log.read_text(errors="replace") and proc.run(
+            [sys.executable, "-c", probe], netns=netns, check=False, timeout=10
+        ).ok:
             return server
         if time.monotonic() > deadline:
             server.stop()

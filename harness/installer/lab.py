@@ -95,3 +95,17 @@ def list_tags(playbook: str, inventory: Path, *, ansible_playbook: str = "ansibl
 
 def _env() -> dict[str, str]:
     return {**os.environ, **ansible_env()}
+
+
+def guest_facing_address(netns: str, node_address: str) -> str:
+    """The namespace's own address on the guests' network: where guests reach a server bound there.
+
+    Asks the namespace's routing table (`ip -n NS route get NODE`), so it holds for any lab network.
+    """
+    r = proc.run(["ip", "-n", netns, "-4", "-o", "route", "get", node_address], check=False, timeout=30)
+    m = re.search(r"\bsrc (\S+)", r.stdout)
+    if not r.ok or not m:
+        raise InstallerError(
+            f"network namespace {netns!r} has no route to {node_address}: {(r.stderr or r.stdout).strip()}"
+        )
+    return m.group(1)
