@@ -1,0 +1,83 @@
+"""`harness verify`: the check suite against an existing cluster, no upgrade. The only place here that prints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.checks.certs import DEFAULT_MIN_DAYS
+from harness.errors import HarnessError
+
+
+def _static_cluster(inventory: Path) -> Any:
+    """The static provider is built elsewhere; code only against its `Cluster`."""
+    from harness.cluster.base import ClusterSpec
+    from harness.cluster.static import StaticProvider
+
+    provider = StaticProvider(inventory)
+    cluster = getattr(provider, "cluster", None)
+    if callable(cluster):
+        return cluster()
+    return provider.up(ClusterSpec(name=f"verify-{inventory.stem}", nodes=()))
+
+
+def _render(report: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=True)
+    colour = {"pass": "green", "FAIL": "bold red", "n/a": "dim"}
+    versions = Table(title="versions per node")
+    for h in ("node", "component", "expected", "observed", "status"):
+        versions.add_column(h)
+    for node, comp, want, got, status in report.rows:
+        versions.add_row(node, comp, want, got, f"[{colour[status]}]{status}[/]")
+    console.print(versions)
+    checks = Table(title="checks")
+    for h in ("check", "status", "summary"):
+        checks.add_column(h)
+    for r in report.results:
+        checks.add_row(r.name, f"[{colour[r.status]}]{r.status}[/]", r.summary)
+    console.print(checks)
+    for r in report.results:
+        if r.applicable and not r.passed and r.details:
+            console.print(f"\n[bold red]{r.name}[/]: {r.summary}", highlight=False)
+            console.print(r.details, markup=False, highlight=False)
+    applicable = [r for r in report.results if r.applicable]
+    passed = sum(r.passed for r in applicable)
+    na = len(report.results) - len(applicable)
+    console.print(f"\n{passed} of {len(applicable)} applicable checks passed; {na} n/a (not counted)")
+
+
+@click.command("verify")
+@click.option("--inventory", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Ansible inventory of the cluster (Kubespray groups).")
+@click.option("--expect", "expect_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Expected versions (YAML; see docs/verify.md).")
+@click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Defaults to <inventory dir>/artifacts/admin.conf when that exists.")
+@click.option("--cert-days", type=click.IntRange(min=0), default=DEFAULT_MIN_DAYS, show_default=True,
+              help="Fail certificates expiring within this many days.")
+@click.option("--fix-stale-tokens", is_flag=True, help="Delete pods whose service-account token no longer"
+              " authenticates, and check their replacements.")
+def verify(inventory: Path, expect_file: Path, kubeconfig: Path | None, cert_days: int, fix_stale_tokens: bool) -> None:
+    """Check an existing cluster against expected versions without upgrading it.
+
+    Exits 0 only when every applicable check passes; checks that cannot apply (no Kubernetes API)
+    are shown as n/a and not counted."""
+    from harness.checks.verify import load_expectation, run_verify
+
+    try:
+        expect = load_expectation(expect_file)
+        if kubeconfig is None:
+            default = inventory.parent / "artifacts" / "admin.conf"
+            kubeconfig = default if default.exists() and expect.installer == "kubespray" else None
+        report = run_verify(_static_cluster(inventory), expect, kubeconfig, cert_days, fix_stale_tokens)
+    except HarnessError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    _render(report)
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,144 @@
+"""`verify`: the expectation file, and the command end to end on a lab-shaped cluster over fake hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from harness.checks import cli
+from harness.checks.verify import Expectation, load_expectation, run_verify
+from harness.cluster.base import Cluster, Node
+from harness.errors import ScenarioError
+
+ETCD_STATUS = ('[{"Endpoint":"https://10.0.0.1:2379","Status":{"header":{"cluster_id":1,"member_id":2,"revision":2,'
+               '"raft_term":2},"version":"%s","dbSize":20480,"leader":2,"raftIndex":8,"raftTerm":2,'
+               '"raftAppliedIndex":8,"dbSizeInUse":16384}}]')
+
+
+def _versions(etcd: str) -> str:
+    sec = {"containerd": ("0", "containerd github.com/containerd/containerd 1.7.24~ds1 1.7.24~ds1-6+deb13u1\n"),
+           "runc": ("0", "runc version 1.1.15\n"), "etcd": ("0", f"etcd Version: {etcd}\n"),
+           "etcdctl": ("0", f"etcdctl version: {etcd}\nAPI version: 3.5\n"),
+           "etcdutl": ("0", f"etcdutl version: {etcd}\nAPI version: 3.5\n")}
+    for k in ("kubelet", "kubeadm", "kubectl", "crictl", "calicoctl", "cni"):
+        sec[k] = ("absent", "")
+    return "".join(f"@@section {k}\n{b}@@rc {rc}\n" for k, (rc, b) in sec.items())
+
+
+def _etcd(version: str) -> str:
+    parts = {
+        "health": '[{"endpoint":"https://10.0.0.1:2379","health":true,"took":"1.6ms"}]\n',
+        "members": '{"header":{"cluster_id":1},"members":[{"ID":2,"name":"node1","peerURLs":["https://10.0.0.1:2380"],'
+                   '"clientURLs":["https://10.0.0.1:2379"]}]}\n',
+        "status": ETCD_STATUS % version + "\n",
+        "version": '{"etcdserver":"%s","etcdcluster":"3.5.0"}\n' % version,
+    }
+    return "".join(f"@@section {k}\n{b}@@rc 0\n" for k, b in parts.items())
+
+
+class _Svc:
+    exists = is_running = is_enabled = True
+
+
+class _Host:
+    def __init__(self, etcd: str) -> None:
+        self.etcd = etcd
+
+    def run(self, command: str, *a: Any, **k: Any) -> Any:
+        class R:
+            rc = 0
+        r = R()
+        if "@@section kubelet" in command:
+            r.stdout = _versions(self.etcd)  # type: ignore[attr-defined]
+        elif "endpoint health" in command:
+            r.stdout = _etcd(self.etcd)  # type: ignore[attr-defined]
+        elif "openssl x509" in command:
+            r.stdout = "@@section /etc/ssl/etcd/ssl/ca.pem\nnotAfter=Dec 25 11:52:49 2099 GMT\n@@rc 0\n"  # type: ignore[attr-defined]
+        else:
+            r.stdout = ""  # type: ignore[attr-defined]
+        return r
+
+    def service(self, name: str) -> _Svc:
+        return _Svc()
+
+
+class _LabCluster(Cluster):
+    """A cluster whose testinfra hosts answer with recorded output (no ssh on the build machine)."""
+
+    def __init__(self, etcd: str) -> None:
+        super().__init__("lab", [Node("node1", ("etcd", "worker"), "10.0.0.1")], Path("/dev/null"))
+        self.etcd = etcd
+
+    def testinfra_host(self, node: str) -> Any:
+        return _Host(self.etcd)
+
+    def snapshot(self, name: str) -> None: ...
+    def restore(self, name: str) -> None: ...
+    def has_snapshot(self, name: str) -> bool: return False
+    def destroy(self) -> None: ...
+
+
+EXPECT = """\
+installer: lab
+versions:
+  etcd_version: v3.5.16
+  containerd: 1.7.24
+  runc: 1.1.15
+"""
+
+
+def test_load_expectation_expands_variables(tmp_path: Path) -> None:
+    p = tmp_path / "e.yaml"
+    p.write_text("versions: {kube_version: 1.31.4, etcd: 3.5.16}\nnodes: {node3: {containerd: 1.6.20}}\n")
+    e = load_expectation(p)
+    assert e.versions["kubelet"] == e.versions["kube-apiserver"] == "1.31.4" and e.versions["etcd"] == "3.5.16"
+    assert e.nodes == {"node3": {"containerd": "1.6.20"}}
+    p.write_text("versions: {etcd: three}\n")
+    with pytest.raises(ScenarioError, match="versions.etcd"):
+        load_expectation(p)
+    p.write_text("versions: {}\nextra: 1\n")
+    with pytest.raises(ScenarioError, match="unknown key"):
+        load_expectation(p)
+
+
+def test_run_verify_lab_api_checks_are_na(tmp_path: Path) -> None:
+    exp = Expectation(installer="lab", versions={"etcd": "3.5.16", "containerd": "1.7.24", "runc": "1.1.15"})
+    report = run_verify(_LabCluster("3.5.16"), exp)
+    na = [r for r in report.results if not r.applicable]
+    assert report.ok and na and all("no Kubernetes API" in r.summary for r in na)
+    assert ("node1", "etcd", "3.5.16", "3.5.16", "pass") in report.rows
+
+
+def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, etcd: str) -> Any:
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text("all: {hosts: {node1: {ip: 10.0.0.1}}}\n")
+    exp = tmp_path / "expect.yaml"
+    exp.write_text(EXPECT)
+    monkeypatch.setattr(cli, "_static_cluster", lambda inventory: _LabCluster(etcd))
+    return CliRunner().invoke(cli.verify, ["--inventory", str(inv), "--expect", str(exp)])
+
+
+def test_verify_command_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    res = _run(tmp_path, monkeypatch, "3.5.16")
+    assert res.exit_code == 0, res.output
+    assert "n/a" in res.output and "not counted" in res.output
+
+
+def test_verify_command_fails_naming_node_component_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    res = _run(tmp_path, monkeypatch, "3.4.23")
+    assert res.exit_code == 1
+    line = next(ln for ln in res.output.splitlines() if ln.split()[:2] == ["node1", "etcd"])
+    assert "v3.5.16" in line and "3.4.23" in line
+    assert "etcd member versions" in res.output
+
+
+def test_verify_command_bad_expect_file(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text("all: {}\n")
+    exp = tmp_path / "expect.yaml"
+    exp.write_text("installer: minikube\n")
+    res = CliRunner().invoke(cli.verify, ["--inventory", str(inv), "--expect", str(exp)])
+    assert res.exit_code == 2 and "installer" in res.output
