@@ -123,6 +123,15 @@ def parse_list_tasks(stdout: str) -> list[ListedTask]:
     return out
 
 
+def list_playbook_tags(project_dir: Path, playbook: str, ansible_playbook: Path | None = None) -> frozenset[str]:
+    """`--list-tags` of any playbook (the lab installer's) with the harness's own Ansible by default."""
+    binary = ansible_playbook or Path(sys.executable).parent / "ansible-playbook"
+    r = proc.run([str(binary), "-i", "localhost,", playbook, "--list-tags"], cwd=str(project_dir), check=False, timeout=300)
+    if not r.ok:
+        raise InstallerError(f"`ansible-playbook {playbook} --list-tags` failed in {project_dir} (rc={r.rc}): {r.stderr.strip()[-500:]}")
+    return parse_list_tags(r.stdout)
+
+
 def build_venv(dest: Path, requirements: Path, progress: Progress) -> None:
     """`python -m venv` + `pip install -r`: the ref's own Ansible, isolated from the harness's."""
     progress(f"creating virtualenv {dest}")

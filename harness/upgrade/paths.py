@@ -36,7 +36,7 @@ LAB_PLAYBOOKS: dict[str, str] = {
     "component": "lab/cluster.yml",
 }
 # What the lab installer's playbooks carry (its own --list-tags is the truth when it can be read).
-LAB_TAGS: frozenset[str] = frozenset({"etcd", "container-engine", "docker", "node", "download", "always"})
+LAB_TAGS: frozenset[str] = frozenset({"etcd", "etcd-secrets", "container-engine", "docker", "node", "download", "always"})
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,94 @@
+"""The bundled playbooks: syntax-checked, and run for real against localhost as a lab-like node."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.installer.inventory import write_inventory
+from harness.scenario.model import Scenario
+from harness.upgrade.paths import PLAYBOOKS_DIR, pipeline
+from harness.upgrade.runner import run_stage
+
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+BUNDLED = ["record.yml", "plant.yml", "collect.yml"]
+
+
+@pytest.mark.parametrize("playbook", BUNDLED)
+def test_syntax_check(playbook: str, tmp_path: Path) -> None:
+    inv = tmp_path / "inv.ini"
+    inv.write_text("[etcd]\n[kube_control_plane]\n[kube_node]\n[k8s_cluster:children]\nkube_control_plane\nkube_node\n")
+    r = subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "--syntax-check", "-i", str(inv), playbook],
+        cwd=PLAYBOOKS_DIR,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("playbook", BUNDLED)
+def test_only_builtin_modules(playbook: str) -> None:
+    text = (PLAYBOOKS_DIR / playbook).read_text()
+    modules = set(re.findall(r"^\s+-?\s*([a-z_]+\.[a-z_]+\.[a-z_]+):", text, re.M))
+    assert modules and all(m.startswith("ansible.builtin.") for m in modules), modules
+
+
+def test_token_tasks_are_no_log() -> None:
+    text = (PLAYBOOKS_DIR / "plant.yml").read_text()
+    for task in ("Mint a ServiceAccount token", "Save the tokens"):
+        block = text[text.index(task) : text.index("\n\n", text.index(task))]
+        assert "no_log: true" in block, task
+    assert 'mode: "0600"' in text
+
+
+@pytest.fixture
+def lab_scenario() -> Scenario:
+    return Scenario.model_validate(
+        {
+            "id": "lab-etcd",
+            "description": "d",
+            "installer": "lab",
+            "topology": {"nodes": [{"name": "node1", "roles": ["etcd", "worker"]}]},
+            "baseline": {"versions": {"etcd_version": "3.5.16"}},
+            "target": {"versions": {"etcd_version": "3.5.21"}},
+            "path": "component",
+            "tags": ["etcd"],
+        }
+    )
+
+
+def test_harness_stages_run_on_a_lab_like_node(lab_scenario: Scenario, tmp_path: Path) -> None:
+    """record -> plant -> record -> collect on localhost: no Kubernetes, no etcd; each stage still succeeds."""
+    out = tmp_path / "out"
+    inv = {
+        "all": {
+            "hosts": {"node1": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
+            "children": {"etcd": {"hosts": {"node1": None}}, "kube_node": {"hosts": {"node1": None}}, "kube_control_plane": {"hosts": {}}},
+        }
+    }
+    inventory = write_inventory(tmp_path / "pdd", inv, {"harness_become": False}) / "hosts.yml"
+    results = {}
+    for stage in pipeline(lab_scenario, out):
+        if stage.purpose in ("upgrade", "idempotence"):  # the lab installer itself is not run here
+            continue
+        local = {"harness_facts_dir": str(tmp_path / "facts"), "harness_node_dir": str(tmp_path / "node")}
+        stage = dataclasses.replace(stage, extravars={**stage.extravars, **local})
+        results[stage.purpose] = r = run_stage(stage, tmp_path / "pdd", inventory)
+        assert r.ok, r.summary
+    before = json.loads((out / "01-record-before" / "node1" / "versions-before.json").read_text())
+    assert before["host"] == "node1" and before["label"] == "before"
+    assert set(before["versions"]) >= {"etcd", "containerd", "runc", "kubelet", "kube-apiserver"}
+    assert json.loads((out / "04-record-after" / "node1" / "versions-after.json").read_text())["label"] == "after"
+    sentinels = json.loads((out / "02-plant" / "etcd-sentinels.json").read_text())
+    assert sentinels["planted"] is False and len(sentinels["keys"]) == 2  # no etcdctl here: recorded, not faked
+    assert (out / "05-collect" / "node1" / "journal-etcd.log").exists()
+    # No control plane in this inventory: the Kubernetes plays match no host.
+    assert results["plant"].recap == {"node1": results["plant"].recap["node1"]}
+    assert not (out / "secrets").exists()
