@@ -1,0 +1,173 @@
+"""`harness lab ...`: prepare the host, build the box and drive labs by hand.
+
+The only module of the lab that prints or exits. Labs brought up here are kept (`keep=True`) until
+`lab down`; pytest sessions own theirs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from harness.errors import HarnessError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors(fn: F) -> F:
+    """HarnessError -> its message on stderr and its exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HarnessError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _provider(name: str | None) -> Any:
+    from harness.cluster.lab.provider import LabProvider  # lazily: `--help` stays fast
+
+    return LabProvider(name, keep=True)
+
+
+def _running(name: str | None) -> Any:
+    lab = _provider(name).find()
+    if lab is None:
+        raise HarnessError(f"no lab named {name or _provider(None).lab_name!r} is up; run `harness lab up` first")
+    return lab
+
+
+name_option = click.option("--name", default=None, help="Lab name (default: lab, or lab-gwN under xdist).")
+
+
+@click.group("lab")
+def lab() -> None:
+    """The embedded lab: QEMU VMs from an offline Debian box, in a private network namespace."""
+
+
+@lab.command()
+@click.option("--check", is_flag=True, help="Only check; install nothing.")
+@_errors
+def setup(check: bool) -> None:
+    """Install the lab's Debian packages and prepare libvirt's directories (idempotent)."""
+    from harness.cluster.lab import setup as lab_setup
+
+    installed = lab_setup.setup(install=not check)
+    click.echo(f"installed: {' '.join(installed)}" if installed else "lab prerequisites present")
+
+
+@lab.command()
+@_errors
+def box() -> None:
+    """Build (or find cached) the offline Debian bookworm box and the accelerator verdict."""
+    from harness.cluster.lab import accel
+    from harness.cluster.lab.box import ensure_box
+    from harness.cluster.lab.setup import check_prerequisites
+
+    check_prerequisites()
+    start = time.monotonic()
+    b = ensure_box()
+    click.echo(f"box {b.name} ready in {time.monotonic() - start:.1f} s (kernel {b.kernel})")
+    click.echo(f"accelerator: {accel.detect(b.kernel)}")
+
+
+@lab.command()
+@click.option("--nodes", type=click.IntRange(1, 9), default=1, show_default=True)
+@name_option
+@click.option("--memory", type=click.IntRange(256), default=1024, show_default=True, help="MiB per node.")
+@click.option("--cpus", type=click.IntRange(1, 16), default=1, show_default=True)
+@_errors
+def up(nodes: int, name: str | None, memory: int, cpus: int) -> None:
+    """Bring a lab up (node1: control-plane+etcd+worker, others etcd+worker)."""
+    from harness.cluster.lab.provider import default_spec
+
+    provider = _provider(name)
+    start = time.monotonic()
+    cluster = provider.up(default_spec(provider.lab_name, nodes, memory=memory, cpus=cpus))
+    click.echo(f"lab {cluster.prefix} up in {time.monotonic() - start:.1f} s")
+    for n in cluster.nodes:
+        click.echo(f"  {n.name:8} {n.address:16} {','.join(n.roles)}")
+    click.echo(f"reach it: {cluster.describe_access()}")
+
+
+@lab.command()
+@click.option("--json", "as_json", is_flag=True)
+@_errors
+def status(as_json: bool) -> None:
+    """List labs on this machine and whether their daemons and domains run."""
+    from harness.cluster.lab.provider import list_labs
+
+    labs = list_labs()
+    if as_json:
+        click.echo(json.dumps(labs, indent=2))
+        return
+    if not labs:
+        click.echo("no labs")
+    for lab_ in labs:
+        state = "running" if lab_["running"] else "stopped"
+        ready = "" if lab_["ready"] else " (incomplete: the next `up` of this name removes it)"
+        click.echo(f"{lab_['prefix']}: {state}{ready}; domains: {' '.join(lab_['domains']) or '-'}")
+        for n in lab_["nodes"]:
+            click.echo(f"  {n['name']:8} {n['address']:16} {','.join(n['roles'])}")
+
+
+@lab.command(context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@name_option
+@_errors
+def ssh(node: str, command: tuple[str, ...], name: str | None) -> None:
+    """Run COMMAND on NODE (`lab ssh node1 -- sudo systemctl status`), or open a shell."""
+    import os
+
+    cluster = _running(name)
+    cluster.node(node)
+    argv = cluster.ssh_argv(node, " ".join(command) if command else None)  # joined as ssh itself does
+    os.execvp(argv[0], argv)  # hand the terminal to ssh; its exit code is ours
+
+
+@lab.command()
+@click.argument("snapshot_name")
+@name_option
+@_errors
+def snapshot(snapshot_name: str, name: str | None) -> None:
+    """Save a snapshot of every node."""
+    start = time.monotonic()
+    _running(name).snapshot(snapshot_name)
+    click.echo(f"snapshot {snapshot_name} saved in {time.monotonic() - start:.1f} s")
+
+
+@lab.command()
+@click.argument("snapshot_name")
+@name_option
+@_errors
+def restore(snapshot_name: str, name: str | None) -> None:
+    """Restore every node to a snapshot."""
+    start = time.monotonic()
+    _running(name).restore(snapshot_name)
+    click.echo(f"restored {snapshot_name} in {time.monotonic() - start:.1f} s")
+
+
+@lab.command()
+@name_option
+@_errors
+def down(name: str | None) -> None:
+    """Remove the lab: domains, volumes, network, daemons, namespace and files."""
+    provider = _provider(name)
+    start = time.monotonic()
+    existed = provider.down(name)
+    click.echo(f"lab {provider.lab_name} removed in {time.monotonic() - start:.1f} s" if existed else "nothing to remove")
+
+
+if __name__ == "__main__":
+    lab()

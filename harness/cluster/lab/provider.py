@@ -1,0 +1,479 @@
+"""The embedded lab: Vagrant + vagrant-libvirt + QEMU, each lab in a network namespace of its own.
+
+A lab is named (`LabProvider(name=...)`, default `lab` or `lab-gwN` under pytest-xdist); every
+resource carries the prefix `ksh-<name>`: the namespace, libvirt domains (`ksh-<name>-node1`) and
+volumes, the management network and the state directory. Nodes are reached from the root namespace
+through an ssh config whose ProxyCommand enters the namespace, so no VM address ever appears outside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from harness import proc
+from harness.cluster.base import Cluster, ClusterSpec, Node, Provider
+from harness.cluster.lab import accel, progress
+from harness.cluster.lab.box import Box, ensure_box
+from harness.cluster.lab.paths import file_lock, lab_prefix, labs_root, vagrant_home
+from harness.cluster.lab.setup import LabNet, check_prerequisites
+from harness.cluster.vagrant import VagrantEnv, close_masters, nodes_from, render_ssh_config, spec_document
+from harness.errors import ClusterError
+from harness.scenario.model import NodeSpec
+
+SSH_WAIT_SECONDS = 180.0
+
+
+def default_lab_name() -> str:
+    """`lab`, or `lab-gw0` etc. under pytest-xdist so parallel workers never share a lab."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return f"lab-{worker}" if worker else "lab"
+
+
+def default_spec(name: str, nodes: int, *, memory: int = 1024, cpus: int = 1) -> ClusterSpec:
+    """node1: control-plane+etcd+worker; the others etcd+worker (what `lab up --nodes N` brings up)."""
+    if nodes < 1:
+        raise ClusterError(f"a lab needs at least one node, not {nodes}")
+    specs = [
+        NodeSpec(
+            name=f"node{i}",
+            roles=("control-plane", "etcd", "worker") if i == 1 else ("etcd", "worker"),
+            cpus=cpus,
+            memory=memory,
+        )
+        for i in range(1, nodes + 1)
+    ]
+    return ClusterSpec(name=name, nodes=tuple(specs))
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    """Everything a lab owns on disk; deleting `root` (and `control_dir`) forgets the lab."""
+
+    prefix: str
+
+    @property
+    def root(self) -> Path:
+        return labs_root() / self.prefix
+
+    @property
+    def lock(self) -> Path:
+        # Beside, not inside, the lab: teardown deletes the directory while holding the lock.
+        return labs_root() / f"{self.prefix}.lock"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "lab.json"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.root / "ssh_config"
+
+    @property
+    def console(self) -> Path:
+        return self.root / "console"
+
+    @property
+    def control_dir(self) -> Path:
+        # ssh control sockets must fit in 108 bytes, which a deep state directory would not.
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"ksh-cm-{digest}"
+
+    def net(self) -> LabNet:
+        return LabNet(netns=self.prefix, libvirt_dir=self.root / "libvirt")
+
+    def vagrant(self) -> VagrantEnv:
+        return VagrantEnv(self.root / "vagrant", vagrant_home=vagrant_home(), netns=self.prefix)
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of a process (clock ticks since boot): a pid plus this survives pid reuse."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _owner() -> dict[str, Any]:
+    return {"pid": os.getpid(), "start": _process_start(os.getpid())}
+
+
+def _owner_alive(owner: dict[str, Any]) -> bool:
+    return _process_start(int(owner["pid"])) == owner.get("start")
+
+
+class LabCluster(Cluster):
+    provider = "lab"
+    supports_snapshots = True
+
+    def __init__(self, name: str, nodes: list[Node], paths: LabPaths) -> None:
+        super().__init__(name, nodes, paths.ssh_config)
+        self.paths = paths
+        self.prefix = paths.prefix
+        self.net = paths.net()
+        self.vagrant = paths.vagrant()
+
+    @property
+    def state_root(self) -> Path:
+        """Where records that live and die with this lab go (baseline keys)."""
+        return self.paths.root
+
+    def domain(self, node: str) -> str:
+        return f"{self.prefix}-{node}"
+
+    def _require_running(self) -> None:
+        if not self.net.running():
+            raise ClusterError(f"lab {self.prefix} is not running (its libvirtd is gone); run `harness lab up` again")
+
+    # Snapshots go straight to libvirt, which is what `vagrant snapshot` calls underneath (vagrant
+    # still lists them): a restore of 2 nodes took 12.2 s through vagrant and 4.6 s through virsh.
+
+    def snapshot(self, name: str) -> None:
+        self._require_running()
+        _on_every_node(self, lambda dom: self._save(dom, name))
+
+    def _save(self, dom: str, name: str) -> None:
+        if name in self._domain_snapshots(dom):
+            self.net.virsh("snapshot-delete", dom, name, timeout=300)  # save replaces, like `vagrant snapshot save --force`
+        self.net.virsh("snapshot-create-as", dom, name, "harness snapshot", timeout=600)
+
+    def restore(self, name: str) -> None:
+        self._require_running()
+        if not self.has_snapshot(name):
+            raise ClusterError(f"lab {self.prefix} has no snapshot {name!r}; snapshots: {', '.join(self.snapshots()) or 'none'}")
+        # The masters' TCP connections die with the restore; close them rather than let a command hit one.
+        close_masters(self.ssh_config, [n.name for n in self.nodes])
+        with progress.step(f"restoring snapshot {name} of lab {self.prefix}"):
+            _on_every_node(self, lambda dom: self.net.virsh("snapshot-revert", dom, name, "--running", timeout=600))
+            # A restored guest's clock is where the snapshot left it; certificates, leases and probe
+            # timestamps need today's. Setting it doubles as the wait for ssh (~3 s after a revert).
+            _on_every_node(self, lambda dom: self._wait_ssh(dom.removeprefix(self.prefix + "-"), set_clock=True))
+
+    def _domain_snapshots(self, dom: str) -> set[str]:
+        res = self.net.virsh("snapshot-list", dom, "--name", check=False)
+        return set(res.stdout.split()) if res.ok else set()
+
+    def snapshots(self) -> list[str]:
+        """Snapshot names every node has."""
+        sets = [self._domain_snapshots(self.domain(n.name)) for n in self.nodes]
+        return sorted(set.intersection(*sets)) if sets else []
+
+    def has_snapshot(self, name: str) -> bool:
+        return self.net.running() and name in self.snapshots()
+
+    def _wait_ssh(self, node: str, *, set_clock: bool = False) -> None:
+        deadline = time.monotonic() + SSH_WAIT_SECONDS
+        while True:
+            command = f"sudo date -u -s @{time.time():.3f} >/dev/null" if set_clock else "true"
+            res = self.run(node, command, check=False, timeout=60)
+            if res.ok:
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"node {node} of lab {self.prefix} is not reachable over ssh after {SSH_WAIT_SECONDS:.0f} s:"
+                    f" {res.stderr.strip()[-300:]}; console log: {self.paths.console / (node + '.log')}"
+                )
+            time.sleep(0.5)
+
+    def destroy(self) -> None:
+        teardown(self.paths)
+
+    def leftovers(self) -> list[str]:
+        return leftovers(self.paths)
+
+    def describe_access(self) -> str:
+        first = self.nodes[0].name if self.nodes else "NODE"
+        return f"ssh -F {self.ssh_config} {first}   (lab {self.prefix}; `harness lab down --name ...` removes it)"
+
+
+def _on_every_node(cluster: LabCluster, action: Callable[[str], object]) -> None:
+    """Run `action(domain)` for all nodes at once: QEMU saves and loads guest memory in parallel."""
+    with ThreadPoolExecutor(max_workers=len(cluster.nodes) or 1) as pool:
+        for future in [pool.submit(action, cluster.domain(n.name)) for n in cluster.nodes]:
+            future.result()
+
+
+def teardown(paths: LabPaths) -> None:
+    """Remove a lab whatever state it is in: domains, volumes, networks, daemons, namespace, files."""
+    net = paths.net()
+    state = _read_state(paths)
+    if state:
+        close_masters(paths.ssh_config, [n["name"] for n in state.get("nodes", [])])
+    if net.running():
+        # libvirt's own removal first, so a look inside libvirt mid-teardown never shows half a domain.
+        for dom in net.virsh("list", "--all", "--name", check=False).stdout.split():
+            net.virsh("destroy", dom, check=False)
+            net.virsh("undefine", dom, "--snapshots-metadata", "--remove-all-storage", "--nvram", check=False)
+        for pool in net.virsh("pool-list", "--all", "--name", check=False).stdout.split():
+            for line in net.virsh("vol-list", pool, check=False).stdout.splitlines():
+                if line.split():
+                    net.virsh("vol-delete", line.split()[0], "--pool", pool, check=False)
+        for network in net.virsh("net-list", "--all", "--name", check=False).stdout.split():
+            net.virsh("net-destroy", network, check=False)
+            net.virsh("net-undefine", network, check=False)
+    net.stop()
+    shutil.rmtree(paths.control_dir, ignore_errors=True)
+    shutil.rmtree(paths.root, ignore_errors=True)
+
+
+def leftovers(paths: LabPaths) -> list[str]:
+    """What of a lab still exists (empty after a clean teardown): used by `lab status` and the tests."""
+    net = paths.net()
+    found: list[str] = []
+    if net.exists():
+        found.append(f"network namespace {net.netns}")
+    for pid in net.pids():
+        found.append(f"process {pid} in namespace {net.netns}")
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmdline = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        # QEMU names its guest `ksh-<name>-node1`; daemons and dnsmasq name the lab directory.
+        if f"guest={paths.prefix}-" in cmdline or str(paths.root) + "/" in cmdline:
+            found.append(f"process {p.name}: {cmdline[:120]}")
+    if paths.root.exists():
+        found.append(f"directory {paths.root}")
+    if paths.control_dir.exists():
+        found.append(f"directory {paths.control_dir}")
+    return found
+
+
+def _read_state(paths: LabPaths) -> dict[str, Any] | None:
+    try:
+        return json.loads(paths.state.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(paths: LabPaths, state: dict[str, Any]) -> None:
+    tmp = paths.state.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(paths.state)
+
+
+class _Terminated(ClusterError):
+    pass
+
+
+@contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise, like Ctrl-C does, so a killed `up` unwinds through its cleanup."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        raise _Terminated(f"interrupted by signal {signal.Signals(signum).name} while bringing the lab up")
+
+    try:
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    except ValueError:  # not the main thread: signals cannot be caught here
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class LabProvider(Provider):
+    """Brings labs up. `keep=True` (the CLI) leaves them running for later commands; otherwise the lab
+    belongs to this process: `cleanup()` removes it, and if the process dies first the next `up` of
+    the same name finds it stale and removes it."""
+
+    name = "lab"
+
+    def __init__(self, name: str | None = None, *, keep: bool = False) -> None:
+        self.lab_name = name or default_lab_name()
+        self.keep = keep
+        self._clusters: dict[str, LabCluster] = {}
+
+    def lab_id(self, spec: ClusterSpec) -> str:
+        """The provider's name, qualified by the spec's when they differ (several topologies per worker)."""
+        return self.lab_name if spec.name in ("", self.lab_name) else f"{self.lab_name}-{spec.name}"
+
+    def document(self, spec: ClusterSpec, paths: LabPaths, box: Box, acc: accel.Accel) -> dict[str, Any]:
+        """The Vagrantfile's input for this lab: private libvirtd, accelerator, kernel boot, names."""
+        socket = str(paths.net().socket)
+        options: dict[str, Any] = {
+            "uri": f"qemu:///system?socket={socket}",
+            "system_uri": f"qemu:///system?socket={socket}",
+            **accel.LIBVIRT_OPTIONS[acc],
+            "default_prefix": f"{paths.prefix}-",
+            "management_network_name": f"{paths.prefix}-mgmt",
+            # Isolated: no NAT rules; the guests talk to each other and to the harness through the namespace.
+            "management_network_mode": "none",
+            "kernel": str(box.kernel),
+            "initrd": str(box.initrd),
+            "cmd_line": box.cmd_line,
+            "graphics_type": "none",
+            "video_type": "none",
+            **spec.options,
+        }
+        return spec_document(
+            spec,
+            provider="libvirt",
+            box=spec.box or box.name,
+            ssh={"username": box.user, "private_key_path": str(box.private_key), "insert_key": False},
+            provider_options=options,
+            console_log_dir=paths.console,
+        )
+
+    def find(self, spec_or_name: ClusterSpec | str | None = None) -> LabCluster | None:
+        """The running lab of this name, if its `up` completed."""
+        lab_id = self.lab_name if spec_or_name is None else (
+            spec_or_name if isinstance(spec_or_name, str) else self.lab_id(spec_or_name)
+        )
+        paths = LabPaths(lab_prefix(lab_id))
+        state = _read_state(paths)
+        if not state or not state.get("ready"):
+            return None
+        return _cluster_from_state(paths, state)
+
+    def up(self, spec: ClusterSpec) -> LabCluster:
+        check_prerequisites()
+        box = ensure_box()
+        acc = accel.detect(box.kernel)
+        paths = LabPaths(lab_prefix(self.lab_id(spec)))
+        doc = self.document(spec, paths, box, acc)
+        with file_lock(paths.lock):
+            reused = self._reusable(paths, doc)
+            if reused:
+                self._clusters[paths.prefix] = reused
+                return reused
+            teardown(paths)  # a stale lab of a killed run, or one of another shape
+            with _terminate_as_exception():
+                try:
+                    cluster = self._create(spec, paths, doc)
+                except BaseException:
+                    teardown(paths)
+                    raise
+        self._clusters[paths.prefix] = cluster
+        return cluster
+
+    def _reusable(self, paths: LabPaths, doc: dict[str, Any]) -> LabCluster | None:
+        state = _read_state(paths)
+        if not state or not state.get("ready") or state.get("document") != doc:
+            return None
+        owner = state.get("owner")
+        if owner and owner["pid"] != os.getpid() and _owner_alive(owner):
+            raise ClusterError(
+                f"lab {paths.prefix} is in use by process {owner['pid']}; give this run another lab name"
+            )
+        if owner and not _owner_alive(owner):
+            return None  # its process died without cleaning up: stale
+        net = paths.net()
+        if not net.running():
+            return None
+        running = set(net.virsh("list", "--state-running", "--name", check=False).stdout.split())
+        if not all(f"{paths.prefix}-{n['name']}" in running for n in doc["nodes"]):
+            return None
+        if not self.keep and not owner:
+            state["owner"] = _owner()  # a kept lab adopted by a session is the session's now
+            _write_state(paths, state)
+        return _cluster_from_state(paths, state)
+
+    def _create(self, spec: ClusterSpec, paths: LabPaths, doc: dict[str, Any]) -> LabCluster:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        paths.console.mkdir(exist_ok=True)
+        state: dict[str, Any] = {
+            "name": self.lab_id(spec),
+            "prefix": paths.prefix,
+            "document": doc,
+            "owner": None if self.keep else _owner(),
+            "ready": False,
+            "created": time.time(),
+        }
+        _write_state(paths, state)
+        net = paths.net()
+        net.start()
+        env = paths.vagrant()
+        env.write(doc)
+        try:
+            with progress.step(f"vagrant up: {len(spec.nodes)} node(s) in lab {paths.prefix}") as on_line:
+                env.up("libvirt", on_line=on_line)
+            hosts = env.ssh_config()
+        except proc.CommandError as e:
+            raise ClusterError(
+                f"vagrant up of lab {paths.prefix} failed; guest consoles are in {paths.console}\n{e}"
+            ) from e
+        nodes = nodes_from(spec, hosts)
+        paths.control_dir.mkdir(mode=0o700, exist_ok=True)
+        paths.ssh_config.write_text(
+            render_ssh_config(
+                [hosts[n.name] for n in spec.nodes],
+                proxy_command=f"ip netns exec {paths.prefix} nc %h %p",
+                control_dir=paths.control_dir,
+            )
+        )
+        cluster = LabCluster(spec.name, nodes, paths)
+        _on_every_node(cluster, lambda dom: cluster._wait_ssh(dom.removeprefix(paths.prefix + "-")))
+        state.update(ready=True, nodes=[_node_json(n) for n in nodes])
+        _write_state(paths, state)
+        return cluster
+
+    def cleanup(self) -> None:
+        """Remove the labs this provider brought up (none when `keep`)."""
+        if self.keep:
+            return
+        while self._clusters:
+            _, cluster = self._clusters.popitem()
+            with file_lock(cluster.paths.lock):
+                teardown(cluster.paths)
+
+    def down(self, name: str | None = None) -> bool:
+        """Remove the named lab (complete or not); False if there was nothing to remove."""
+        paths = LabPaths(lab_prefix(name or self.lab_name))
+        with file_lock(paths.lock):
+            existed = paths.root.exists() or paths.net().exists()
+            teardown(paths)
+        self._clusters.pop(paths.prefix, None)
+        return existed
+
+
+def _node_json(n: Node) -> dict[str, Any]:
+    return {"name": n.name, "roles": list(n.roles), "address": n.address, "user": n.user, "port": n.port}
+
+
+def _cluster_from_state(paths: LabPaths, state: dict[str, Any]) -> LabCluster:
+    nodes = [Node(name=n["name"], roles=tuple(n["roles"]), address=n["address"], user=n["user"], port=n["port"]) for n in state["nodes"]]
+    paths.control_dir.mkdir(mode=0o700, exist_ok=True)
+    return LabCluster(state["document"]["name"], nodes, paths)
+
+
+def list_labs() -> list[dict[str, Any]]:
+    """Every lab directory with its state, for `lab status`."""
+    out = []
+    for d in sorted(labs_root().iterdir()):
+        if not d.is_dir():
+            continue
+        paths = LabPaths(d.name)
+        state = _read_state(paths) or {}
+        net = paths.net()
+        running = net.running()
+        domains = net.virsh("list", "--all", "--name", check=False).stdout.split() if running else []
+        out.append(
+            {
+                "prefix": d.name,
+                "ready": bool(state.get("ready")),
+                "running": running,
+                "owner": state.get("owner"),
+                "nodes": state.get("nodes", []),
+                "domains": domains,
+                "ssh_config": str(paths.ssh_config),
+            }
+        )
+    return out
