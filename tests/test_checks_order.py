@@ -45,12 +45,14 @@ def test_timeline_jsonl_round_trip() -> None:
 
 def test_task_order_pass_and_fail() -> None:
     good = [ev("cp1", 0, ["container-engine"]), ev("cp1", 1, ["etcd"]), ev("cp1", 2, ["node"]),
-            ev("cp1", 3, ["network"]), ev("cp1", 4, ["control-plane"]), ev("cp1", 5, ["apps"]),
+            ev("cp1", 3, ["control-plane"]), ev("cp1", 4, ["network"]), ev("cp1", 5, ["apps"]),
             ev("cp1", 6, ["etcd"], changed=False)]  # unchanged tasks do not count
     assert check_task_order(good).passed
     bad = [ev("cp1", 0, ["container-engine"]), ev("cp1", 1, ["control-plane"]), ev("cp1", 2, ["etcd"])]
     r = check_task_order(bad)
     assert not r.passed and "cp1" in r.details and "control-plane before etcd" in r.details
+    # cluster.yml's kubeadm play (network plugin) comes after the control-plane play.
+    assert not check_task_order([ev("cp1", 0, ["network"]), ev("cp1", 1, ["control-plane"])]).passed
 
 
 def test_one_at_a_time_pass_and_fail() -> None:

@@ -1,7 +1,8 @@
 """Upgrade order, from the run's timeline (Ansible task events) and the version samples taken during it.
 
-Kubespray changes a node in this order: container engine -> etcd -> kubelet/kube-proxy -> network
-plugin -> control plane -> add-ons. Graceful paths also go one node at a time. And at every sample
+Kubespray changes a node in the order of its plays in playbooks/cluster.yml (read at v2.31.0):
+container engine -> etcd -> kubelet (node) -> control plane -> network plugin (the kubeadm play) ->
+add-ons. (Older write-ups put the network plugin before the control plane; the playbook does not.) Graceful paths also go one node at a time. And at every sample
 the version-skew policy must hold: no kubelet newer than the oldest apiserver, no kubelet more than
 three minors behind, etcd upgraded before the control plane.
 """
@@ -16,7 +17,7 @@ from harness.errors import PlanError
 from harness.plan.versions import Version
 from harness.probes.facts import TimelineEvent, VersionSample
 
-PHASES: tuple[str, ...] = ("container-engine", "etcd", "node", "network", "control-plane", "apps")
+PHASES: tuple[str, ...] = ("container-engine", "etcd", "node", "control-plane", "network", "apps")
 
 # Tags that put a task in a phase; the first phase in PHASE_PRIORITY whose tags match wins,
 # because Kubespray tasks carry several tags (an etcd client-cert task on a control-plane node: etcd).
