@@ -19,11 +19,6 @@ from harness.errors import InstallerError
 from harness.upgrade.masking import mask_artifacts
 from harness.upgrade.timeline import TaskRecord, TimelineBuilder, first_failures, summarize
 
-try:  # rich is a dependency, but the runner must not need a terminal
-    from rich.console import Console
-except ImportError:  # pragma: no cover
-    Console = None  # type: ignore[assignment,misc]
-
 
 @dataclass(frozen=True)
 class RunResult:
