@@ -124,6 +124,7 @@ class LabCluster(Cluster):
         self.prefix = paths.prefix
         self.net = paths.net()
         self.vagrant = paths.vagrant()
+        self.netns = paths.prefix  # where a server the guests must reach runs (the files repo)
 
     @property
     def state_root(self) -> Path:
