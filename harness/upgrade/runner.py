@@ -187,6 +187,7 @@ def run_stage(
     timeout: float | None = None,
     console: Any | None = None,
     task_tags: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+    envvars: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run a `paths.Stage`: Kubespray stages in the ref's worktree with the ref's venv, the rest with ours.
 
@@ -211,6 +212,7 @@ def run_stage(
         timeout=timeout,
         project_dir=project_dir,
         venv=venv,
+        envvars=envvars,
         console=console,
         task_tags=task_tags,
     )

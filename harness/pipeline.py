@@ -1,0 +1,472 @@
+"""One scenario through the pipeline, as an ordered list of named steps (Molecule-style):
+
+    plan -> cluster -> baseline -> before -> stages (plant, upgrade, ...) -> after
+
+Each step's outcome is recorded and saved to `<artifacts>/<scenario>/run.json` as it happens. A
+failing step does not stop measurement: once a cluster exists, the probes still run so the checks
+report what the cluster really is (a half-upgraded cluster is a result, not a crash).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness.cluster.base import Cluster, ClusterSpec, Provider
+from harness.errors import HarnessError
+from harness.options import Options
+from harness.probes.facts import EtcdFacts, HostFacts, PreUpgradeRecord, VersionSample, to_jsonable
+from harness.scenario.model import Scenario
+
+# Steps after which the cluster is at baseline and measuring it makes sense.
+MEASURABLE = ("baseline",)
+# The canary Deployments plant.yml creates (namespace/name).
+CANARIES = ("harness-canary-a/canary", "harness-canary-b/canary")
+# How often versions are sampled on every node while the upgrade runs (order and skew checks).
+SAMPLE_SECONDS = 20.0
+
+
+@dataclass
+class StepOutcome:
+    name: str
+    ok: bool
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class ScenarioRun:
+    """Everything one scenario's checks read: outcomes, stage results and collected facts."""
+
+    scenario: Scenario
+    dir: Path
+    outcomes: dict[str, StepOutcome] = field(default_factory=dict)
+    cluster: Cluster | None = None
+    stages: list[Any] = field(default_factory=list)  # harness.upgrade.paths.Stage
+    results: dict[str, Any] = field(default_factory=dict)  # stage purpose -> runner.RunResult
+    before: PreUpgradeRecord | None = None
+    hosts: list[HostFacts] = field(default_factory=list)
+    etcd: EtcdFacts | None = None
+    etcd_keys: dict[str, str | None] = field(default_factory=dict)
+    planted_keys: dict[str, str] = field(default_factory=dict)
+    samples: list[VersionSample] = field(default_factory=list)
+    resolved: dict[str, str] = field(default_factory=dict)
+    baseline_outcome: str | None = None
+    # Kubernetes API facts (scenarios with a control plane only)
+    kubeconfig: Path | None = None
+    kube: Any = None  # probes.facts.KubeFacts
+    kube_before: PreUpgradeRecord | None = None
+    pod_tokens: list[Any] | None = None  # probes.facts.PodTokenFacts
+    minted_review: Any = None  # probes.facts.TokenReviewResult of the token minted before the upgrade
+
+    def ok(self, step: str) -> bool:
+        o = self.outcomes.get(step)
+        return bool(o and o.ok)
+
+    def require(self, *steps: str) -> None:
+        """Fail the calling check item when a step it depends on failed or never ran."""
+        __tracebackhide__ = True
+        for step in steps:
+            o = self.outcomes.get(step)
+            if o is None:
+                failed = [x for x in self.outcomes.values() if not x.ok]
+                cause = f"; first failure: {failed[0].name}: {failed[0].error}" if failed else ""
+                raise AssertionError(f"step {step!r} of {self.scenario.id} did not run{cause}")
+            if not o.ok:
+                raise AssertionError(f"step {step!r} of {self.scenario.id} failed: {o.error}")
+
+    def upgrade_result(self) -> Any:
+        return self.results.get("upgrade")
+
+    def save(self) -> None:
+        doc = {
+            "scenario": self.scenario.id,
+            "test_id": self.scenario.test_id,
+            "baseline": self.baseline_outcome,
+            "outcomes": [to_jsonable(o) for o in self.outcomes.values()],
+            "stages": [
+                {"ident": s.ident, "purpose": s.purpose, "argv": s.argv()} for s in self.stages
+            ],
+            "results": {
+                k: {"rc": r.rc, "status": r.status, "recap": r.recap, "artifacts": str(r.artifacts_dir)}
+                for k, r in self.results.items()
+            },
+        }
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "run.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        facts = {
+            "before": to_jsonable(self.before),
+            "hosts": to_jsonable(self.hosts),
+            "etcd": to_jsonable(self.etcd),
+            "etcd_keys": self.etcd_keys,
+            "samples": to_jsonable(self.samples),
+        }
+        (self.dir / "facts.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
+
+
+class Session:
+    """What every scenario of one pytest session (one xdist worker) shares: the provider, clusters
+    by topology, the Kubespray sources, the lab's files repo server."""
+
+    def __init__(self, options: Options, console: Console | None = None) -> None:
+        self.options = options
+        self.console = console or Console(stderr=True)
+        self._provider: Provider | None = None
+        self._clusters: dict[tuple[str, ...], Cluster] = {}
+        self._kubespray: Any = None
+        self._servers: dict[str, Any] = {}  # netns -> FilesServer
+        self._keep: list[Cluster] = []
+
+    # -- shared resources ---------------------------------------------------------
+
+    def provider(self) -> Provider:
+        if self._provider is None:
+            kind = self.options.provider
+            if kind == "lab":
+                from harness.cluster.lab.provider import LabProvider
+
+                self._provider = LabProvider(f"pytest-{self.options.worker}")
+            elif kind == "vagrant":
+                from harness.cluster.vagrant import VagrantProvider
+
+                self._provider = VagrantProvider(box=self.options.box)
+            else:
+                from harness.cluster.static import StaticProvider
+
+                assert self.options.inventory is not None  # Options.resolve checked it
+                self._provider = StaticProvider(self.options.inventory)
+        return self._provider
+
+    def kubespray(self) -> Any:
+        if self._kubespray is None:
+            from harness.installer.kubespray import Kubespray
+
+            self._kubespray = Kubespray.open(str(self.options.kubespray))
+        return self._kubespray
+
+    def cluster_for(self, scenario: Scenario) -> Cluster:
+        """One cluster per topology per session; scenarios sharing it restore baselines from snapshots."""
+        key = tuple(f"{n.name}:{','.join(n.roles)}:{n.cpus}:{n.memory}" for n in scenario.topology.nodes)
+        if key not in self._clusters:
+            name = "c" + str(len(self._clusters) + 1) if self._clusters else ""
+            spec = ClusterSpec(name=name, nodes=scenario.topology.nodes, box=self.options.box)
+            self._clusters[key] = self.provider().up(spec)
+        return self._clusters[key]
+
+    def files_url(self, cluster: Cluster) -> str:
+        """The lab's offline files repo, built from the Debian archive and served inside the lab's netns."""
+        from harness.installer import files_repo
+        from harness.installer.lab import guest_facing_address
+
+        netns = getattr(cluster, "netns", None)
+        if netns is None:
+            raise HarnessError(
+                "the lab installer needs its files repo reachable from the nodes; with this provider, set"
+                " files_repo in the scenario's extra_vars to a server the nodes reach"
+            )
+        if netns not in self._servers:
+            repo = files_repo.build()
+            self._servers[netns] = files_repo.serve(repo.root, netns, "0.0.0.0", 8080)
+        return self._servers[netns].url(guest_facing_address(netns, cluster.nodes[0].address))
+
+    # -- one scenario -------------------------------------------------------------
+
+    def run(self, scenario: Scenario) -> ScenarioRun:
+        run = ScenarioRun(scenario, self.options.artifacts / scenario.id)
+        if run.dir.exists():
+            _clear(run.dir)
+        self.console.rule(f"[bold]{scenario.test_id}")
+        steps: list[tuple[str, Callable[[ScenarioRun], None]]] = [
+            ("plan", self._plan),
+            ("cluster", self._cluster),
+            ("baseline", self._baseline),
+            ("before", self._before),
+        ]
+        for name, fn in steps:
+            if not self._step(run, name, fn):
+                break
+        else:
+            for stage in run.stages:
+                self._step(run, stage.purpose, lambda r, s=stage: self._stage(r, s))
+        if run.cluster is not None and any(run.ok(s) for s in MEASURABLE):
+            self._step(run, "after", self._after)
+        run.save()
+        return run
+
+    def _step(self, run: ScenarioRun, name: str, fn: Callable[[ScenarioRun], None]) -> bool:
+        start = time.monotonic()
+        try:
+            fn(run)
+        except (HarnessError, AssertionError, OSError) as e:
+            run.outcomes[name] = StepOutcome(name, False, time.monotonic() - start, str(e))
+            self.console.print(f"[red]{run.scenario.id}: {name} failed[/]: {e}", highlight=False)
+            return False
+        except Exception as e:  # a bug here must still be reported against the scenario, with its trace
+            detail = "".join(traceback.format_exception(e)[-6:])
+            run.outcomes[name] = StepOutcome(name, False, time.monotonic() - start, f"{type(e).__name__}: {e}\n{detail}")
+            self.console.print(f"[red]{run.scenario.id}: {name} crashed[/]: {type(e).__name__}: {e}", highlight=False)
+            return False
+        run.outcomes[name] = StepOutcome(name, True, time.monotonic() - start)
+        run.save()
+        return True
+
+    def _plan(self, run: ScenarioRun) -> None:
+        """Everything that can be refused is refused here, before any VM exists."""
+        from harness.plan.rules import check_component_step, check_kube_version_step, check_minor_skip
+        from harness.upgrade.paths import pipeline
+
+        sc = run.scenario
+        for var, (old, new) in sc.changed_versions().items():
+            if old is None:
+                continue
+            if var == "kube_version":
+                check_kube_version_step(old, new)
+            else:
+                check_component_step(var, old, new)
+        tags = None
+        if sc.installer == "kubespray":
+            ks = self.kubespray()
+            base, target = sc.baseline.ref_obj, sc.target.ref_obj
+            if base and target:
+                check_minor_skip(base, target)
+            ref = sc.target.ref or sc.baseline.ref
+            if sc.path == "component":
+                tags = ks.list_tags(ref)
+            for var, version in sc.target.versions.items():
+                ks.checksum_known(ref, var.removesuffix("_version"), version, extra_vars=sc.extra_vars)
+            defaults = ks.default_versions(ref)
+            run.resolved = {c: v for c, v in _components_from_vars(defaults).items()}
+        else:
+            from harness.installer.files_repo import COMPONENTS
+
+            for rel in (sc.baseline, sc.target):
+                for var in rel.versions:
+                    if var.removesuffix("_version") not in COMPONENTS:
+                        raise HarnessError(f"scenario {sc.id}: the lab installer cannot install {var}")
+        run.stages = pipeline(sc, run.dir, available_tags=tags)
+
+    def _cluster(self, run: ScenarioRun) -> None:
+        run.cluster = self.cluster_for(run.scenario)
+
+    def _baseline(self, run: ScenarioRun) -> None:
+        from harness.cluster.baseline import BaselineKey, ensure_baseline
+
+        sc, cluster = run.scenario, run.cluster
+        assert cluster is not None
+        spec_key = ClusterSpec(name=cluster.name, nodes=sc.topology.nodes)
+        key = BaselineKey.of(self.options.provider, spec_key, sc.installer, sc.baseline.ref, sc.baseline.versions)
+        run.baseline_outcome = ensure_baseline(cluster, key, lambda: self._deploy_baseline(run))
+        if sc.installer == "lab":
+            self.files_url(cluster)  # a restored baseline still needs the server for the upgrade
+        self.console.print(f"{sc.id}: baseline {run.baseline_outcome} ({key.snapshot_name})", highlight=False)
+
+    def _deploy_baseline(self, run: ScenarioRun) -> None:
+        from harness.upgrade.paths import Stage
+
+        sc = run.scenario
+        if sc.installer == "lab":
+            stage = Stage("00-baseline", "baseline", "lab/cluster.yml", "harness", extravars=dict(sc.baseline.versions))
+        else:
+            from harness.upgrade.paths import KUBESPRAY_PLAYBOOKS
+
+            stage = Stage(
+                "00-baseline", "baseline", KUBESPRAY_PLAYBOOKS["full"], "kubespray", ref=sc.baseline.ref,
+                extravars=dict(sc.baseline.versions),
+            )
+        result = self._run_stage(run, stage)
+        if not result.ok:
+            from harness.errors import UpgradeRunError
+
+            raise UpgradeRunError(f"baseline deploy failed:\n{result.summary}")
+
+    def _before(self, run: ScenarioRun) -> None:
+        from harness.probes.hosts import HostProbe, observed_versions
+
+        assert run.cluster is not None
+        probe = HostProbe(run.cluster, installer=run.scenario.installer)
+        hosts = probe.all_host_facts()
+        run.before = PreUpgradeRecord(taken_at=datetime.now(UTC), versions=observed_versions(hosts))
+        (run.dir / "before.json").parent.mkdir(parents=True, exist_ok=True)
+        (run.dir / "before.json").write_text(json.dumps(to_jsonable(hosts), indent=2, default=str) + "\n")
+
+    def _stage(self, run: ScenarioRun, stage: Any) -> None:
+        """A harness or upgrade stage. The upgrade's own failure is a result (checks measure it);
+        it is recorded, and the next stages still run."""
+        if stage.purpose in ("upgrade", "idempotence"):
+            with self._sampling(run):
+                result = self._run_stage(run, stage)
+        else:
+            result = self._run_stage(run, stage)
+        run.results[stage.purpose] = result
+        if stage.purpose == "plant":
+            run.planted_keys = _planted_keys(Path(stage.extravars["harness_out"]))
+            if "kubernetes" in run.scenario.requirements() and result.ok:
+                self._kube_before(run)
+        if not result.ok and not stage.may_fail and stage.purpose not in ("upgrade", "idempotence"):
+            raise HarnessError(f"stage {stage.ident} ({stage.playbook}) failed:\n{result.summary}")
+
+    def _run_stage(self, run: ScenarioRun, stage: Any) -> Any:
+        from harness.installer.inventory import harness_vars, write_inventory
+        from harness.upgrade.runner import run_stage
+
+        sc, cluster = run.scenario, run.cluster
+        assert cluster is not None
+        pdd = run.dir / "runner" / stage.ident
+        if sc.installer == "lab":
+            from harness.installer import files_repo
+            from harness.installer.lab import lab_vars
+
+            versions = {**sc.baseline.versions, **{k: v for k, v in stage.extravars.items() if k.endswith("_version")}}
+            group_vars = {**lab_vars(self.files_url(cluster), versions, files_repo.build()), **sc.extra_vars}
+        else:
+            ref = stage.ref or sc.target.ref or sc.baseline.ref
+            group_vars = harness_vars(sc.baseline.versions, ref, extra_vars=sc.extra_vars)
+        inventory = write_inventory(pdd, cluster.inventory(), group_vars)
+        ks = self.kubespray() if stage.runner == "kubespray" else None
+        env = None
+        if sc.installer == "lab" and stage.runner == "harness" and stage.playbook.startswith("lab/"):
+            from harness.installer.lab import ansible_env
+
+            env = ansible_env()
+        return run_stage(stage, pdd, inventory, kubespray=ks, console=self.console, timeout=_timeout(stage), envvars=env)
+
+    @contextmanager
+    def _sampling(self, run: ScenarioRun) -> Iterator[None]:
+        """Sample every node's versions in the background while the upgrade runs."""
+        from harness.probes.hosts import HostProbe
+
+        assert run.cluster is not None
+        stop = threading.Event()
+        probe = HostProbe(run.cluster, installer=run.scenario.installer)
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    at = datetime.now(UTC)
+                    for node, comp, version in probe.version_samples():
+                        run.samples.append(VersionSample(at, node, comp, version))
+                except Exception:  # a node mid-restart does not answer: the next sample will
+                    pass
+                stop.wait(SAMPLE_SECONDS)
+
+        t = threading.Thread(target=loop, name=f"sampler-{run.scenario.id}", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join(timeout=120)
+
+    def _after(self, run: ScenarioRun) -> None:
+        from harness.probes.hosts import HostProbe
+
+        assert run.cluster is not None
+        probe = HostProbe(run.cluster, installer=run.scenario.installer)
+        run.hosts = probe.all_host_facts()
+        if run.cluster.with_role("etcd"):
+            run.etcd, run.etcd_keys = probe.etcd(keys=sorted(run.planted_keys))
+        if "kubernetes" in run.scenario.requirements():
+            self._kube_after(run)
+
+    # -- Kubernetes API ---------------------------------------------------------------
+
+    def _kubeconfig(self, run: ScenarioRun) -> Path:
+        """Kubespray writes admin.conf into the inventory's artifacts/ (kubeconfig_localhost: true);
+        the newest one this scenario's runs left wins."""
+        found = sorted(run.dir.glob("runner/*/inventory/artifacts/admin.conf"), key=lambda p: p.stat().st_mtime)
+        if found:
+            return found[-1]
+        if run.kubeconfig is not None:
+            return run.kubeconfig
+        raise HarnessError(
+            f"no admin.conf for {run.scenario.id}: Kubespray writes it with kubeconfig_localhost: true into"
+            " the inventory's artifacts/ folder"
+        )
+
+    def _kube_before(self, run: ScenarioRun) -> None:
+        from harness.probes.kube import collect_kube_facts, load_config, pre_upgrade_snapshot
+
+        assert run.cluster is not None
+        cfg = load_config(self._kubeconfig(run))
+        facts = collect_kube_facts(cfg, run.cluster.with_role("control-plane"), CANARIES, pods_budget=300)
+        restarts, names, uids = pre_upgrade_snapshot(facts)
+        run.kube_before = PreUpgradeRecord(
+            taken_at=datetime.now(UTC), pod_restarts=restarts, pod_names=names, canary_uids=uids
+        )
+
+    def _kube_after(self, run: ScenarioRun) -> None:
+        from pydantic import SecretStr
+
+        from harness.probes.kube import api_client, collect_kube_facts, load_config
+        from harness.probes.tokens import collect_pod_tokens, review_token
+
+        assert run.cluster is not None
+        cfg = load_config(self._kubeconfig(run))
+        budget = max(run.scenario.budgets.values(), default=300.0)
+        run.kube = collect_kube_facts(cfg, run.cluster.with_role("control-plane"), CANARIES, pods_budget=budget)
+        with api_client(cfg) as api:
+            run.pod_tokens = collect_pod_tokens(api, run.kube.pods)
+            minted = sorted((run.dir / "secrets").glob("token-*"))
+            if minted:
+                # The token is read, used and dropped here; it never reaches a message or an artifact.
+                run.minted_review = review_token(api, SecretStr(minted[0].read_text().strip()))
+
+    # -- end of scenario / session ------------------------------------------------------
+
+    def finish(self, run: ScenarioRun, *, failed: bool) -> None:
+        keep = self.options.keep == "always" or (self.options.keep == "on-failure" and failed)
+        if keep and run.cluster is not None and run.cluster not in self._keep:
+            self._keep.append(run.cluster)
+            self.console.print(
+                f"[yellow]keeping cluster of {run.scenario.id}[/] ({'failed' if failed else 'kept'}): "
+                f"{run.cluster.describe_access()}",
+                highlight=False,
+            )
+
+    def close(self, *, failed: bool) -> None:
+        for server in self._servers.values():
+            server.stop()
+        self._servers.clear()
+        kept = set(map(id, self._keep))
+        for cluster in self._clusters.values():
+            if id(cluster) not in kept:
+                cluster.destroy()
+        if self._provider is not None and not self._keep:
+            self._provider.cleanup()
+
+
+def _clear(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _planted_keys(out: Path) -> dict[str, str]:
+    try:
+        data = json.loads((out / "etcd-sentinels.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not data.get("planted"):
+        return {}
+    return {k["key"]: k["value"] for k in data.get("keys", [])}
+
+
+def _components_from_vars(defaults: dict[str, str]) -> dict[str, str]:
+    from harness.plan.tags import COMPONENT_VARS
+
+    return {comp: defaults[var] for comp, var in COMPONENT_VARS.items() if var in defaults}
+
+
+def _timeout(stage: Any) -> float:
+    # Generous: guests run under software emulation; a hung run still ends.
+    return 3600.0 if stage.runner == "kubespray" else 1800.0

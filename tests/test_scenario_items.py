@@ -1,0 +1,49 @@
+"""The shipped check items: every `-k WORD` for a component, tag or path selects only scenarios
+whose id carries WORD (check names must not contain such words), and the item set per scenario
+matches what the scenario can be checked for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.plan.tags import COMPONENT_TAGS, COMPONENT_VARS
+from harness.scenario import load_catalogue
+from tests.conftest import REPO
+
+WORDS = sorted({*COMPONENT_TAGS, *(v.removesuffix("_version") for v in COMPONENT_VARS.values()),
+                "full", "graceful", "component", "lab", "kubespray", "docker", "download"})
+
+
+def _collect(*args: str) -> list[str]:
+    r = subprocess.run([sys.executable, "-m", "pytest", "scenarios/", "--collect-only", "-q", *args],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode in (0, 5), r.stdout + r.stderr
+    return [line for line in r.stdout.splitlines() if "::" in line]
+
+
+@pytest.fixture(scope="module")
+def all_ids() -> list[str]:
+    return _collect()
+
+
+@pytest.mark.parametrize("word", WORDS)
+def test_k_word_matches_only_ids_carrying_it(word, all_ids):
+    expected = [i for i in all_ids if word in i.split("[", 1)[1]]
+    selected = _collect("-k", word)
+    assert selected == expected
+
+
+def test_every_scenario_gets_the_common_checks(all_ids):
+    for sc in load_catalogue([REPO / "scenarios"]):
+        mine = {i.split("::")[1].split("[")[0] for i in all_ids if f"[{sc.test_id}]" in i}
+        assert {"test_playbook_run", "test_target_versions", "test_others_unchanged", "test_units_active",
+                "test_store_health", "test_planted_state", "test_upgrade_order"} <= mine
+        api = {"test_all_ready", "test_apiserver_versions", "test_service_account_tokens", "test_resolver_service"}
+        if "kubernetes" in sc.requirements():
+            assert api <= mine
+        else:
+            assert not api & mine
+        assert ("test_second_run_changes_nothing" in mine) == sc.idempotence
