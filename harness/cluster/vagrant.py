@@ -44,6 +44,8 @@ def spec_document(
     ssh: Mapping[str, Any] | None = None,
     provider_options: Mapping[str, Any] | None = None,
     console_log_dir: Path | None = None,
+    set_hostname: bool = True,
+    guest: str | None = None,
 ) -> dict[str, Any]:
     """The JSON the Vagrantfile reads: nodes with roles and sizes, the box, provider and its options."""
     doc: dict[str, Any] = {
@@ -58,6 +60,10 @@ def spec_document(
     }
     if console_log_dir is not None:
         doc["console_log_dir"] = str(console_log_dir)
+    if not set_hostname:
+        doc["set_hostname"] = False
+    if guest:
+        doc["guest"] = guest
     return doc
 
 

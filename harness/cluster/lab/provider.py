@@ -188,6 +188,15 @@ class LabCluster(Cluster):
                 )
             time.sleep(0.5)
 
+    def _set_hostname(self, node: str) -> None:
+        self._wait_ssh(node)
+        self.run(
+            node,
+            f"sudo sh -c 'hostname {node} && echo {node} > /etc/hostname"
+            f" && sed -i \"s/^127.0.1.1.*/127.0.1.1\\t{node}/\" /etc/hosts'",
+            timeout=60,
+        )
+
     def destroy(self) -> None:
         teardown(self.paths)
 
@@ -331,6 +340,8 @@ class LabProvider(Provider):
             ssh={"username": box.user, "private_key_path": str(box.private_key), "insert_key": False},
             provider_options=options,
             console_log_dir=paths.console,
+            set_hostname=False,  # _create names the hosts over ssh, with no network restart
+            guest="debian",
         )
 
     def find(self, spec_or_name: ClusterSpec | str | None = None) -> LabCluster | None:
@@ -421,7 +432,7 @@ class LabProvider(Provider):
             )
         )
         cluster = LabCluster(spec.name, nodes, paths)
-        _on_every_node(cluster, lambda dom: cluster._wait_ssh(dom.removeprefix(paths.prefix + "-")))
+        _on_every_node(cluster, lambda dom: cluster._set_hostname(dom.removeprefix(paths.prefix + "-")))
         state.update(ready=True, nodes=[_node_json(n) for n in nodes])
         _write_state(paths, state)
         return cluster

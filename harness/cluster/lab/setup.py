@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import proc
+from harness.cluster.lab.paths import file_lock, lab_cache
 from harness.errors import ClusterError, PrerequisiteError
 
 # Debian packages the lab needs (LAB.md), with netcat for the ssh ProxyCommand into the namespace.
@@ -158,14 +159,31 @@ class LabNet:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.running() and self.virsh("version", check=False, timeout=10).ok:
+                self._share_capabilities()
                 return
             time.sleep(0.2)
         log = self.libvirt_dir / "log" / "libvirtd.log"
         raise ClusterError(f"libvirtd did not come up in namespace {self.netns}; see {log}")
 
+    def _share_capabilities(self) -> None:
+        """Keep the first lab's probe of QEMU's capabilities for the next ones.
+
+        A fresh libvirtd spends ~8 s probing QEMU; libvirt revalidates a cached probe against the
+        binaries' timestamps, so a stale copy is only re-probed, never trusted.
+        """
+        caps = self.libvirt_dir / "cache" / "qemu" / "capabilities"
+        with file_lock(lab_cache() / "capabilities.lock"):
+            if caps.is_dir() and any(caps.iterdir()) and not any(_capabilities_template().glob("*.xml")):
+                shutil.copytree(caps, _capabilities_template(), dirs_exist_ok=True)
+
     def _prepare_dirs(self) -> None:
         for sub in PRIVATE_DIRS:
             (self.libvirt_dir / sub).mkdir(parents=True, exist_ok=True)
+        with file_lock(lab_cache() / "capabilities.lock"):
+            if any(_capabilities_template().glob("*.xml")):
+                shutil.copytree(
+                    _capabilities_template(), self.libvirt_dir / "cache" / "qemu" / "capabilities", dirs_exist_ok=True
+                )
         etc = self.libvirt_dir / "etc"
         if not (etc / "qemu.conf").exists():
             # The package's configuration, minus its domains and its autostarted `default` network.
@@ -195,6 +213,10 @@ class LabNet:
                 time.sleep(0.1)
         if self.exists():
             proc.run(["ip", "netns", "delete", self.netns], check=False, timeout=30)
+
+
+def _capabilities_template() -> Path:
+    return lab_cache() / "libvirt-capabilities"
 
 
 def _alive(pid: int) -> bool:
