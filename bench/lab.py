@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -38,7 +38,7 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 def replace_section(text: str, heading: str, body: str) -> str:
     """Replace `heading`'s section (up to the next `## `) or append it; other sections stay as they are."""
     section = f"{heading}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     if pattern.search(text):
         return pattern.sub(lambda _m: section + "\n", text, count=1).rstrip() + "\n"
     if not text.strip():
@@ -95,11 +95,13 @@ def main() -> None:
 
     load_after = os.getloadavg()[0]
     others = sorted({p.name for p in Path("/run/netns").glob("ksh-*")} - {cluster.paths.prefix})
-    vagrant = subprocess.run(["vagrant", "--version"], capture_output=True, text=True).stdout.strip()
-    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    vagrant = subprocess.run(["vagrant", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    qemu = subprocess.run(
+        ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[0]
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     lines = [
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d} by `bench/lab.py` on {os.cpu_count()} cores, {mem_gib:.0f} GiB,"
+        f"Measured {datetime.now(UTC):%Y-%m-%d} by `bench/lab.py` on {os.cpu_count()} cores, {mem_gib:.0f} GiB,"
         f" {platform.system()} {platform.release()}; accelerator **{verdict}** (probe {probe:.1f} s, cached after"
         f" the first run); {vagrant}; {qemu}. Load average {load_before:.1f} before the lab steps,"
         f" {load_after:.1f} after" + (f"; other labs running meanwhile: {', '.join(others)}." if others else "."),

@@ -15,9 +15,13 @@ SPEC = ClusterSpec(name="s", nodes=(NodeSpec(name="node1", roles=("etcd", "worke
 
 
 def key(**over: object) -> BaselineKey:
-    fields: dict[str, object] = dict(
-        provider="lab", topology=SPEC.key(), installer="lab", ref=None, versions={"etcd_version": "3.4.23"}
-    )
+    fields: dict[str, object] = {
+        "provider": "lab",
+        "topology": SPEC.key(),
+        "installer": "lab",
+        "ref": None,
+        "versions": {"etcd_version": "3.4.23"},
+    }
     fields.update(over)
     return BaselineKey(**fields)  # type: ignore[arg-type]
 

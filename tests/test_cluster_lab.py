@@ -76,6 +76,7 @@ def test_document_points_vagrant_at_the_private_libvirtd_with_tcg() -> None:
     assert opts["uri"] == opts["system_uri"] == f"qemu:///system?socket={socket}"
     assert (opts["driver"], opts["cpu_mode"], opts["cpu_model"]) == ("qemu", "custom", "qemu64")
     assert opts["default_prefix"] == "ksh-gw1-" and opts["management_network_name"] == "ksh-gw1-mgmt"
+    assert opts["management_network_address"] == provider.lab_subnet("ksh-gw1")
     assert (opts["kernel"], opts["initrd"]) == ("/boxes/vmlinuz", "/boxes/initrd.img")
     assert "root=/dev/vda" in opts["cmd_line"] and "net.ifnames=0" in opts["cmd_line"]
     assert doc["box"] == FAKE_BOX.name and doc["ssh"]["private_key_path"] == "/keys/id_ed25519"
@@ -96,6 +97,23 @@ def test_vagrant_libvirt_accepts_every_lab_option(tmp_path: Path) -> None:
         pytest.skip("vagrant-libvirt is not installed")
     assert res.ok, res.stderr
     assert "node2,provider-name,libvirt" in res.stdout
+
+
+def test_each_lab_gets_its_own_stable_subnet() -> None:
+    a, b = provider.lab_subnet("ksh-lab-gw0"), provider.lab_subnet("ksh-lab-gw1")
+    assert a != b and a == provider.lab_subnet("ksh-lab-gw0")
+    assert a.startswith("10.") and a.endswith(".0/24")
+    assert provider.lab_subnet("ksh-lab-gw0", {a}) not in (a,)  # taken by another lab: the next one
+
+
+def test_subnets_in_use_are_read_from_other_labs_state() -> None:
+    p = LabProvider("one")
+    one = LabPaths("ksh-one")
+    doc = p.document(default_spec("one", 1), one, FAKE_BOX, "tcg")
+    _state(one, doc, None)
+    taken = doc["provider_options"]["management_network_address"]
+    assert provider._subnets_in_use(exclude="ksh-two") == {taken}
+    assert provider._subnets_in_use(exclude="ksh-one") == set()
 
 
 def test_control_socket_paths_fit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -186,9 +204,8 @@ def test_kvm_probe_argv_boots_without_disk_and_exits() -> None:
 
 def test_sigterm_during_up_raises_so_cleanup_runs() -> None:
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(ClusterError, match="SIGTERM"):
-        with provider._terminate_as_exception():
-            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next statement
+    with pytest.raises(ClusterError, match="SIGTERM"), provider._terminate_as_exception():
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next statement
     assert signal.getsignal(signal.SIGTERM) is before
 
 

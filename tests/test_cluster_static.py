@@ -124,6 +124,7 @@ class _Fake(Cluster):
     def restore(self, name: str) -> None: ...
     def has_snapshot(self, name: str) -> bool:
         return False
+
     def destroy(self) -> None: ...
 
 

@@ -103,7 +103,9 @@ def _ssh_g(config: Path, host: str) -> dict[str, str]:
 def test_rendered_ssh_config_tunnels_into_the_namespace(tmp_path: Path) -> None:
     hosts = list(parse_ssh_config(VAGRANT_SSH_CONFIG).values())
     cfg = tmp_path / "ssh_config"
-    cfg.write_text(render_ssh_config(hosts, proxy_command="ip netns exec ksh-gw0 nc %h %p", control_dir=tmp_path / "cm"))
+    cfg.write_text(
+        render_ssh_config(hosts, proxy_command="ip netns exec ksh-gw0 nc %h %p", control_dir=tmp_path / "cm")
+    )
     node1 = _ssh_g(cfg, "node1")
     assert node1["hostname"] == "192.168.121.235"
     assert node1["user"] == "vagrant"

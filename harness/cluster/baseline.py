@@ -31,7 +31,9 @@ class BaselineKey:
     versions: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, provider: str, spec: ClusterSpec, installer: str, ref: str | None, versions: Mapping[str, str]) -> BaselineKey:
+    def of(
+        cls, provider: str, spec: ClusterSpec, installer: str, ref: str | None, versions: Mapping[str, str]
+    ) -> BaselineKey:
         return cls(provider=provider, topology=spec.key(), installer=installer, ref=ref, versions=dict(versions))
 
     def as_json(self) -> dict[str, Any]:

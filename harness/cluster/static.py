@@ -87,7 +87,9 @@ def render_static_ssh_config(hosts: list[tuple[Node, dict[str, Any]]]) -> str:
     """An ssh config giving each inventory host its name as alias, with the inventory's connection vars."""
     out = ["# Written by kubespray-upgrade-harness from an Ansible inventory."]
     for node, hv in hosts:
-        config, options = _ssh_options(f"{hv.get('ansible_ssh_common_args', '')} {hv.get('ansible_ssh_extra_args', '')}")
+        config, options = _ssh_options(
+            f"{hv.get('ansible_ssh_common_args', '')} {hv.get('ansible_ssh_extra_args', '')}"
+        )
         out.append(f"Host {node.name}")
         if config:
             # The inventory reaches this host through its own ssh config (the lab's does): its values come

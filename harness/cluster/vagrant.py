@@ -32,7 +32,9 @@ def vagrantfile_path() -> Path:
     env = os.environ.get("HARNESS_VAGRANTFILE")
     path = Path(env) if env else Path(__file__).resolve().parents[2] / "Vagrantfile"
     if not path.is_file():
-        raise PrerequisiteError(f"Vagrantfile not found at {path}; set HARNESS_VAGRANTFILE to the harness's Vagrantfile")
+        raise PrerequisiteError(
+            f"Vagrantfile not found at {path}; set HARNESS_VAGRANTFILE to the harness's Vagrantfile"
+        )
     return path
 
 
@@ -54,9 +56,7 @@ def spec_document(
         "box": box,
         "ssh": dict(ssh or {}),
         "provider_options": dict(provider_options or {}),
-        "nodes": [
-            {"name": n.name, "roles": list(n.roles), "cpus": n.cpus, "memory": n.memory} for n in spec.nodes
-        ],
+        "nodes": [{"name": n.name, "roles": list(n.roles), "cpus": n.cpus, "memory": n.memory} for n in spec.nodes],
     }
     if console_log_dir is not None:
         doc["console_log_dir"] = str(console_log_dir)
@@ -176,9 +176,13 @@ class VagrantEnv:
         return env
 
     def run(self, *args: str, timeout: float | None = 600, check: bool = True) -> proc.Result:
-        return proc.run(["vagrant", *args], env=self.env(), cwd=str(self.root), netns=self.netns, timeout=timeout, check=check)
+        return proc.run(
+            ["vagrant", *args], env=self.env(), cwd=str(self.root), netns=self.netns, timeout=timeout, check=check
+        )
 
-    def stream(self, *args: str, on_line: Callable[[str], None] | None = None, timeout: float | None = 3600) -> proc.Result:
+    def stream(
+        self, *args: str, on_line: Callable[[str], None] | None = None, timeout: float | None = 3600
+    ) -> proc.Result:
         return proc.stream(
             ["vagrant", *args], env=self.env(), cwd=str(self.root), netns=self.netns, timeout=timeout, on_line=on_line
         )
@@ -269,7 +273,10 @@ class VagrantProvider(Provider):
             raise PrerequisiteError("vagrant is not installed (https://developer.hashicorp.com/vagrant/install)")
         env = VagrantEnv(state_dir() / "vagrant" / re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.name))
         doc = spec_document(
-            spec, provider=self.vagrant_provider, box=spec.box or self.box, provider_options={**self.options, **spec.options}
+            spec,
+            provider=self.vagrant_provider,
+            box=spec.box or self.box,
+            provider_options={**self.options, **spec.options},
         )
         env.write(doc)
         try:

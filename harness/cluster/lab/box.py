@@ -143,7 +143,9 @@ def ssh_key() -> Path:
     key = lab_cache() / "id_ed25519"
     with file_lock(lab_cache() / "key.lock"):
         if not key.exists():
-            proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kubespray-upgrade-harness-lab", "-f", str(key)])
+            proc.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kubespray-upgrade-harness-lab", "-f", str(key)]
+            )
     return key
 
 
@@ -187,21 +189,25 @@ def ensure_box(extra_packages: tuple[str, ...] = ()) -> Box:
 def _build(inputs: dict[str, object], out: Path, name: str) -> None:
     for tool in ("debootstrap", "mkfs.ext4", "qemu-img", "vagrant", "chroot"):
         if not shutil.which(tool):
-            raise PrerequisiteError(f"{tool} is not installed; run `harness lab setup` (it installs the lab's apt packages)")
+            raise PrerequisiteError(
+                f"{tool} is not installed; run `harness lab setup` (it installs the lab's apt packages)"
+            )
     work = out.with_name(out.name + ".tmp")
     shutil.rmtree(work, ignore_errors=True)
     rootfs = work / "rootfs"
     rootfs.mkdir(parents=True)
     try:
         with progress.step(f"debootstrap {inputs['suite']} (about 80 s)") as on_line:
-            proc.stream(
-                [
-                    "debootstrap", "--variant=minbase", "--include=" + ",".join(inputs["packages"]),  # type: ignore[arg-type]
-                    str(inputs["suite"]), str(rootfs), str(inputs["mirror"]),
-                ],  # fmt: skip
-                on_line=on_line,
-                timeout=1800,
-            )
+            include = "--include=" + ",".join(inputs["packages"])  # type: ignore[arg-type]
+            argv = [
+                "debootstrap",
+                "--variant=minbase",
+                include,
+                str(inputs["suite"]),
+                str(rootfs),
+                str(inputs["mirror"]),
+            ]
+            proc.stream(argv, on_line=on_line, timeout=1800)
         with progress.step("configuring the box"):
             script = rootfs / "tmp" / "customize.sh"
             script.write_text(str(inputs["customize"]))
@@ -210,7 +216,9 @@ def _build(inputs: dict[str, object], out: Path, name: str) -> None:
             kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
             initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
             if not kernels or not initrds:
-                raise ClusterError(f"debootstrap left no kernel or initrd in {rootfs / 'boot'}; is linux-image-amd64 installable?")
+                raise ClusterError(
+                    f"debootstrap left no kernel or initrd in {rootfs / 'boot'}; is linux-image-amd64 installable?"
+                )
             shutil.copyfile(kernels[-1], work / "vmlinuz")
             shutil.copyfile(initrds[-1], work / "initrd.img")
         with progress.step("making the disk image"):
@@ -252,6 +260,10 @@ def remove_box(box: Box) -> None:
     """Forget a box (the benchmark's cold build starts from here)."""
     env = {**os.environ, "VAGRANT_HOME": str(vagrant_home())}
     proc.run(
-        ["vagrant", "box", "remove", "--force", "--all", box.name], env=env, cwd=str(lab_cache()), check=False, timeout=300
+        ["vagrant", "box", "remove", "--force", "--all", box.name],
+        env=env,
+        cwd=str(lab_cache()),
+        check=False,
+        timeout=300,
     )
     shutil.rmtree(box.kernel.parent, ignore_errors=True)

@@ -166,7 +166,9 @@ def down(name: str | None) -> None:
     provider = _provider(name)
     start = time.monotonic()
     existed = provider.down(name)
-    click.echo(f"lab {provider.lab_name} removed in {time.monotonic() - start:.1f} s" if existed else "nothing to remove")
+    click.echo(
+        f"lab {provider.lab_name} removed in {time.monotonic() - start:.1f} s" if existed else "nothing to remove"
+    )
 
 
 if __name__ == "__main__":

@@ -9,14 +9,12 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.markup import escape
 
-_console = Console(stderr=True)
-
 
 @contextmanager
 def step(title: str) -> Iterator[Callable[[str], None]]:
     """Show `title` with a spinner while the block runs; the yielded callable shows a command's latest line."""
     start = time.monotonic()
-    with _console.status(escape(title)) as status:
+    with Console(stderr=True).status(escape(title)) as status:
 
         def on_line(line: str) -> None:
             line = line.strip()

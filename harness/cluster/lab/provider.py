@@ -15,7 +15,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -147,13 +147,16 @@ class LabCluster(Cluster):
 
     def _save(self, dom: str, name: str) -> None:
         if name in self._domain_snapshots(dom):
-            self.net.virsh("snapshot-delete", dom, name, timeout=300)  # save replaces, like `vagrant snapshot save --force`
+            # Saving replaces, like `vagrant snapshot save --force`.
+            self.net.virsh("snapshot-delete", dom, name, timeout=300)
         self.net.virsh("snapshot-create-as", dom, name, "harness snapshot", timeout=600)
 
     def restore(self, name: str) -> None:
         self._require_running()
         if not self.has_snapshot(name):
-            raise ClusterError(f"lab {self.prefix} has no snapshot {name!r}; snapshots: {', '.join(self.snapshots()) or 'none'}")
+            raise ClusterError(
+                f"lab {self.prefix} has no snapshot {name!r}; snapshots: {', '.join(self.snapshots()) or 'none'}"
+            )
         # The masters' TCP connections die with the restore; close them rather than let a command hit one.
         close_masters(self.ssh_config, [n.name for n in self.nodes])
         with progress.step(f"restoring snapshot {name} of lab {self.prefix}"):
@@ -193,7 +196,7 @@ class LabCluster(Cluster):
         self.run(
             node,
             f"sudo sh -c 'hostname {node} && echo {node} > /etc/hostname"
-            f" && sed -i \"s/^127.0.1.1.*/127.0.1.1\\t{node}/\" /etc/hosts'",
+            f' && sed -i "s/^127.0.1.1.*/127.0.1.1\\t{node}/" /etc/hosts\'',
             timeout=60,
         )
 
@@ -263,6 +266,32 @@ def leftovers(paths: LabPaths) -> list[str]:
     return found
 
 
+SUBNETS = 100 * 256  # 10.100.0.0/24 ... 10.199.255.0/24
+
+
+def lab_subnet(prefix: str, taken: Collection[str] = ()) -> str:
+    """The lab's own /24, stable per name. Namespaces already keep labs apart; distinct addresses also
+    keep apart what is keyed by address outside them: Ansible's and ssh's ControlPath hashes, known hosts."""
+    start = int(hashlib.sha256(prefix.encode()).hexdigest()[:8], 16) % SUBNETS
+    for i in range(SUBNETS):
+        idx = (start + i) % SUBNETS
+        subnet = f"10.{100 + idx // 256}.{idx % 256}.0/24"
+        if subnet not in taken:
+            return subnet
+    raise ClusterError("no free lab subnet in 10.100.0.0/16-10.199.0.0/16; remove old labs (`harness lab status`)")
+
+
+def _subnets_in_use(exclude: str) -> set[str]:
+    taken = set()
+    for d in labs_root().iterdir():
+        if d.is_dir() and d.name != exclude:
+            state = _read_state(LabPaths(d.name)) or {}
+            subnet = state.get("document", {}).get("provider_options", {}).get("management_network_address")
+            if subnet:
+                taken.add(subnet)
+    return taken
+
+
 def _read_state(paths: LabPaths) -> dict[str, Any] | None:
     try:
         return json.loads(paths.state.read_text())  # type: ignore[no-any-return]
@@ -324,6 +353,7 @@ class LabProvider(Provider):
             **accel.LIBVIRT_OPTIONS[acc],
             "default_prefix": f"{paths.prefix}-",
             "management_network_name": f"{paths.prefix}-mgmt",
+            "management_network_address": lab_subnet(paths.prefix, _subnets_in_use(exclude=paths.prefix)),
             # Isolated: no NAT rules; the guests talk to each other and to the harness through the namespace.
             "management_network_mode": "none",
             "kernel": str(box.kernel),
@@ -346,8 +376,10 @@ class LabProvider(Provider):
 
     def find(self, spec_or_name: ClusterSpec | str | None = None) -> LabCluster | None:
         """The running lab of this name, if its `up` completed."""
-        lab_id = self.lab_name if spec_or_name is None else (
-            spec_or_name if isinstance(spec_or_name, str) else self.lab_id(spec_or_name)
+        lab_id = (
+            self.lab_name
+            if spec_or_name is None
+            else (spec_or_name if isinstance(spec_or_name, str) else self.lab_id(spec_or_name))
         )
         paths = LabPaths(lab_prefix(lab_id))
         state = _read_state(paths)
@@ -461,7 +493,10 @@ def _node_json(n: Node) -> dict[str, Any]:
 
 
 def _cluster_from_state(paths: LabPaths, state: dict[str, Any]) -> LabCluster:
-    nodes = [Node(name=n["name"], roles=tuple(n["roles"]), address=n["address"], user=n["user"], port=n["port"]) for n in state["nodes"]]
+    nodes = [
+        Node(name=n["name"], roles=tuple(n["roles"]), address=n["address"], user=n["user"], port=n["port"])
+        for n in state["nodes"]
+    ]
     paths.control_dir.mkdir(mode=0o700, exist_ok=True)
     return LabCluster(state["document"]["name"], nodes, paths)
 

@@ -53,7 +53,9 @@ cgroup_controllers = [ ]
 def missing_packages() -> list[str]:
     """Lab packages not installed (one dpkg-query call; fast enough for every `up`)."""
     if not shutil.which("dpkg-query"):
-        return [p for p, tool in (("vagrant", "vagrant"), ("libvirt-daemon-system", "libvirtd")) if not shutil.which(tool)]
+        return [
+            p for p, tool in (("vagrant", "vagrant"), ("libvirt-daemon-system", "libvirtd")) if not shutil.which(tool)
+        ]
     res = proc.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *APT_PACKAGES], check=False)
     installed = {ln.split()[0] for ln in res.stdout.splitlines() if ln.endswith(" installed")}
     return [p for p in APT_PACKAGES if p not in installed]
@@ -87,7 +89,9 @@ def setup(*, install: bool = True) -> list[str]:
             proc.run(["apt-get", "update", "-q"], env=env, timeout=900)
             proc.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env, timeout=1800)
         except proc.CommandError as e:
-            raise PrerequisiteError(f"installing the lab's packages failed; install them by hand: {INSTALL_HINT}\n{e}") from e
+            raise PrerequisiteError(
+                f"installing the lab's packages failed; install them by hand: {INSTALL_HINT}\n{e}"
+            ) from e
     for d in PRIVATE_DIRS.values():
         # Mount points for the private bind mounts must exist in the root mount namespace.
         Path(d).mkdir(parents=True, exist_ok=True)
@@ -154,8 +158,14 @@ class LabNet:
         )
         # setsid: the daemons must not share the caller's process group (a Ctrl-C would reach them).
         # -p: their default pid files are in the shared /run.
-        script = f"{mounts} && virtlogd -d -p /run/libvirt/virtlogd.pid && exec libvirtd -d -p /run/libvirt/libvirtd.pid"
-        proc.run(["setsid", "unshare", "--mount", "--propagation", "private", "sh", "-c", script], netns=self.netns, timeout=60)
+        script = (
+            f"{mounts} && virtlogd -d -p /run/libvirt/virtlogd.pid && exec libvirtd -d -p /run/libvirt/libvirtd.pid"
+        )
+        proc.run(
+            ["setsid", "unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            netns=self.netns,
+            timeout=60,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.running() and self.virsh("version", check=False, timeout=10).ok:
