@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
+from harness import progress
 from harness.cluster.base import Cluster, ClusterSpec, Provider
 from harness.errors import HarnessError
 from harness.options import Options
@@ -120,7 +121,7 @@ class Session:
 
     def __init__(self, options: Options, console: Console | None = None) -> None:
         self.options = options
-        self.console = console or Console(stderr=True)
+        self.console = console or progress.console()
         self._provider: Provider | None = None
         self._clusters: dict[tuple[str, ...], Cluster] = {}
         self._kubespray: Any = None
@@ -185,6 +186,7 @@ class Session:
         run = ScenarioRun(scenario, self.options.artifacts / scenario.id)
         if run.dir.exists():
             _clear(run.dir)
+        self.console.print()
         self.console.rule(f"[bold]{scenario.test_id}")
         steps: list[tuple[str, Callable[[ScenarioRun], None]]] = [
             ("plan", self._plan),
@@ -338,7 +340,7 @@ class Session:
             from harness.installer.lab import ansible_env
 
             env = ansible_env()
-        return run_stage(stage, pdd, inventory, kubespray=ks, console=self.console, timeout=_timeout(stage), envvars=env)
+        return run_stage(stage, pdd, inventory, kubespray=ks, show_progress=True, timeout=_timeout(stage), envvars=env)
 
     @contextmanager
     def _sampling(self, run: ScenarioRun) -> Iterator[None]:

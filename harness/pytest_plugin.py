@@ -52,6 +52,45 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(e)) from None
     config.stash[OPTIONS_KEY] = opts
     config.stash[FAILED_KEY] = set()
+    _progress_past_capture(config)
+
+
+def _progress_past_capture(config: pytest.Config) -> None:
+    """Long steps (vagrant up, playbook runs) report progress on the terminal while pytest captures
+    test output, the way pytest's live logging does. Plain lines, no spinner: pytest owns the screen."""
+    import sys
+
+    from rich.console import Console
+
+    from harness import progress
+
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is None or not hasattr(sys.stderr, "isatty"):
+        return
+    progress.use(Console(file=_PastCapture(capman, sys.stderr), force_interactive=False, soft_wrap=True))
+    config.add_cleanup(lambda: progress.use(None))
+
+
+class _PastCapture:
+    """A text stream that writes to the real stderr with pytest's capture suspended."""
+
+    def __init__(self, capman: Any, stream: Any) -> None:
+        self._capman, self._stream = capman, stream
+
+    def write(self, text: str) -> int:
+        with self._capman.global_and_fixture_disabled():
+            self._stream.write(text)
+            self._stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

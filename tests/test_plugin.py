@@ -133,3 +133,19 @@ def _checkout(tmp_path):
     (c / ".git").mkdir(parents=True, exist_ok=True)
     (c / "cluster.yml").write_text("[]\n")
     return c
+
+
+def test_progress_reaches_the_terminal_through_output_capture(project):
+    """A long step's progress shows while pytest captures the test's own output (as live logs do)."""
+    (project.path / "suite" / "test_progress.py").write_text(
+        "from harness import progress\n\n"
+        "def test_long_step():\n"
+        "    print('captured, not shown')\n"
+        "    with progress.step('vagrant up: 3 node(s)') as line:\n"
+        "        line('Bringing machine node1 up')\n"
+    )
+    r = project.runpytest_subprocess("-q", "test_progress.py", "--scenarios", "catalogue")
+    r.assert_outcomes(passed=1)
+    err = r.stderr.str()
+    assert "… vagrant up: 3 node(s)" in err and "✓ vagrant up: 3 node(s)" in err
+    assert "captured, not shown" not in r.stdout.str() + err

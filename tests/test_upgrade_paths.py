@@ -114,20 +114,20 @@ def test_lab_mapping() -> None:
 def test_pipeline_stages_and_idents(tmp_path: Path, ks: Kubespray) -> None:
     stages = pipeline(_ks(idempotence=True), tmp_path)
     assert [s.ident for s in stages] == [
-        "01-record-before", "02-plant", "03-upgrade", "04-idempotence", "05-record-after", "06-collect",
+        "01-plant", "02-upgrade", "03-idempotence", "04-collect",
     ]
-    assert [s.runner for s in stages] == ["harness", "harness", "kubespray", "kubespray", "harness", "harness"]
-    assert stages[0].extravars == {"harness_out": str(tmp_path / "01-record-before"), "harness_label": "before"}
-    assert stages[1].extravars["harness_plant_kubernetes"] is True
-    assert stages[1].extravars["harness_secret_dir"] == str(tmp_path / "secrets")
-    assert stages[3].extravars == stages[2].extravars and stages[3].purpose == "idempotence"
+    assert [s.runner for s in stages] == ["harness", "kubespray", "kubespray", "harness"]
+    assert stages[0].extravars["harness_out"] == str(tmp_path / "01-plant")
+    assert stages[0].extravars["harness_plant_kubernetes"] is True
+    assert stages[0].extravars["harness_secret_dir"] == str(tmp_path / "secrets")
+    assert stages[2].extravars == stages[1].extravars and stages[2].purpose == "idempotence"
     assert stages[-1].may_fail and not stages[2].may_fail
     for s in stages:
         if s.runner == "harness":
             assert (PLAYBOOKS_DIR / s.playbook).exists(), s.playbook
     lab = pipeline(_lab(), tmp_path)
-    assert lab[1].extravars["harness_plant_kubernetes"] is False
-    assert [s.ident for s in lab][2] == "03-upgrade" and len(lab) == 5
+    assert lab[0].extravars["harness_plant_kubernetes"] is False
+    assert [s.ident for s in lab] == ["01-plant", "02-upgrade", "03-collect"]
 
 
 def test_lab_tags_match_the_lab_playbooks() -> None:

@@ -148,9 +148,24 @@ def test_runs_the_chosen_venvs_ansible(project: Path, tmp_path: Path) -> None:
         ansible_binary(tmp_path / "nope")
 
 
-def test_live_progress_renders_to_a_console(project: Path, tmp_path: Path) -> None:
+def test_progress_names_each_play_and_the_outcome(project: Path, tmp_path: Path) -> None:
+    """A CI log (no terminal) shows the stage, every play as it starts, and how the stage ended."""
     from rich.console import Console
 
-    console = Console(record=True, force_terminal=True, width=120)
-    r = run_playbook(tmp_path, "idem.yml", ident="p", inventory=_inventory(tmp_path), project_dir=project, console=console)
+    from harness import progress
+
+    console = Console(record=True, force_terminal=False, force_interactive=False, width=200)
+    progress.use(console)
+    try:
+        r = run_playbook(tmp_path, "idem.yml", ident="p", inventory=_inventory(tmp_path), project_dir=project,
+                         show_progress=True)
+    finally:
+        progress.use(None)
     assert r.ok
+    out = console.export_text()
+    plays = [json.loads(line)["play"] for line in r.timeline_path.read_text().splitlines()]
+    assert plays, "the playbook ran no task"
+    assert out.splitlines()[0] == "… ansible p"
+    for play in set(plays):
+        assert f"play {play}" in out
+    assert "✓ ansible p" in out.splitlines()[-1]

@@ -28,19 +28,17 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from harness import proc
+from harness import proc, progress
 from harness.errors import InstallerError, PrerequisiteError
 from harness.settings import cache_dir, state_dir
 
-if TYPE_CHECKING:
-    from rich.progress import Progress
 
 ARCH = "amd64"
 # Debian suites the private apt configuration names; LAB.md's table lists what each carries.
@@ -199,7 +197,7 @@ def build(
     root: Path | None = None,
     mirror: str | None = None,
     guest_glibc: str | None = GUEST_GLIBC,
-    progress: Progress | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> FilesRepo:
     """Make sure the repo holds `versions` (component -> versions); return it.
 
@@ -216,24 +214,15 @@ def build(
         if not missing:
             return repo
         apt = _PrivateApt(work / "apt", mirror or debian_mirror())
-        overall = progress.add_task("files repo", total=len(missing) + 1) if progress else None
-
-        def step(desc: str) -> None:
-            if progress is not None and overall is not None:
-                progress.update(overall, description=f"files repo: {desc}")
-
-        step("apt-get update (private lists: " + " ".join(SUITES) + ")")
-        apt.update()
-        if progress is not None and overall is not None:
-            progress.advance(overall)
-        for comp, ver in missing:
-            step(f"{comp} {ver}")
-            art = _build_one(apt, repo.root, work, comp, ver, guest_glibc)
-            repo.artifacts[(comp, ver)] = art
-            repo._write_indexes()  # after each file, so an interrupted build keeps what it made
-            if progress is not None and overall is not None:
-                progress.advance(overall)
-        step("done")
+        with progress.step(f"files repo: {len(missing)} file(s) from the Debian archive") as line:
+            show = on_line or line
+            show("apt-get update (private lists: " + " ".join(SUITES) + ")")
+            apt.update()
+            for i, (comp, ver) in enumerate(missing, 1):
+                show(f"[{i}/{len(missing)}] {comp} {ver}")
+                art = _build_one(apt, repo.root, work, comp, ver, guest_glibc)
+                repo.artifacts[(comp, ver)] = art
+                repo._write_indexes()  # after each file, so an interrupted build keeps what it made
         return repo
 
 
@@ -719,21 +708,17 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m harness.installer.files_repo [--root DIR]`: build the default repo with a progress bar."""
+    """`python -m harness.installer.files_repo [--root DIR]`: build the default repo, with progress."""
     import argparse
-
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--root", type=Path, default=None)
     args = ap.parse_args(argv)
-    console = Console(stderr=True)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as p:
-        repo = build(root=args.root, progress=p)
+    repo = build(root=args.root)
+    console = progress.console()
     for (c, v), a in sorted(repo.artifacts.items()):
-        console.print(f"{c:11} {v:8} {a.path}  glibc>={a.glibc}")
-    console.print(f"root: {repo.root}")
+        console.print(f"{c:11} {v:8} {a.path}  glibc>={a.glibc}", highlight=False)
+    console.print(f"root: {repo.root}", highlight=False)
     return 0
 
 

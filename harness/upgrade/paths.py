@@ -44,7 +44,7 @@ class Stage:
     """One playbook run: its ident names the artifacts folder, its runner says which Ansible runs it."""
 
     ident: str
-    purpose: str  # record-before | plant | upgrade | idempotence | record-after | collect
+    purpose: str  # plant | upgrade | idempotence | collect
     playbook: str  # relative to the project dir (a Kubespray worktree, or PLAYBOOKS_DIR)
     runner: StageRunner
     ref: str | None = None  # the Kubespray ref whose worktree and venv run it (runner == "kubespray")
@@ -131,7 +131,7 @@ def pipeline(
             Stage(ident, purpose, playbook, "harness", extravars={"harness_out": out, **extravars}, may_fail=may_fail)
         )
 
-    add("record-before", "record.yml", {"harness_label": "before"})
+    # Versions before and after are measured by the host probes (testinfra), not by a playbook.
     # Tokens live outside every stage's folder: those are masked after the run, the tokens must stay usable.
     secrets = str(artifacts_dir / "secrets")
     add("plant", "plant.yml", {"harness_plant_kubernetes": has_kubernetes, "harness_secret_dir": secrets})
@@ -140,6 +140,5 @@ def pipeline(
         stages.append(
             upgrade_stage(scenario, available_tags=tags, ident=f"{len(stages) + 1:02d}-idempotence", purpose="idempotence")
         )
-    add("record-after", "record.yml", {"harness_label": "after"})
     add("collect", "collect.yml", {}, may_fail=True)
     return stages

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
+from harness import progress
 from harness.errors import InstallerError
 from harness.upgrade.masking import mask_artifacts
 from harness.upgrade.timeline import TaskRecord, TimelineBuilder, first_failures, summarize
@@ -57,28 +60,33 @@ def ansible_binary(venv: Path | None) -> Path:
 
 
 class _Progress:
-    """The live line: current play and task, hosts done. Only when a console is given."""
+    """The live line: current play and task, hosts done. Only when asked for (`show_progress`)."""
 
-    def __init__(self, console: Any | None, ident: str) -> None:
-        self.status = console.status(f"{ident}: starting") if console is not None else None
-        self.ident = ident
+    def __init__(self, show: bool, ident: str) -> None:
+        self._step = progress.step(f"ansible {ident}") if show else None
+        self._line: Callable[[str], None] = lambda _line: None
+        self._play: str | None = None
 
     def __enter__(self) -> _Progress:
-        if self.status is not None:
-            self.status.__enter__()
+        if self._step is not None:
+            self._line = self._step.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self.status is not None:
-            self.status.__exit__(*exc)
+    def __exit__(self, *exc: Any) -> None:
+        if self._step is not None:
+            self._step.__exit__(*exc)
 
     def update(self, b: TimelineBuilder) -> None:
-        if self.status is not None:
-            failed = sum(1 for r in b.records if r.status in ("failed", "unreachable") and not r.ignored)
-            self.status.update(
-                f"{self.ident}: [{b.current_play}] {b.current_task} — {len(b.hosts_done)} host(s) done"
-                + (f", {failed} failure(s) so far" if failed else "")
-            )
+        if self._step is None:
+            return
+        if b.current_play != self._play and b.current_play:
+            self._play = b.current_play  # every play start is worth a line, even in a CI log
+            progress.console().print(f"  [dim]play[/] {escape(b.current_play)}", highlight=False)
+        failed = sum(1 for r in b.records if r.status in ("failed", "unreachable") and not r.ignored)
+        self._line(
+            f"[{b.current_play}] {b.current_task} — {len(b.hosts_done)} host(s) done"
+            + (f", {failed} failure(s) so far" if failed else "")
+        )
 
 
 def run_playbook(
@@ -94,13 +102,13 @@ def run_playbook(
     project_dir: Path | None = None,
     venv: Path | None = None,
     envvars: Mapping[str, str] | None = None,
-    console: Any | None = None,
+    show_progress: bool = False,
     task_tags: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
 ) -> RunResult:
     """Run `playbook` (relative to `project_dir`) and return what happened; never raises on a failed play.
 
-    `venv` picks the Ansible (a Kubespray ref's virtualenv; None = the harness's own). `console`
-    (a rich Console) turns on the live progress line. `task_tags` fills the timeline's tags from a
+    `venv` picks the Ansible (a Kubespray ref's virtualenv; None = the harness's own). `show_progress`
+    turns on the progress line (harness.progress). `task_tags` fills the timeline's tags from a
     `--list-tasks` preview, since ansible-runner's events do not carry them.
     """
     import ansible_runner  # imported lazily: planning and tests of pure code do not need it
@@ -122,14 +130,14 @@ def run_playbook(
     timeline_path = artifacts / "timeline.jsonl"
     builder = TimelineBuilder(task_tags=task_tags or {})
 
-    with timeline_path.open("w") as timeline, _Progress(console, ident) as progress:
+    with timeline_path.open("w") as timeline, _Progress(show_progress, ident) as live:
 
         def on_event(event: dict[str, Any]) -> bool:
             record = builder.feed(event)
             if record is not None:
                 timeline.write(record.to_json() + "\n")
                 timeline.flush()  # a killed run still leaves the tasks it got through
-            progress.update(builder)
+            live.update(builder)
             return True
 
         kwargs: dict[str, Any] = {
@@ -185,7 +193,7 @@ def run_stage(
     *,
     kubespray: Any | None = None,
     timeout: float | None = None,
-    console: Any | None = None,
+    show_progress: bool = False,
     task_tags: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
     envvars: Mapping[str, str] | None = None,
 ) -> RunResult:
@@ -213,7 +221,7 @@ def run_stage(
         project_dir=project_dir,
         venv=venv,
         envvars=envvars,
-        console=console,
+        show_progress=show_progress,
         task_tags=task_tags,
     )
     out = stage.extravars.get("harness_out")

@@ -15,8 +15,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import proc
-from harness.cluster.lab import progress
+from harness import proc, progress
 from harness.cluster.lab.paths import file_lock, lab_cache, vagrant_home
 from harness.errors import ClusterError, PrerequisiteError
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from harness import proc
+from harness import proc, progress
 from harness.cluster.base import Cluster, ClusterSpec, Node, Provider
-from harness.cluster.lab import accel, progress
+from harness.cluster.lab import accel
 from harness.cluster.lab.box import Box, ensure_box
 from harness.cluster.lab.paths import file_lock, lab_prefix, labs_root, vagrant_home
 from harness.cluster.lab.setup import LabNet, check_prerequisites
