@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 from harness.checks.certs import check_certs
@@ -11,6 +12,7 @@ from harness.checks.units import check_units
 from harness.probes.facts import CertExpiry, EtcdEndpointHealth, EtcdFacts, EtcdMember, HostFacts, StateFacts, UnitState
 
 URLS = {n: f"https://10.0.0.{i}:2379" for i, n in enumerate(("node1", "node2", "node3"), 1)}
+ADDRESSES = {n: f"10.0.0.{i}" for i, n in enumerate(("node1", "node2", "node3"), 1)}
 
 
 def _etcd(versions: dict[str, str], cluster: str = "3.5.0", unhealthy: str | None = None,
@@ -19,7 +21,9 @@ def _etcd(versions: dict[str, str], cluster: str = "3.5.0", unhealthy: str | Non
         queried_from="node1",
         health=tuple(EtcdEndpointHealth(URLS[n], n != unhealthy, "context deadline exceeded" if n == unhealthy else None)
                      for n in names),
-        members=tuple(EtcdMember(f"{i:x}", n, (URLS[n].replace("2379", "2380"),), (URLS[n],)) for i, n in enumerate(names)),
+        # Kubespray names members etcd1, etcd2, ... by their place in the etcd group.
+        members=tuple(EtcdMember(f"{i:x}", f"etcd{n[-1]}", (URLS[n].replace("2379", "2380"),), (URLS[n],))
+                      for i, n in enumerate(names)),
         member_versions={URLS[n]: v for n, v in versions.items()},
         cluster_version=cluster,
     )
@@ -28,7 +32,8 @@ def _etcd(versions: dict[str, str], cluster: str = "3.5.0", unhealthy: str | Non
 def test_etcd_all_good() -> None:
     f = _etcd({"node1": "3.5.16", "node2": "3.5.16", "node3": "3.5.16"})
     assert check_etcd_healthy(f, 3).passed
-    assert check_etcd_members(f, ["node1", "node2", "node3"]).passed
+    r = check_etcd_members(f, ADDRESSES)
+    assert r.passed and "etcd1=node1" in r.summary  # matched by address: Kubespray names members etcdN
     assert check_etcd_member_versions(f, "v3.5.16").passed
     assert check_etcd_cluster_version(f, "3.5.16").passed
 
@@ -37,12 +42,26 @@ def test_etcd_failures() -> None:
     f = _etcd({"node1": "3.5.16", "node2": "3.4.23"}, cluster="3.4.0", unhealthy="node3")
     r = check_etcd_healthy(f, 3)
     assert not r.passed and "https://10.0.0.3:2379" in r.details and "deadline" in r.details
-    r = check_etcd_member_versions(f, "3.5.16")
+    r = check_etcd_member_versions(f, "3.5.16", ADDRESSES)
     assert not r.passed and ("node2", "etcd", "3.5.16", "3.4.23") in r.rows and ("node3", "etcd", "3.5.16", "no status") in r.rows
+    assert "node2 runs 3.4.23" in r.summary
+    assert ("etcd2", "etcd", "3.5.16", "3.4.23") in check_etcd_member_versions(f, "3.5.16").rows  # no inventory: member names
     r = check_etcd_cluster_version(f, "3.5.16")
     assert not r.passed and "expected 3.5.0" in r.summary
-    r = check_etcd_members(_etcd({}, names=("node1", "node2")), ["node1", "node2", "node3"])
+    r = check_etcd_members(_etcd({}, names=("node1", "node2")), ADDRESSES)
     assert not r.passed and "missing node3" in r.summary
+
+
+def test_etcd_members_matched_by_peer_address() -> None:
+    f = _etcd({})
+    stranger = EtcdMember("ff", "etcd9", ("https://10.0.0.9:2380",), ("https://10.0.0.9:2379",))
+    unstarted = EtcdMember("aa", "", ("https://10.0.0.3:2380",), ())
+    r = check_etcd_members(dataclasses.replace(f, members=(*f.members, stranger)), ADDRESSES)
+    assert not r.passed and "unexpected etcd9 https://10.0.0.9:2380" in r.summary
+    r = check_etcd_members(dataclasses.replace(f, members=(*f.members[:2], unstarted)), ADDRESSES)
+    assert not r.passed and "not started node3" in r.summary
+    # The same members, named after hosts instead (etcd_member_name): still matched.
+    assert check_etcd_members(_etcd({}), {"node1": "10.0.0.1", "node2": "10.0.0.2", "node3": "10.0.0.3"}).passed
     assert not check_etcd_healthy(_etcd({}, names=("node1", "node2")), 3).passed
     assert not check_etcd_healthy(EtcdFacts("node1", errors={"health": "rc=1: no JSON"}), 1).passed
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -39,30 +41,22 @@ def _etcd(version: str) -> str:
     return "".join(f"@@section {k}\n{b}@@rc 0\n" for k, b in parts.items())
 
 
-class _Svc:
-    exists = is_running = is_enabled = True
-
-
 class _Host:
     def __init__(self, etcd: str) -> None:
         self.etcd = etcd
 
     def run(self, command: str, *a: Any, **k: Any) -> Any:
-        class R:
-            rc = 0
-        r = R()
+        """Answers each probe script the harness sends with what a lab node would print."""
+        out = ""
         if "@@section kubelet" in command:
-            r.stdout = _versions(self.etcd)  # type: ignore[attr-defined]
-        elif "endpoint health" in command:
-            r.stdout = _etcd(self.etcd)  # type: ignore[attr-defined]
-        elif "openssl x509" in command:
-            r.stdout = "@@section /etc/ssl/etcd/ssl/ca.pem\nnotAfter=Dec 25 11:52:49 2099 GMT\n@@rc 0\n"  # type: ignore[attr-defined]
-        else:
-            r.stdout = ""  # type: ignore[attr-defined]
-        return r
-
-    def service(self, name: str) -> _Svc:
-        return _Svc()
+            out += _versions(self.etcd)
+        if "endpoint health" in command:
+            out += _etcd(self.etcd)
+        if "openssl x509" in command:
+            out += "@@section /etc/ssl/etcd/ssl/ca.pem\nnotAfter=Dec 25 11:52:49 2099 GMT\n@@rc 0\n"
+        for unit in re.findall(r"@@section unit:([\w.-]+)", command):
+            out += f"@@section unit:{unit}\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n@@rc 0\n"
+        return SimpleNamespace(rc=0, stdout=out)
 
 
 class _LabCluster(Cluster):

@@ -8,6 +8,7 @@ binaries' documented output.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from harness.cluster.base import Node
 from harness.probes import hosts as h
-from harness.probes.facts import EtcdFacts, HostFacts, from_json, to_json
+from harness.probes.facts import EtcdFacts, HostFacts, UnitState, from_json, to_json
 
 # measured: trixie etcd-server 3.5.16
 ETCD_35 = """etcd Version: 3.5.16
@@ -207,13 +208,21 @@ class _FakeHost:
 
     def run(self, command: str, *args: Any, **kwargs: Any) -> _Res:
         self.commands.append(command)
-        for marker, out in self.outputs.items():
-            if marker in command:
-                return _Res(out)
-        return _Res("")
+        out = "".join(o for marker, o in self.outputs.items() if marker in command)
+        for name in re.findall(r"@@section unit:([\w.-]+)", command):
+            svc = self.services.get(name, _Svc(False, False, False))
+            out += _systemctl_show(name, svc)
+        return _Res(out)
 
-    def service(self, name: str) -> _Svc:
-        return self.services.get(name, _Svc(False, False, False))
+
+def _systemctl_show(name: str, svc: _Svc) -> str:
+    """What `systemctl show -p LoadState -p ActiveState -p UnitFileState NAME` prints (systemd 252)."""
+    if not svc.exists:
+        props = "LoadState=not-found\nActiveState=inactive\nUnitFileState=\n"
+    else:
+        props = (f"LoadState=loaded\nActiveState={'active' if svc.is_running else 'inactive'}\n"
+                 f"UnitFileState={'enabled' if svc.is_enabled else 'disabled'}\n")
+    return f"@@section unit:{name}\n{props}@@rc 0\n"
 
 
 class _Cluster:
@@ -241,12 +250,29 @@ def test_host_probe_collects_and_reuses_hosts() -> None:
     node = Node("node1", ("etcd",), "10.0.0.1")
     probe = h.HostProbe(_Cluster([node]), installer="lab", host_factory=factory)  # type: ignore[arg-type]
     facts = probe.host_facts(node)
+    assert len(host.commands) == 1  # versions, units and certificates in one round trip
     probe.versions("node1")
     assert made == ["node1"]  # one testinfra host per node, reused
     assert facts.versions["etcd"] == "3.4.23" and facts.versions["kubelet"] is None
     assert facts.units["etcd"].enabled is False and facts.units["containerd"].active is True
     assert set(facts.units) == {"containerd", "etcd"}
     assert from_json(HostFacts, to_json(facts)) == facts
+
+
+def test_parse_units_from_systemctl_show() -> None:
+    text = (
+        "@@section unit:etcd\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n@@rc 0\n"
+        "@@section unit:containerd\nLoadState=loaded\nActiveState=failed\nUnitFileState=disabled\n@@rc 0\n"
+        "@@section unit:kubelet\nLoadState=not-found\nActiveState=inactive\nUnitFileState=\n@@rc 0\n"
+        "@@section /etc/ssl/etcd/ssl/ca.pem\nnotAfter=Dec 25 11:52:49 2026 GMT\n@@rc 0\n"
+    )
+    units = h.parse_units(text)
+    assert units == {
+        "etcd": UnitState("etcd", True, True, True),
+        "containerd": UnitState("containerd", True, False, False),
+        "kubelet": UnitState("kubelet", False, False, False),
+    }
+    assert list(h.parse_certs(text)) == ["/etc/ssl/etcd/ssl/ca.pem"]  # each parser reads its own sections
 
 
 def test_units_for_roles() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from harness.checks.result import CheckResult, text_table
 from harness.errors import PlanError
@@ -30,38 +31,61 @@ def check_etcd_healthy(facts: EtcdFacts, expected_members: int) -> CheckResult:
     return CheckResult.ok(name, f"{len(facts.health)} etcd endpoint(s) healthy")
 
 
-def check_etcd_members(facts: EtcdFacts, expected_names: Iterable[str]) -> CheckResult:
-    """Every etcd node is a started member (a member added but never started has no name)."""
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or url
+
+
+def check_etcd_members(facts: EtcdFacts, expected: Mapping[str, str]) -> CheckResult:
+    """Every etcd node (name -> address) is a started member, and nothing else is.
+
+    Members are matched to nodes by the address in their peer URLs, not by name: Kubespray names
+    members etcd1, etcd2, ... (or `etcd_member_name`), not after hosts. A member added but never
+    started has no name and no client URLs."""
     name = "etcd members"
-    want = sorted(set(expected_names))
     if not facts.members:
         return CheckResult.fail(name, "no member list from etcd", _errors(facts, "members", "etcd"))
-    have = sorted(m.name for m in facts.members)
-    missing = [n for n in want if n not in have]
-    extra = [n or f"(unstarted {m.id})" for m in facts.members for n in [m.name] if n not in want]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing)}")
-        if extra:
-            parts.append(f"unexpected {', '.join(extra)}")
-        return CheckResult.fail(name, "etcd member list differs: " + "; ".join(parts),
-                                f"expected {', '.join(want)}; listed {', '.join(have)}")
-    return CheckResult.ok(name, f"members {', '.join(have)}")
+    node_of = {addr: node for node, addr in expected.items()}
+    matched: dict[str, str] = {}
+    extra: list[str] = []
+    for m in facts.members:
+        nodes = {node_of[h] for h in map(_host, m.peer_urls) if h in node_of}
+        label = m.name or f"(unstarted {m.id})"
+        if not nodes:
+            extra.append(f"{label} {', '.join(m.peer_urls)}")
+        for n in nodes:
+            matched[n] = label if m.name and m.client_urls else f"{label} (not started)"
+    missing = [n for n in sorted(expected) if n not in matched]
+    unstarted = [f"{n}: {v}" for n, v in sorted(matched.items()) if v.endswith("(not started)")]
+    rows = [(n, expected[n], matched.get(n, "-")) for n in sorted(expected)]
+    details = text_table(("node", "address", "member"), rows) + (f"\nmembers on no etcd node of the inventory: {'; '.join(extra)}" if extra else "")
+    if missing or extra or unstarted:
+        parts = [f"missing {', '.join(missing)}"] if missing else []
+        parts += [f"not started {', '.join(unstarted)}"] if unstarted else []
+        parts += [f"unexpected {', '.join(extra)}"] if extra else []
+        return CheckResult.fail(name, "etcd member list differs: " + "; ".join(parts), details)
+    return CheckResult.ok(name, "members " + ", ".join(f"{matched[n]}={n}" for n in sorted(expected)), details)
 
 
-def check_etcd_member_versions(facts: EtcdFacts, expected: str) -> CheckResult:
-    """Each member's own server version (from `endpoint status --cluster`), named by member."""
+def check_etcd_member_versions(facts: EtcdFacts, expected: str, nodes: Mapping[str, str] | None = None) -> CheckResult:
+    """Each member's own server version (from `endpoint status --cluster`), named by node when its
+    address is one of `nodes` (name -> address), else by member name."""
     name = "etcd member versions"
+    node_of = {addr: node for node, addr in (nodes or {}).items()}
     by_url = {u: m.name for m in facts.members for u in m.client_urls}
+
+    def label(url: str) -> str:
+        return node_of.get(_host(url)) or by_url.get(url) or url
+
     if not facts.member_versions:
         return CheckResult.fail(name, "no member reported its version", _errors(facts, "status", "etcd"))
-    rows = [(by_url.get(ep, ep), "etcd", expected, v) for ep, v in sorted(facts.member_versions.items())
+    rows = [(label(ep), "etcd", expected, v) for ep, v in sorted(facts.member_versions.items())
             if not versions_match(expected, v)]
-    unreported = [m.name for m in facts.members if not any(u in facts.member_versions for u in m.client_urls)]
-    rows += [(n, "etcd", expected, "no status") for n in unreported]
+    unreported = [m for m in facts.members if not any(u in facts.member_versions for u in m.client_urls)]
+    rows += [(label(m.client_urls[0]) if m.client_urls else m.name or m.id, "etcd", expected, "no status")
+             for m in unreported]
     if rows:
-        return CheckResult.fail(name, f"{len(rows)} etcd member(s) not at {expected}",
+        return CheckResult.fail(name, f"{len(rows)} etcd member(s) not at {expected}: "
+                                + ", ".join(f"{r[0]} runs {r[3]}" for r in rows),
                                 text_table(("member", "component", "expected", "observed"), rows), rows)
     return CheckResult.ok(name, f"{len(facts.member_versions)} member(s) at {expected}")
 

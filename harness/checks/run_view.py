@@ -105,13 +105,14 @@ def units(run: ScenarioRun) -> CheckResult:
 def store_health(run: ScenarioRun) -> CheckResult:
     run.require("after")
     assert run.etcd is not None
-    members = [n.name for n in run.scenario.topology.nodes if "etcd" in n.roles]
+    assert run.cluster is not None
+    members = {n.name: n.address for n in run.cluster.with_role("etcd")}
     return combine("etcd health", [check_etcd_healthy(run.etcd, len(members)), check_etcd_members(run.etcd, members)])
 
 
 def store_versions(run: ScenarioRun) -> CheckResult:
     run.require("after")
-    assert run.etcd is not None
+    assert run.etcd is not None and run.cluster is not None
     want = run.scenario.expected_versions().get("etcd") or run.resolved.get("etcd")
     if not want:
         return CheckResult.not_applicable("etcd versions", "the scenario pins no etcd version")
@@ -119,7 +120,8 @@ def store_versions(run: ScenarioRun) -> CheckResult:
     # etcd's cluster version is MAJOR.MINOR.0 once every member runs the new minor.
     return combine(
         "etcd versions",
-        [check_etcd_member_versions(run.etcd, want), check_etcd_cluster_version(run.etcd, f"{v.major}.{v.minor}.0")],
+        [check_etcd_member_versions(run.etcd, want, {n.name: n.address for n in run.cluster.with_role("etcd")}),
+         check_etcd_cluster_version(run.etcd, f"{v.major}.{v.minor}.0")],
     )
 
 

@@ -138,12 +138,12 @@ def run_verify(
     hosts: list[HostFacts] = probe.all_host_facts()
     results: list[CheckResult] = []
 
-    etcd_nodes = [n.name for n in cluster.with_role("etcd")]
+    etcd_nodes = {n.name: n.address for n in cluster.with_role("etcd")}
     etcd, values = probe.etcd(keys=list(expect.etcd_keys))
     want_etcd = expect.versions.get("etcd")
     results += [etcd_checks.check_etcd_healthy(etcd, len(etcd_nodes)), etcd_checks.check_etcd_members(etcd, etcd_nodes)]
     if want_etcd:
-        results += [etcd_checks.check_etcd_member_versions(etcd, want_etcd),
+        results += [etcd_checks.check_etcd_member_versions(etcd, want_etcd, etcd_nodes),
                     etcd_checks.check_etcd_cluster_version(etcd, want_etcd)]
 
     kube: KubeFacts | None = None

@@ -20,10 +20,12 @@ from harness.cluster.lab.paths import file_lock, lab_cache, vagrant_home
 from harness.errors import ClusterError, PrerequisiteError
 
 SUITE = "bookworm"
-# LAB.md's list; dbus so `systemctl` works for non-root users, netbase for /etc/services and /etc/protocols.
+# LAB.md's list; dbus so `systemctl` works for non-root users, netbase for /etc/services and /etc/protocols;
+# openssl and curl because Kubespray puts them on every node (roles/system_packages/vars/main.yml,
+# unconditional `pkgs`) and the probes read certificates and etcd's /version with them.
 PACKAGES = (
     "systemd-sysv", "udev", "linux-image-amd64", "openssh-server", "sudo", "python3", "iproute2",
-    "isc-dhcp-client", "ifupdown", "procps", "kmod", "dbus", "netbase",
+    "isc-dhcp-client", "ifupdown", "procps", "kmod", "dbus", "netbase", "openssl", "curl", "ca-certificates",
 )  # fmt: skip
 CMD_LINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
 DISK_GIB = 4

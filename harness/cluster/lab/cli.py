@@ -137,6 +137,24 @@ def ssh(node: str, command: tuple[str, ...], name: str | None) -> None:
 
 
 @lab.command()
+@name_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the inventory here instead of stdout.")
+@_errors
+def inventory(name: str | None, output: str | None) -> None:
+    """An Ansible inventory of a running lab in Kubespray's groups (for `harness verify`, ansible-playbook)."""
+    import yaml
+
+    text = yaml.safe_dump(_running(name).inventory(), sort_keys=False)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with open(output, "w") as f:
+            f.write(text)
+        click.echo(f"wrote {output}", err=True)
+
+
+@lab.command()
 @click.argument("snapshot_name")
 @name_option
 @_errors
