@@ -20,10 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from harness.cluster.base import Node
 from harness.cluster.lab import accel
 from harness.cluster.lab.box import ensure_box
 from harness.cluster.lab.provider import LabProvider, default_spec, leftovers
 from harness.cluster.lab.setup import check_prerequisites
+from harness.probes.hosts import HostProbe, units_for
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 T = TypeVar("T")
@@ -44,6 +46,15 @@ def replace_section(text: str, heading: str, body: str) -> str:
     if not text.strip():
         text = "# Benchmarks\n"
     return text.rstrip() + "\n\n" + section
+
+
+def _facts_one_question_at_a_time(probe: HostProbe, node: Node) -> None:
+    """The straightforward testinfra way: versions, certificates, then three questions per unit."""
+    probe.versions(node.name)
+    probe.certs(node.name)
+    for unit in units_for(node.roles, "lab"):
+        svc = probe.cluster.testinfra_host(node.name).service(unit)
+        (svc.exists, svc.is_running, svc.is_enabled)
 
 
 def main() -> None:
@@ -76,6 +87,15 @@ def main() -> None:
     cluster, up = timed(lambda: provider.up(default_spec(args.name, args.nodes)))
     rows.append((f"`up`, {args.nodes} nodes (1 vCPU, 1 GiB each; box upload, boot, ssh)", up, ""))
     try:
+        # Host facts as the harness collects them (one script per node, nodes in parallel) against the
+        # same facts the way testinfra's modules give them (a command per question, node after node).
+        probe = HostProbe(cluster, installer="lab")
+        probe.all_host_facts()  # warm: ssh masters up, so both below reuse connections
+        _, fast = timed(probe.all_host_facts)
+        _, slow = timed(lambda: [_facts_one_question_at_a_time(probe, n) for n in cluster.nodes])
+        rows.append((f"host facts, {args.nodes} nodes: testinfra `service()` per unit, node after node", slow, ""))
+        rows.append((f"host facts, {args.nodes} nodes: one script per node, nodes in parallel (the harness)", fast,
+                     f"{slow / fast:.1f} x faster"))
         _, snap = timed(lambda: cluster.snapshot("bench"))
         rows.append(("snapshot (all nodes, memory included)", snap, f"{snap / up:.3f} x up"))
         cluster.run("node1", "echo x | sudo tee /root/bench-marker >/dev/null")

@@ -340,7 +340,22 @@ class Session:
             from harness.installer.lab import ansible_env
 
             env = ansible_env()
-        return run_stage(stage, pdd, inventory, kubespray=ks, show_progress=True, timeout=_timeout(stage), envvars=env)
+        return run_stage(stage, pdd, inventory, kubespray=ks, show_progress=True, timeout=_timeout(stage), envvars=env,
+                         task_tags=self._task_tags(stage, ks))
+
+    def _task_tags(self, stage: Any, ks: Any) -> dict[tuple[str, str], tuple[str, ...]] | None:
+        """Tags per (play, task) from a `--list-tasks` preview of the stage: ansible-runner's events do
+        not carry tags, and the order checks sort tasks into phases by them."""
+        if stage.purpose not in ("upgrade", "idempotence"):
+            return None
+        from harness.installer.kubespray import list_playbook_tasks
+        from harness.upgrade.paths import PLAYBOOKS_DIR
+
+        if ks is not None:
+            listed = ks.list_tasks(stage.ref, stage.playbook, stage.tags)
+        else:
+            listed = list_playbook_tasks(PLAYBOOKS_DIR, stage.playbook, stage.tags)
+        return {(t.play, t.name): tuple(sorted(t.tags)) for t in listed}
 
     @contextmanager
     def _sampling(self, run: ScenarioRun) -> Iterator[None]:

@@ -166,3 +166,17 @@ def test_playbook_argv() -> None:
                     "--tags", "etcd", "--limit", "node1"]
     with pytest.raises(InstallerError):
         lab.playbook_argv("scale", Path("/i.yml"))
+
+
+def test_task_preview_tags_the_timeline_keys() -> None:
+    """The pipeline tags timeline records from this preview: keys are (play, `ROLE : TASK`) as the
+    records name them, and a tagged preview lists only what the tagged run would do."""
+    from harness.installer.kubespray import list_playbook_tasks
+    from harness.upgrade.paths import PLAYBOOKS_DIR
+
+    listed = {(t.play, t.name): t.tags for t in list_playbook_tasks(PLAYBOOKS_DIR, "lab/cluster.yml", ["etcd"])}
+    install = [k for k in listed if k[0] == "Install etcd" and k[1].startswith("etcd : Etcd | Install etcd")]
+    assert install and "etcd" in listed[install[0]]
+    assert not any(k[1].startswith("container-engine/") for k in listed)
+    graceful = list_playbook_tasks(PLAYBOOKS_DIR, "lab/upgrade-cluster.yml")
+    assert {"etcd", "container-engine"} <= {tag for t in graceful for tag in t.tags}

@@ -24,12 +24,13 @@ def _base(task: str, task_uuid: str) -> dict[str, Any]:
         "play": "Install etcd",
         "play_uuid": PLAY_UUID,
         "play_pattern": "etcd",
-        "task": task,
+        "task": task,  # without the role: ansible-runner gives that as `role`
         "task_uuid": task_uuid,
         "task_action": "ansible.builtin.command",
         "resolved_action": "ansible.builtin.command",
         "task_args": "",
         "task_path": "/ks/roles/etcd/tasks/main.yml:12",
+        "role": "etcd",
     }
 
 
@@ -38,9 +39,9 @@ def _ev(counter: int, event: str, data: dict[str, Any], created: str = "2026-11-
 
 
 def _events() -> list[dict[str, Any]]:
-    t1 = _base("etcd : Install etcd", "t-1")
-    t2 = _base("etcd : Configure etcd", "t-2")
-    t3 = _base("etcd : Write secret", "t-3")
+    t1 = _base("Install etcd", "t-1")
+    t2 = _base("Configure etcd", "t-2")
+    t3 = _base("Write secret", "t-3")
     res_ok = {"changed": True, "rc": 0, "stdout": "done", "_ansible_no_log": False}
     res_fail = {
         "changed": True,
@@ -113,10 +114,25 @@ def test_no_log_results_stay_censored() -> None:
 def test_tags_from_event_data_or_a_list_tasks_map() -> None:
     events = _events()
     events[6]["event_data"]["tags"] = ["etcd", "upgrade"]
-    records, _ = build_timeline(events, task_tags={("Install etcd", "etcd : Configure etcd"): ("etcd",)})
+    for e in events:  # node2's run of it as a play-level task: no role to fall back on
+        if e["event_data"].get("host") == "node2":
+            e["event_data"]["role"] = ""
+    # --list-tasks names role tasks `ROLE : TASK`.
+    listed = {("Install etcd", "etcd : Configure etcd"): ("etcd", "etcd-secrets")}
+    records, _ = build_timeline(events, task_tags=listed)
     assert records[0].tags == ("etcd", "upgrade")
-    assert records[3].tags == ("etcd",)
-    assert records[1].tags == ()
+    assert records[3].tags == ("etcd", "etcd-secrets")
+    assert (records[1].host, records[1].tags) == ("node2", ())
+    assert records[2].tags == ("etcd",)  # not listed (a handler, say): the role's path words
+
+
+def test_role_path_words_stand_in_for_unlisted_tags() -> None:
+    b = TimelineBuilder()
+    data = {**_base("Restart containerd", "t-9"), "role": "container-engine/containerd", "host": "node1",
+            "res": {"changed": True}}
+    record = b.feed(_ev(1, "runner_on_ok", data))
+    assert record is not None and record.tags == ("container-engine", "containerd")
+    assert record.task == "container-engine/containerd : Restart containerd"  # as Ansible prints it
 
 
 def test_recap_per_host() -> None:
@@ -142,7 +158,7 @@ def test_progress_state() -> None:
     b = TimelineBuilder()
     for e in _events()[:8]:
         b.feed(e)
-    assert (b.current_play, b.current_task, b.hosts_done) == ("Install etcd", "etcd : Install etcd", {"node1", "node2"})
+    assert (b.current_play, b.current_task, b.hosts_done) == ("Install etcd", "Install etcd", {"node1", "node2"})
 
 
 def test_jsonl_round_trip(tmp_path: Path) -> None:

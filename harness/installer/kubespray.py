@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -123,13 +124,31 @@ def parse_list_tasks(stdout: str) -> list[ListedTask]:
     return out
 
 
+def _list_playbook(project_dir: Path, playbook: str, args: list[str], ansible_playbook: Path | None) -> str:
+    binary = ansible_playbook or Path(sys.executable).parent / "ansible-playbook"
+    with tempfile.TemporaryDirectory(prefix="harness-list-") as tmp:
+        inv = Path(tmp) / "groups.ini"
+        inv.write_text(_EMPTY_INVENTORY)  # the groups without hosts: no "could not match" warnings
+        r = proc.run([str(binary), "-i", str(inv), playbook, *args], cwd=str(project_dir), check=False, timeout=300)
+    if not r.ok:
+        raise InstallerError(
+            f"`ansible-playbook {playbook} {' '.join(args)}` failed in {project_dir} (rc={r.rc}): {r.stderr.strip()[-500:]}"
+        )
+    return r.stdout
+
+
 def list_playbook_tags(project_dir: Path, playbook: str, ansible_playbook: Path | None = None) -> frozenset[str]:
     """`--list-tags` of any playbook (the lab installer's) with the harness's own Ansible by default."""
-    binary = ansible_playbook or Path(sys.executable).parent / "ansible-playbook"
-    r = proc.run([str(binary), "-i", "localhost,", playbook, "--list-tags"], cwd=str(project_dir), check=False, timeout=300)
-    if not r.ok:
-        raise InstallerError(f"`ansible-playbook {playbook} --list-tags` failed in {project_dir} (rc={r.rc}): {r.stderr.strip()[-500:]}")
-    return parse_list_tags(r.stdout)
+    return parse_list_tags(_list_playbook(project_dir, playbook, ["--list-tags"], ansible_playbook))
+
+
+def list_playbook_tasks(
+    project_dir: Path, playbook: str, tags: Iterable[str] = (), ansible_playbook: Path | None = None
+) -> list[ListedTask]:
+    """`--list-tasks` of any playbook: what a (tagged) run would execute, without running it."""
+    tag_list = list(tags)
+    args = ["--list-tasks"] + (["--tags", ",".join(tag_list)] if tag_list else [])
+    return parse_list_tasks(_list_playbook(project_dir, playbook, args, ansible_playbook))
 
 
 def build_venv(dest: Path, requirements: Path, progress: Progress) -> None:

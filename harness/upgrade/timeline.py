@@ -126,6 +126,15 @@ class TimelineBuilder:
         self.hosts_done.add(record.host)
         return record
 
+    def _listed_tags(self, play: str, task: str, role: str) -> tuple[str, ...]:
+        """Tags from the `--list-tasks` preview (keyed by play and `ROLE : TASK`); for what the
+        preview does not list (handlers, dynamic includes), the role's path words stand in:
+        `container-engine/containerd` -> container-engine, containerd."""
+        listed = self.task_tags.get((play, task))
+        if listed:
+            return tuple(listed)
+        return tuple(w for w in role.split("/") if w) if role else ()
+
     def _record(self, event: Mapping[str, Any], data: Mapping[str, Any], status: str) -> TaskRecord:
         host = str(data.get("host") or "")
         res: Mapping[str, Any] = data.get("res") or {}
@@ -135,7 +144,10 @@ class TimelineBuilder:
         if status == "ok" and changed:
             status = "changed"
         play, task = str(data.get("play") or self.current_play), str(data.get("task") or self.current_task)
-        tags = data.get("tags") or data.get("task_tags") or self.task_tags.get((play, task)) or ()
+        role = str(data.get("role") or "")
+        if role and not task.startswith(f"{role} : "):
+            task = f"{role} : {task}"  # as Ansible prints it (TASK [etcd : ...]) and --list-tasks lists it
+        tags = data.get("tags") or data.get("task_tags") or self._listed_tags(play, task, role)
         start = data.get("start") or self._starts.pop((str(data.get("task_uuid") or ""), host), None)
         end = data.get("end") or event.get("created")
         duration = data.get("duration")
