@@ -456,7 +456,9 @@ class Session:
         self._servers.clear()
         kept = set(map(id, self._keep))
         for cluster in self._clusters.values():
-            if id(cluster) not in kept:
+            if id(cluster) in kept:
+                cluster.release()
+            else:
                 cluster.destroy()
         if self._provider is not None and not self._keep:
             self._provider.cleanup()

@@ -53,6 +53,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS_KEY] = opts
     config.stash[FAILED_KEY] = set()
     _progress_past_capture(config)
+    from harness import interrupt
+
+    # SIGTERM/SIGHUP end the session like Ctrl-C: fixtures tear down, clusters are destroyed.
+    config.add_cleanup(interrupt.install())
 
 
 def _progress_past_capture(config: pytest.Config) -> None:

@@ -126,6 +126,9 @@ class Cluster(ABC):
     @abstractmethod
     def destroy(self) -> None: ...
 
+    def release(self) -> None:
+        """Hand the cluster to the user (`--keep`): it outlives this process. Nothing to do by default."""
+
     def describe_access(self) -> str:
         """How a person reaches the nodes (printed by --keep)."""
         first = self.nodes[0].name if self.nodes else "NODE"

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from harness import progress
+from harness import interrupt, progress
 from harness.errors import InstallerError
 from harness.upgrade.masking import mask_artifacts
 from harness.upgrade.timeline import TaskRecord, TimelineBuilder, first_failures, summarize
@@ -161,7 +161,11 @@ def run_playbook(
             kwargs["limit"] = limit
         if timeout:
             kwargs["timeout"] = int(timeout)
-        r = ansible_runner.run(**kwargs)
+        # Our cancel callback keeps ansible-runner from taking over SIGTERM/SIGINT for good; a signal
+        # now stops the playbook (its runner kills it) and, below, the whole run (harness.interrupt).
+        kwargs["cancel_callback"] = interrupt.cancelled
+        with interrupt.deferred():
+            r = ansible_runner.run(**kwargs)
 
     rc = int(r.rc) if r.rc is not None else -1
     status = str(r.status)
@@ -173,6 +177,7 @@ def run_playbook(
         summary = f"{playbook} failed (rc={rc}, status={status}) before any task ran; see {artifacts / 'stdout'}"
     mask_artifacts(artifacts)
     (artifacts / "summary.txt").write_text(summary + ("\n" if summary else ""))
+    interrupt.raise_if_requested()  # after masking: an interrupted run leaves no secret behind either
     return RunResult(
         ident=ident,
         playbook=playbook,

@@ -25,11 +25,16 @@ def _errors(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from harness.interrupt import Terminated
+
         try:
             return fn(*args, **kwargs)
         except HarnessError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except Terminated as e:  # cleanup already ran on the way up
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 

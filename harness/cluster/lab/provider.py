@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -20,10 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from harness import proc, progress
+from harness import interrupt, proc, progress
 from harness.cluster.base import Cluster, ClusterSpec, Node, Provider
 from harness.cluster.lab import accel
 from harness.cluster.lab.box import Box, ensure_box
@@ -203,12 +201,22 @@ class LabCluster(Cluster):
     def destroy(self) -> None:
         teardown(self.paths)
 
+    def release(self) -> None:
+        """Kept (`--keep`): no process owns the lab now, so the next `up` of it reuses it instead of
+        sweeping it as a dead run's, and `harness lab down --name` removes it."""
+        state = _read_state(self.paths)
+        if state:
+            state["owner"] = None
+            _write_state(self.paths, state)
+
     def leftovers(self) -> list[str]:
         return leftovers(self.paths)
 
     def describe_access(self) -> str:
         first = self.nodes[0].name if self.nodes else "NODE"
-        return f"ssh -F {self.ssh_config} {first}   (lab {self.prefix}; `harness lab down --name ...` removes it)"
+        name = self.prefix.removeprefix("ksh-")
+        return (f"harness lab ssh --name {name} {first}  (or ssh -F {self.ssh_config} {first});"
+                f" `harness lab inventory --name {name}` for verify/ansible; `harness lab down --name {name}` removes it")
 
 
 def _on_every_node(cluster: LabCluster, action: Callable[[str], object]) -> None:
@@ -305,27 +313,14 @@ def _write_state(paths: LabPaths, state: dict[str, Any]) -> None:
     tmp.replace(paths.state)
 
 
-class _Terminated(ClusterError):
-    pass
-
-
 @contextmanager
 def _terminate_as_exception() -> Iterator[None]:
     """SIGTERM/SIGHUP raise, like Ctrl-C does, so a killed `up` unwinds through its cleanup."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise _Terminated(f"interrupted by signal {signal.Signals(signum).name} while bringing the lab up")
-
-    try:
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    except ValueError:  # not the main thread: signals cannot be caught here
-        yield
-        return
+    restore = interrupt.install()
     try:
         yield
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        restore()
 
 
 class LabProvider(Provider):

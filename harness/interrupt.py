@@ -1,0 +1,128 @@
+"""SIGTERM, SIGHUP and Ctrl-C stop the whole run, and the run unwinds through its cleanup.
+
+Why this module exists: ansible-runner's `run()` installs SIGTERM/SIGINT handlers that only cancel
+the playbook in flight, and never puts the previous ones back. Left alone, a killed pytest session
+would cancel one playbook, record it as a failed stage, and carry on with the next scenario; and
+Ctrl-C would never work again in that process.
+
+So the entry points (pytest plugin, lab CLI) call `install()`; the runner hands `cancelled` to
+ansible-runner as its cancel callback (ansible-runner then installs no handler of its own) and calls
+`raise_if_requested()` when the playbook has stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+_requested = threading.Event()
+_signal_name: list[str] = []
+_deferring = threading.local()
+
+
+class Terminated(KeyboardInterrupt):
+    """A BaseException like Ctrl-C: no `except Exception` on the way up swallows it, and pytest
+    ends the session and tears its fixtures (and with them the clusters) down."""
+
+
+def _handler(signum: int, _frame: FrameType | None) -> None:
+    _requested.set()
+    _signal_name[:] = [signal.Signals(signum).name]
+    if not getattr(_deferring, "active", False):
+        raise Terminated(f"interrupted by {_signal_name[0]}")
+
+
+def install() -> Callable[[], None]:
+    """Install the handlers (main thread only; elsewhere a no-op). Returns a function restoring the previous ones."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {s: signal.signal(s, _handler) for s in SIGNALS}
+
+    def restore() -> None:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+    return restore
+
+
+def cancelled() -> bool:
+    """ansible-runner's cancel callback: true once a stop signal arrived.
+
+    ansible-runner then SIGKILLs the process group of the ansible-playbook it spawned, but Ansible's
+    workers run tasks in process groups of their own, which would outlive the run. So every process
+    group below this process is signalled here, and remembered for `reap()`."""
+    if not _requested.is_set():
+        return False
+    groups = _descendant_process_groups()
+    _doomed.update(groups)
+    _signal_groups(groups, signal.SIGTERM)
+    return True
+
+
+def reap() -> None:
+    """SIGKILL what `cancelled()` signalled and is still there (reparented away from us by now)."""
+    _signal_groups(_doomed, signal.SIGKILL)
+    _doomed.clear()
+
+
+_doomed: set[int] = set()
+
+
+def _signal_groups(groups: set[int], signum: int) -> None:
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _descendant_process_groups() -> set[int]:
+    """Process groups of every process below this one, except our own group."""
+    children: dict[int, list[int]] = {}
+    pgids: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        pgids[pid] = int(fields[2])
+    mine, todo, groups = os.getpgrp(), list(children.get(os.getpid(), [])), set()
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        if pgids.get(pid, mine) != mine:
+            groups.add(pgids[pid])
+    return groups
+
+
+class deferred:
+    """While a child process (a playbook) runs, a signal only marks the run cancelled, so the child is
+    stopped by its runner instead of being orphaned; `raise_if_requested()` raises afterwards."""
+
+    def __enter__(self) -> deferred:
+        _deferring.active = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _deferring.active = False
+
+
+def raise_if_requested() -> None:
+    if _requested.is_set():
+        reap()
+        raise Terminated(f"interrupted by {_signal_name[0] if _signal_name else 'a signal'}")
+
+
+def reset() -> None:
+    """For tests: forget an earlier request."""
+    _requested.clear()
+    _signal_name.clear()
