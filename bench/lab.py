@@ -54,7 +54,7 @@ def _facts_one_question_at_a_time(probe: HostProbe, node: Node) -> None:
     probe.certs(node.name)
     for unit in units_for(node.roles, "lab"):
         svc = probe.cluster.testinfra_host(node.name).service(unit)
-        (svc.exists, svc.is_running, svc.is_enabled)
+        _ = (svc.exists, svc.is_running, svc.is_enabled)  # each property is a command on the node
 
 
 def main() -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from harness.checks.certs import check_certs
-from harness.checks.etcd import check_etcd_cluster_version, check_etcd_healthy, check_etcd_member_versions, check_etcd_members
+from harness.checks.etcd import (
+    check_etcd_cluster_version,
+    check_etcd_healthy,
+    check_etcd_member_versions,
+    check_etcd_members,
+)
 from harness.checks.state import PlantedState, check_planted_state, digest
 from harness.checks.units import check_units
 from harness.probes.facts import CertExpiry, EtcdEndpointHealth, EtcdFacts, EtcdMember, HostFacts, StateFacts, UnitState
@@ -67,7 +72,7 @@ def test_etcd_members_matched_by_peer_address() -> None:
 
 
 def test_certs() -> None:
-    now = datetime(2025, 1, 15, tzinfo=timezone.utc)
+    now = datetime(2025, 1, 15, tzinfo=UTC)
     good = HostFacts("cp1", ("control-plane",), certs={"/etc/kubernetes/ssl/apiserver.crt": CertExpiry(
         "/etc/kubernetes/ssl/apiserver.crt", now + timedelta(days=365))})
     assert check_certs([good], 30, now).passed

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from fixtures.k8s.fixture_server import FakeApiserver, deserialize, load, serve_cluster
+
 from harness.checks import kube as checks
 from harness.checks.result import assert_check
 from harness.cluster.base import Node
@@ -236,7 +236,7 @@ def test_wait_for_pods_polls_until_settled_or_budget(server: FakeApiserver) -> N
 
 
 def _pre(**kw: Any) -> PreUpgradeRecord:
-    return PreUpgradeRecord(taken_at=datetime(2025, 1, 15, 9, 50, tzinfo=timezone.utc), **kw)
+    return PreUpgradeRecord(taken_at=datetime(2025, 1, 15, 9, 50, tzinfo=UTC), **kw)
 
 
 def test_restarts_compared_by_uid() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from harness.checks.order import (
     check_etcd_before_control_plane,
@@ -15,7 +15,7 @@ from harness.checks.order import (
 )
 from harness.probes.facts import TimelineEvent, VersionSample, timeline_from_jsonl
 
-T0 = datetime(2025, 1, 15, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 15, 10, 0, tzinfo=UTC)
 
 
 def ev(host: str, minute: float, tags: list[str], task: str = "t", changed: bool = True, dur: float = 0.5,

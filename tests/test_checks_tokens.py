@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fixtures.k8s.fixture_server import FakeApiserver, deserialize, load
 from pydantic import SecretStr
 
-from fixtures.k8s.fixture_server import FakeApiserver, deserialize, load
 from harness.checks import tokens as checks
 from harness.probes import tokens as probe
 from harness.probes.facts import PodTokenFacts, TokenReviewResult, to_json

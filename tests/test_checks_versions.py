@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -47,7 +47,7 @@ def test_component_run_expects_target_only_for_its_tags() -> None:
 
 
 def test_unpinned_untouched_component_expected_at_pre_upgrade_version() -> None:
-    pre = PreUpgradeRecord(datetime(2025, 1, 1, tzinfo=timezone.utc),
+    pre = PreUpgradeRecord(datetime(2025, 1, 1, tzinfo=UTC),
                            versions={"node1": {"etcdutl": "3.5.16", "calicoctl": None}})
     exp = expected_versions_per_node({"node1": ("etcd",)}, {"etcd": "3.5.30"}, "lab", pre, upgraded={"etcd"})
     assert exp["node1"]["etcdutl"] == "3.5.30"  # versioned by etcd_version

@@ -55,7 +55,7 @@ def _run(*args: str, inventory: Path, playbook: str = "cluster") -> str:
 
 
 def _tasks(listing: str) -> list[str]:
-    return [m.group(1).strip() for m in re.finditer(r"^\s{6}(\S.*?)\tTAGS:", listing, re.M)]
+    return [m.group(1).strip() for m in re.finditer(r"^\s{6}(\S.*?)\tTAGS:", listing, re.MULTILINE)]
 
 
 @pytest.mark.parametrize("playbook", ["cluster", "upgrade"])
@@ -106,7 +106,7 @@ def test_upgrade_goes_one_node_at_a_time_behind_health_gates() -> None:
 def test_only_builtin_modules() -> None:
     """No collections beyond ansible.builtin: the lab needs nothing installed but ansible-core."""
     for f in lab.LAB_DIR.rglob("*.yml"):
-        for key in re.findall(r"^\s*-?\s*([a-z_]+\.[a-z_]+\.[a-z_]+):", f.read_text(), re.M):
+        for key in re.findall(r"^\s*-?\s*([a-z_]+\.[a-z_]+\.[a-z_]+):", f.read_text(), re.MULTILINE):
             assert key.startswith("ansible.builtin."), f"{f}: {key}"
 
 

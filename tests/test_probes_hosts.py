@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -116,13 +116,13 @@ def test_versions_script_runs_and_reports_absent_tools() -> None:
 
 # measured: `openssl x509 -enddate -noout` on this machine
 def test_parse_enddate_and_certs() -> None:
-    assert h.parse_enddate("notAfter=Dec 25 11:52:49 2026 GMT\n") == datetime(2026, 12, 25, 11, 52, 49, tzinfo=timezone.utc)
-    assert h.parse_enddate("notAfter=Jan  5 01:02:03 2027 GMT") == datetime(2027, 1, 5, 1, 2, 3, tzinfo=timezone.utc)
+    assert h.parse_enddate("notAfter=Dec 25 11:52:49 2026 GMT\n") == datetime(2026, 12, 25, 11, 52, 49, tzinfo=UTC)
+    assert h.parse_enddate("notAfter=Jan  5 01:02:03 2027 GMT") == datetime(2027, 1, 5, 1, 2, 3, tzinfo=UTC)
     certs = h.parse_certs(
         "@@section /etc/ssl/etcd/ssl/member-node1.pem\nnotAfter=Dec 25 11:52:49 2026 GMT\n@@rc 0\n"
         "@@section /etc/kubernetes/ssl/apiserver.crt\nCould not open file or uri for loading certificate\n"
         "Unable to load certificate\n@@rc 1\n")
-    assert certs["/etc/ssl/etcd/ssl/member-node1.pem"].not_after == datetime(2026, 12, 25, 11, 52, 49, tzinfo=timezone.utc)
+    assert certs["/etc/ssl/etcd/ssl/member-node1.pem"].not_after == datetime(2026, 12, 25, 11, 52, 49, tzinfo=UTC)
     bad = certs["/etc/kubernetes/ssl/apiserver.crt"]
     assert bad.not_after is None and bad.error == "Unable to load certificate"
 
@@ -135,7 +135,7 @@ def test_certs_script_on_a_real_certificate(tmp_path: Any) -> None:
     res = proc.run(["sh", "-c", h.certs_script([str(tmp_path / "*.pem")])])
     certs = h.parse_certs(res.stdout)
     assert list(certs) == [str(tmp_path / "ca.pem")]  # the key is skipped
-    left = certs[str(tmp_path / "ca.pem")].not_after - datetime.now(timezone.utc)  # type: ignore[operator]
+    left = certs[str(tmp_path / "ca.pem")].not_after - datetime.now(UTC)  # type: ignore[operator]
     assert 9 <= left.days <= 10
 
 

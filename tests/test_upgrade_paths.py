@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_installer_kubespray import FakeVenvBuilder, make_kubespray_repo
 
 from harness.errors import PlanError
 from harness.installer.kubespray import Kubespray
 from harness.scenario.model import Scenario
 from harness.upgrade import runner as runner_mod
 from harness.upgrade.paths import LAB_TAGS, PLAYBOOKS_DIR, pipeline, upgrade_stage
-from test_installer_kubespray import FakeVenvBuilder, make_kubespray_repo
 
 TOPOLOGY = {"nodes": [{"name": "node1", "roles": ["control-plane", "etcd", "worker"]}]}
 

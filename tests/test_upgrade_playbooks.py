@@ -36,7 +36,7 @@ def test_syntax_check(playbook: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("playbook", BUNDLED)
 def test_only_builtin_modules(playbook: str) -> None:
     text = (PLAYBOOKS_DIR / playbook).read_text()
-    modules = set(re.findall(r"^\s+-?\s*([a-z_]+\.[a-z_]+\.[a-z_]+):", text, re.M))
+    modules = set(re.findall(r"^\s+-?\s*([a-z_]+\.[a-z_]+\.[a-z_]+):", text, re.MULTILINE))
     assert modules and all(m.startswith("ansible.builtin.") for m in modules), modules
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from harness.installer.inventory import write_inventory
 from harness.upgrade.runner import RunResult, ansible_binary, recap_changed, run_playbook
-from harness.upgrade.timeline import read_job_events, read_timeline, build_timeline
+from harness.upgrade.timeline import build_timeline, read_job_events, read_timeline
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06YWRtaW4ifQ.c2lnbmF0dXJlLWhlcmU"
 

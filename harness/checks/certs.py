@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from harness.checks.result import CheckResult, text_table
 from harness.probes.facts import HostFacts
@@ -13,7 +13,7 @@ DEFAULT_MIN_DAYS = 30
 
 def check_certs(hosts: Iterable[HostFacts], min_days: int = DEFAULT_MIN_DAYS, now: datetime | None = None) -> CheckResult:
     name = f"certificates valid > {min_days} days"
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     limit = now + timedelta(days=min_days)
     rows: list[tuple[str, str, str]] = []
     total = 0

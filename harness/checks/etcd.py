@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from harness.checks.result import CheckResult, text_table
+from harness.checks.versions import versions_match
 from harness.errors import PlanError
 from harness.plan.versions import Version
 from harness.probes.facts import EtcdFacts
-from harness.checks.versions import versions_match
 
 
 def _errors(facts: EtcdFacts, *names: str) -> str:

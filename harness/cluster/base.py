@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ClusterError
 from harness import proc
+from harness.errors import ClusterError
 from harness.scenario.model import ROLE_GROUPS, NodeSpec
 
 

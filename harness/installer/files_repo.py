@@ -31,14 +31,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from harness import proc, progress
 from harness.errors import InstallerError, PrerequisiteError
 from harness.settings import cache_dir, state_dir
-
 
 ARCH = "amd64"
 # Debian suites the private apt configuration names; LAB.md's table lists what each carries.
@@ -644,7 +642,7 @@ class FilesServer:
     def __enter__(self) -> FilesServer:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 

@@ -352,7 +352,7 @@ class Kubespray:
             text = self.show(commit, f) or ""
             try:
                 # BaseLoader keeps every scalar a string: `1.30` stays "1.30", not the float 1.3.
-                data = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds no objects
+                data = yaml.load(text, Loader=yaml.BaseLoader)
             except yaml.YAMLError as e:
                 raise InstallerError(f"Kubespray {ref}: {f} is not valid YAML: {e}") from None
             if isinstance(data, dict):
@@ -443,7 +443,7 @@ class Unresolvable(InstallerError):
     """A default written in a Jinja shape the harness does not evaluate (by design: no arbitrary templates)."""
 
 
-_EXPR = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.S)
+_EXPR = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
 _IDX = r"(?P<dict>\w+)(?:\[\s*['\"](?P<key>[\w-]+)['\"]\s*\]|\.(?P<attr>\w+))"
 # (X['amd64'] | dict2items)[0].key  — the first (newest) key; [-1] the last.
 _FIRST_KEY = re.compile(r"^\(\s*" + _IDX + r"\s*\|\s*dict2items\s*\)\s*\[\s*(?P<pos>0|-1)\s*\]\s*\.key$")

@@ -31,7 +31,7 @@ class Version:
     had_v: bool = field(default=False, compare=False)
 
     @classmethod
-    def parse(cls, text: str | int | float) -> Version:
+    def parse(cls, text: str | float) -> Version:
         s = str(text).strip()
         m = _VERSION.match(s)
         if not m:

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from harness.cluster.base import Cluster, Node
@@ -207,7 +207,7 @@ def parse_enddate(text: str) -> datetime:
     if not m:
         raise ValueError(f"no notAfter= line in {text.strip()[:200]!r}")
     raw = re.sub(r"\s+", " ", m.group(1).strip())  # openssl pads single-digit days: "Jan  5"
-    return datetime.strptime(raw, "%b %d %H:%M:%S %Y GMT").replace(tzinfo=timezone.utc)
+    return datetime.strptime(raw, "%b %d %H:%M:%S %Y GMT").replace(tzinfo=UTC)
 
 
 def parse_certs(text: str) -> dict[str, CertExpiry]:

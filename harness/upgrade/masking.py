@@ -14,7 +14,7 @@ from typing import Any
 MASK = "********"
 
 # A PEM block of any kind (private keys, certificates, CSRs): the whole block goes.
-_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?(?:-----END \1-----|\Z)", re.S)
+_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?(?:-----END \1-----|\Z)", re.DOTALL)
 # JWTs: three base64url parts, the first one a JSON header (`{"` encodes to `eyJ`).
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+")
 # `Authorization: Bearer xxx` and `--token xxx` style.
@@ -34,7 +34,7 @@ _JSON_KV = re.compile(r"(?i)(\\?\"(?:[\w-]*[_-])?(?:" + _SECRET_KEYS + r")\\?\"\
 _EQ_KV = re.compile(r"(?i)(\b(?:[\w-]*[_-])?(?:" + _SECRET_KEYS + r")=)([^\s,;\"']+)")
 
 # Values that are not secrets even under a secret key: keep them so output stays readable.
-_HARMLESS = re.compile(r"^(?:\*+|null|none|true|false|\{\{.*\}\}|VALUE_SPECIFIED_IN_NO_LOG_PARAMETER|)$", re.I)
+_HARMLESS = re.compile(r"^(?:\*+|null|none|true|false|\{\{.*\}\}|VALUE_SPECIFIED_IN_NO_LOG_PARAMETER|)$", re.IGNORECASE)
 
 
 def _harmless(value: str) -> bool:

@@ -72,7 +72,7 @@ class _Progress:
             self._line = self._step.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._step is not None:
             self._step.__exit__(*exc)
 

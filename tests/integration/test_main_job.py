@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rich.markup import escape
 
+from harness import progress
 from harness.cluster.lab.paths import lab_prefix
 from harness.cluster.lab.provider import LabPaths, LabProvider, leftovers
 
@@ -56,12 +58,16 @@ def main_job(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("main-job")
     LabProvider(LAB).down()  # a previous run of this very test
     junit, artifacts = tmp / "junit.xml", tmp / "artifacts"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "scenarios/", "-k", "etcd", "-p", "no:cacheprovider", "-rfE",
-         "--keep", "always", "--artifacts", str(artifacts), "--junitxml", str(junit)],
-        cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
-    )
-    print(proc.stdout[-20000:])  # shown when a test of this module fails
+    argv = [sys.executable, "-m", "pytest", "scenarios/", "-k", "etcd", "-p", "no:cacheprovider", "-rfE",
+            "--keep", "always", "--artifacts", str(artifacts), "--junitxml", str(junit)]
+    # The child's output goes to the terminal as it comes (a CI log shows where the job is) and is kept.
+    console, lines = progress.console(), []
+    with subprocess.Popen(argv, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            lines.append(line)
+            console.print(f"[dim]main job |[/] {escape(line.rstrip())}", highlight=False)
+    proc = subprocess.CompletedProcess(argv, child.returncode, "".join(lines))
     try:
         yield proc, _junit(junit) if junit.exists() else {}, artifacts, tmp
     finally:
