@@ -19,7 +19,6 @@ from harness import proc
 from harness.errors import InstallerError
 from harness.installer import files_repo as fr
 
-KUBESPRAY_GIT = Path("/work/.mirror/kubernetes-sigs+kubespray/repo")
 
 
 # -- pure parts ---------------------------------------------------------------
@@ -34,27 +33,6 @@ def test_url_paths_are_kubespray_release_paths() -> None:
     assert fr.url_path("runc", "v1.1.15") == "github.com/opencontainers/runc/releases/download/v1.1.15/runc.amd64"
     with pytest.raises(InstallerError, match="no component"):
         fr.url_path("kubelet", "1.35.4")
-
-
-@pytest.mark.skipif(not (KUBESPRAY_GIT / "HEAD").exists(), reason="no Kubespray checkout to compare with")
-def test_url_paths_match_kubespray_download_defaults() -> None:
-    """Render Kubespray v2.31.0's own *_download_url templates and compare."""
-    import jinja2
-
-    text = proc.run(
-        ["git", "-C", str(KUBESPRAY_GIT), "show", "v2.31.0:roles/kubespray_defaults/defaults/main/download.yml"]
-    ).stdout
-    defaults = yaml.safe_load(text)
-    ctx = {
-        "files_repo": "http://repo",
-        "github_url": "http://repo/github.com",
-        "image_arch": "amd64",
-        "containerd_static_binary": False,
-    }
-    for comp, version in (("etcd", "3.5.16"), ("containerd", "1.7.24"), ("runc", "1.1.15")):
-        tmpl = defaults[f"{comp}_download_url"]
-        url = jinja2.Template(tmpl).render(**ctx, **{f"{comp}_version": version})
-        assert url == f"http://repo/{fr.url_path(comp, version)}"
 
 
 def test_upstream_version_of_debian_versions() -> None:
