@@ -19,8 +19,6 @@ from harness import proc
 from harness.errors import InstallerError
 from harness.installer import files_repo as fr
 
-
-
 # -- pure parts ---------------------------------------------------------------
 
 
