@@ -110,3 +110,31 @@ def test_etcd_before_control_plane() -> None:
     r = check_etcd_before_control_plane(bad)
     assert not r.passed and "cp1" in r.summary and "10:03:00" in r.summary
     assert not check_etcd_before_control_plane(good[:3]).applicable
+
+
+def test_graceful_order_is_per_role() -> None:
+    """upgrade-cluster.yml: etcd first; workers get the network plugin before their engine and kubelet;
+    control-plane nodes their engine, kubelet and control plane before the network plugin."""
+    from harness.checks.order import phase_order
+
+    orders = {"cp1": phase_order("graceful", ("control-plane", "etcd")),
+              "w1": phase_order("graceful", ("etcd", "worker")),
+              "e1": phase_order("graceful", ("etcd",))}
+    graceful = [ev("cp1", 0, ["etcd"]), ev("cp1", 1, ["container-engine"]), ev("cp1", 2, ["node"]),
+                ev("cp1", 3, ["control-plane"]), ev("cp1", 4, ["network"]),
+                ev("w1", 0.5, ["etcd"]), ev("w1", 4.5, ["network"]), ev("w1", 5, ["container-engine"]),
+                ev("w1", 6, ["node"]),
+                ev("e1", -1, ["container-engine"]), ev("e1", 0.2, ["etcd"])]
+    r = check_task_order(graceful, orders)
+    assert r.passed, r.message
+    assert not check_task_order(graceful).passed  # cluster.yml's order: the engine comes before etcd
+    # A worker whose kubelet moved before its network plugin broke upgrade-cluster.yml's order.
+    late = [e if not (e.host == "w1" and e.tags == ("network",)) else ev("w1", 7, ["network"]) for e in graceful]
+    r = check_task_order(late, orders)
+    assert not r.passed and "w1" in r.details and "before network" in r.details
+    samples = [s(0, "w1", "etcd", "3.4.23"), s(0, "w1", "containerd", "1.6.20"),
+               s(1, "w1", "etcd", "3.5.16"), s(1, "w1", "containerd", "1.6.20"),
+               s(2, "w1", "etcd", "3.5.16"), s(2, "w1", "containerd", "1.7.24")]
+    assert check_sample_order(samples, orders).passed
+    assert not check_sample_order(samples).passed
+    assert phase_order("component", ("etcd", "worker")) == phase_order("full", ("control-plane",))

@@ -1,10 +1,15 @@
 """Upgrade order, from the run's timeline (Ansible task events) and the version samples taken during it.
 
-Kubespray changes a node in the order of its plays in playbooks/cluster.yml (read at v2.31.0):
-container engine -> etcd -> kubelet (node) -> control plane -> network plugin (the kubeadm play) ->
-add-ons. (Older write-ups put the network plugin before the control plane; the playbook does not.) Graceful paths also go one node at a time. And at every sample
-the version-skew policy must hold: no kubelet newer than the oldest apiserver, no kubelet more than
-three minors behind, etcd upgraded before the control plane.
+Kubespray changes a node in the order of its plays, and the two playbooks differ (read at v2.31.0):
+- cluster.yml (full and component paths): container engine -> etcd -> kubelet (node) -> control
+  plane -> network plugin (the kubeadm play) -> add-ons. (Older write-ups put the network plugin
+  before the control plane; the playbook does not.)
+- upgrade-cluster.yml (graceful, playbooks/upgrade_cluster.yml): etcd first; then, one at a time,
+  each control-plane node's container engine, kubelet and control plane; then the network plugin
+  everywhere; then the workers' container engine and kubelet. Etcd-only hosts get their container
+  engine before etcd. Graceful paths also go one node at a time.
+And at every sample the version-skew policy must hold: no kubelet newer than the oldest apiserver,
+no kubelet more than three minors behind, etcd upgraded before the control plane.
 """
 
 from __future__ import annotations
@@ -18,6 +23,21 @@ from harness.plan.versions import Version
 from harness.probes.facts import TimelineEvent, VersionSample
 
 PHASES: tuple[str, ...] = ("container-engine", "etcd", "node", "control-plane", "network", "apps")
+GRACEFUL_CONTROL_PLANE: tuple[str, ...] = ("etcd", "container-engine", "node", "control-plane", "network", "apps")
+GRACEFUL_WORKER: tuple[str, ...] = ("etcd", "network", "container-engine", "node")
+GRACEFUL_ETCD_ONLY: tuple[str, ...] = ("container-engine", "etcd")
+
+
+def phase_order(path: str, roles: Iterable[str]) -> tuple[str, ...]:
+    """The order a node of these roles changes in on this upgrade path (see the module's docstring)."""
+    if path != "graceful":
+        return PHASES
+    roles = set(roles)
+    if "control-plane" in roles:
+        return GRACEFUL_CONTROL_PLANE
+    if "worker" in roles:
+        return GRACEFUL_WORKER
+    return GRACEFUL_ETCD_ONLY
 
 # Tags that put a task in a phase; the first phase in PHASE_PRIORITY whose tags match wins,
 # because Kubespray tasks carry several tags (an etcd client-cert task on a control-plane node: etcd).
@@ -63,14 +83,28 @@ def _fmt(t: datetime | None) -> str:
     return t.strftime("%H:%M:%S") if t else "?"
 
 
-def check_task_order(events: Iterable[TimelineEvent], order: Sequence[str] = PHASES) -> CheckResult:
-    """Per host, every changed task of an earlier phase starts before the first changed task of a later one."""
+def _order_for(order: Sequence[str] | Mapping[str, Sequence[str]], host: str) -> Sequence[str]:
+    return order.get(host, PHASES) if isinstance(order, Mapping) else order
+
+
+def _describe(order: Sequence[str] | Mapping[str, Sequence[str]]) -> str:
+    if not isinstance(order, Mapping):
+        return " -> ".join(order)
+    by_order: dict[tuple[str, ...], list[str]] = {}
+    for host, o in sorted(order.items()):
+        by_order.setdefault(tuple(o), []).append(host)
+    return "; ".join(f"{', '.join(hosts)}: {' -> '.join(o)}" for o, hosts in by_order.items())
+
+
+def check_task_order(events: Iterable[TimelineEvent],
+                     order: Sequence[str] | Mapping[str, Sequence[str]] = PHASES) -> CheckResult:
+    """Per host, every changed task of an earlier phase starts before the first changed task of a
+    later one. `order` is one order for every host, or one per host (`phase_order`)."""
     name = "per-node phase order (timeline)"
-    rank = {p: i for i, p in enumerate(order)}
     spans: dict[str, dict[str, tuple[datetime, datetime]]] = {}
     for e in events:
         phase = phase_of(e)
-        if not e.changed or phase not in rank:
+        if not e.changed or phase not in _order_for(order, e.host):
             continue
         first, last = spans.setdefault(e.host, {}).get(phase, (e.start, e.start))
         spans[e.host][phase] = (min(first, e.start), max(last, e.start))
@@ -78,6 +112,7 @@ def check_task_order(events: Iterable[TimelineEvent], order: Sequence[str] = PHA
         return CheckResult.not_applicable(name, "no changed task in a known phase")
     rows = []
     for host, phases in sorted(spans.items()):
+        rank = {p: i for i, p in enumerate(_order_for(order, host))}
         present = sorted(phases, key=rank.__getitem__)
         for i, early in enumerate(present):
             for late in present[i + 1:]:
@@ -85,9 +120,9 @@ def check_task_order(events: Iterable[TimelineEvent], order: Sequence[str] = PHA
                     rows.append((host, f"{late} before {early}",
                                  f"{late} changed at {_fmt(phases[late][0])}, {early} still at {_fmt(phases[early][1])}"))
     if rows:
-        return CheckResult.fail(name, f"{len(rows)} out-of-order phase pair(s); expected {' -> '.join(order)}",
+        return CheckResult.fail(name, f"{len(rows)} out-of-order phase pair(s); expected {_describe(order)}",
                                 text_table(("node", "violation", "when"), rows))
-    return CheckResult.ok(name, f"{len(spans)} node(s) changed in order {' -> '.join(order)}")
+    return CheckResult.ok(name, f"{len(spans)} node(s) changed in order {_describe(order)}")
 
 
 def check_one_at_a_time(events: Iterable[TimelineEvent], phase: str, hosts: Iterable[str] | None = None) -> CheckResult:
@@ -129,14 +164,15 @@ def change_times(samples: Iterable[VersionSample]) -> dict[str, dict[str, dateti
     return out
 
 
-def check_sample_order(samples: Iterable[VersionSample], order: Sequence[str] = PHASES,
+def check_sample_order(samples: Iterable[VersionSample],
+                       order: Sequence[str] | Mapping[str, Sequence[str]] = PHASES,
                        component_phase: Mapping[str, str] = COMPONENT_PHASE) -> CheckResult:
-    """Per node, measured version changes follow the phase order."""
+    """Per node, measured version changes follow the phase order (one for all, or one per node)."""
     name = "per-node upgrade order (versions)"
-    rank = {p: i for i, p in enumerate(order)}
     changes = change_times(samples)
     rows = []
     for node, comps in sorted(changes.items()):
+        rank = {p: i for i, p in enumerate(_order_for(order, node))}
         ranked = [(c, t) for c, t in comps.items() if component_phase.get(c) in rank]
         for c1, t1 in ranked:
             for c2, t2 in ranked:
@@ -145,9 +181,9 @@ def check_sample_order(samples: Iterable[VersionSample], order: Sequence[str] = 
     if not changes:
         return CheckResult.not_applicable(name, "no sampled version changed")
     if rows:
-        return CheckResult.fail(name, f"{len(rows)} component(s) changed out of order; expected {' -> '.join(order)}",
+        return CheckResult.fail(name, f"{len(rows)} component(s) changed out of order; expected {_describe(order)}",
                                 text_table(("node", "violation", "when"), sorted(rows)))
-    return CheckResult.ok(name, f"version changes on {len(changes)} node(s) follow {' -> '.join(order)}")
+    return CheckResult.ok(name, f"version changes on {len(changes)} node(s) follow {_describe(order)}")
 
 
 def _minor(v: str | None) -> tuple[int, int] | None:

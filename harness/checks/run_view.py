@@ -19,6 +19,7 @@ from harness.checks.etcd import (
 from harness.checks.order import (
     check_etcd_before_control_plane,
     check_one_at_a_time,
+    phase_order,
     check_sample_order,
     check_task_order,
     check_version_skew,
@@ -146,8 +147,10 @@ def timeline(run: ScenarioRun) -> list[TimelineEvent]:
 
 def upgrade_order(run: ScenarioRun) -> CheckResult:
     run.require("upgrade")
+    assert run.cluster is not None
     events = timeline(run)
-    results = [check_task_order(events), check_sample_order(run.samples)]
+    orders = {n.name: phase_order(run.scenario.path, n.roles) for n in run.cluster.nodes}
+    results = [check_task_order(events, orders), check_sample_order(run.samples, orders)]
     if run.scenario.path == "graceful":
         for phase in ("container-engine", "etcd"):
             if phase in _phases_touched(run):

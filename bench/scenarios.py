@@ -1,0 +1,80 @@
+"""Benchmark the main job: where the time of `pytest scenarios/ -k etcd` on the lab goes.
+
+    .venv/bin/python bench/scenarios.py                      # runs the main job, then reports
+    .venv/bin/python bench/scenarios.py --artifacts DIR      # reports on a run already made
+
+Reads each scenario's `run.json` (the pipeline records every step's seconds as it goes) and writes
+the figures into docs/benchmarks.md under `## Main job`, replacing only that section. The ratio
+that matters is a restored baseline against a deployed one: every scenario after the first pays
+the restore, not the deploy. Needs root and the lab, like the main job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lab import DOC, replace_section  # bench/lab.py: same document, its own section
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--artifacts", type=Path, help="report on this artifacts dir instead of running the job")
+    ap.add_argument("-k", default="etcd", help="the scenarios to run (default: etcd, the README's main job)")
+    args = ap.parse_args()
+
+    wall = None
+    artifacts = args.artifacts
+    if artifacts is None:
+        artifacts = REPO / "artifacts" / "bench"
+        start = time.monotonic()
+        rc = subprocess.run(
+            [sys.executable, "-m", "pytest", "scenarios/", "-k", args.k, "-p", "no:cacheprovider", "-q",
+             "--artifacts", str(artifacts)],
+            cwd=REPO, check=False,
+        ).returncode
+        wall = time.monotonic() - start
+        if rc != 0:
+            raise SystemExit(f"the main job failed (exit {rc}): figures not written")
+
+    # In the order they ran: run.json is rewritten after every step, last at the scenario's end.
+    runs = [json.loads(p.read_text()) for p in sorted(artifacts.glob("*/run.json"), key=lambda p: p.stat().st_mtime)]
+    if not runs:
+        raise SystemExit(f"no run.json under {artifacts}")
+    steps: list[str] = []
+    for r in runs:
+        steps += [o["name"] for o in r["outcomes"] if o["name"] not in steps]
+    rows = [f"| {r['scenario']} | {r['baseline']} | " + " | ".join(
+        next((f"{o['seconds']:.0f}" for o in r["outcomes"] if o["name"] == s), "-") for s in steps) + " |"
+        for r in runs]
+    deployed = [o["seconds"] for r in runs if r["baseline"] == "deployed" for o in r["outcomes"] if o["name"] == "baseline"]
+    restored = [o["seconds"] for r in runs if r["baseline"] == "restored" for o in r["outcomes"] if o["name"] == "baseline"]
+    ratio = ""
+    if deployed and restored:
+        mean = sum(restored) / len(restored)
+        ratio = (f"A restored baseline took {mean:.0f} s against {deployed[0]:.0f} s to deploy it: "
+                 f"**{deployed[0] / mean:.0f} x** less per scenario after the first.")
+    lines = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d} by `bench/scenarios.py` on {os.cpu_count()} cores"
+        + (f"; the whole job took {wall / 60:.1f} min" if wall else "") + ". Seconds per pipeline step:",
+        "",
+        "| scenario | baseline was | " + " | ".join(steps) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in steps) + " |",
+        *rows,
+        "",
+        ratio,
+    ]
+    DOC.write_text(replace_section(DOC.read_text() if DOC.exists() else "", "## Main job", "\n".join(lines)))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
