@@ -19,10 +19,10 @@ from harness.checks.etcd import (
 from harness.checks.order import (
     check_etcd_before_control_plane,
     check_one_at_a_time,
-    phase_order,
     check_sample_order,
     check_task_order,
     check_version_skew,
+    phase_order,
 )
 from harness.checks.result import CheckResult, combine
 from harness.checks.state import PlantedState, check_planted_state

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import gzip
 import hashlib
 import json
@@ -36,7 +35,7 @@ import yaml
 
 from harness import proc, progress
 from harness.errors import InstallerError, PrerequisiteError
-from harness.settings import cache_dir, state_dir
+from harness.settings import cache_dir, file_lock, state_dir
 
 ARCH = "amd64"
 # Debian suites the private apt configuration names; LAB.md's table lists what each carries.
@@ -206,7 +205,7 @@ def build(
     root = root or default_root()
     root.mkdir(parents=True, exist_ok=True)
     work = root.parent / f"{root.name}.work"
-    with _locked(root.parent / f"{root.name}.lock"):
+    with file_lock(root.parent / f"{root.name}.lock"):
         repo = FilesRepo.load(root)
         missing = [(c, v) for c, v in wanted if not repo.has(c, v)]
         if not missing:
@@ -448,18 +447,6 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _locked(lockfile: Path) -> Iterator[None]:
-    # xdist workers may build at once: one builds, the others then find the files made.
-    lockfile.parent.mkdir(parents=True, exist_ok=True)
-    with open(lockfile, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # -- the private apt configuration ------------------------------------------

@@ -7,7 +7,6 @@ under `settings.cache_dir() / "kubespray"` and reused across runs (and xdist wor
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import re
@@ -15,8 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from harness import proc, settings
 from harness.errors import HarnessError, InstallerError, PlanError
 from harness.plan.tags import COMPONENT_VARS, check_tags_exist
 from harness.plan.versions import Version
+from harness.settings import file_lock
 
 Progress = Callable[[str], None]
 VenvBuilder = Callable[[Path, Path, Progress], None]
@@ -163,18 +162,6 @@ def build_venv(dest: Path, requirements: Path, progress: Progress) -> None:
     )
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """A file lock so parallel workers build a worktree or venv once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _looks_like_url(source: str) -> bool:
     return "://" in source or source.startswith("git@")
 
@@ -210,7 +197,7 @@ class Kubespray:
             return cls(Path(r.stdout.strip()), **kwargs)
         ks = cls(Path("/nonexistent"), **kwargs)
         dest = ks.cache / "src" / (hashlib.sha256(src.encode()).hexdigest()[:16] + ".git")
-        with _locked(dest.with_suffix(".lock")):
+        with file_lock(dest.with_suffix(".lock")):
             if not (dest / "HEAD").exists():
                 ks.progress(f"cloning {src} into {dest}")
                 try:
@@ -245,7 +232,7 @@ class Kubespray:
         """A checked-out tree of `ref`, one per commit, created once and reused."""
         commit = self.commit(ref)
         dest = self.cache / "worktrees" / commit
-        with _locked(dest.with_suffix(".lock")):
+        with file_lock(dest.with_suffix(".lock")):
             if (dest / ".harness-complete").exists():
                 return dest
             if dest.exists():
@@ -276,7 +263,7 @@ class Kubespray:
         """The virtualenv built from the ref's requirements.txt, shared by every ref pinning the same file."""
         sha = self.requirements_sha(ref)
         dest = self.cache / "venvs" / sha[:16]
-        with _locked(dest.with_suffix(".lock")):
+        with file_lock(dest.with_suffix(".lock")):
             if (dest / ".harness-complete").exists():
                 return dest
             if dest.exists():

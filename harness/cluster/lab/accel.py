@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Literal
 
 from harness import proc
-from harness.cluster.lab.paths import file_lock, lab_cache
+from harness.cluster.lab.paths import lab_cache
+from harness.settings import file_lock
 
 Accel = Literal["kvm", "tcg"]
 QEMU = "qemu-system-x86_64"

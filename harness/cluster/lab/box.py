@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import proc, progress
-from harness.cluster.lab.paths import file_lock, lab_cache, vagrant_home
+from harness.cluster.lab.paths import lab_cache, vagrant_home
 from harness.errors import ClusterError, PrerequisiteError
+from harness.settings import file_lock
 
 SUITE = "bookworm"
 # LAB.md's list; dbus so `systemctl` works for non-root users, netbase for /etc/services and /etc/protocols;

@@ -25,11 +25,12 @@ from harness import interrupt, proc, progress
 from harness.cluster.base import Cluster, ClusterSpec, Node, Provider
 from harness.cluster.lab import accel
 from harness.cluster.lab.box import Box, ensure_box
-from harness.cluster.lab.paths import file_lock, lab_prefix, labs_root, vagrant_home
+from harness.cluster.lab.paths import lab_prefix, labs_root, vagrant_home
 from harness.cluster.lab.setup import LabNet, check_prerequisites
 from harness.cluster.vagrant import VagrantEnv, close_masters, nodes_from, render_ssh_config, spec_document
 from harness.errors import ClusterError
 from harness.scenario.model import NodeSpec
+from harness.settings import file_lock
 
 SSH_WAIT_SECONDS = 180.0
 

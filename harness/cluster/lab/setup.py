@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import proc
-from harness.cluster.lab.paths import file_lock, lab_cache
+from harness.cluster.lab.paths import lab_cache
 from harness.errors import ClusterError, PrerequisiteError
+from harness.settings import file_lock
 
 # Debian packages the lab needs (LAB.md), with netcat for the ssh ProxyCommand into the namespace.
 APT_PACKAGES = (
