@@ -12,7 +12,8 @@ from rich.table import Table
 
 from harness.errors import HarnessError
 
-console = Console(stderr=False)
+# Piped into a CI log, rich would squeeze tables into 80 columns and cut scenario ids: give them room.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
@@ -61,7 +62,7 @@ def scenarios(expr: str | None, files: tuple[str, ...]) -> None:
     chosen = _load(files, expr)
     table = Table(title=f"{len(chosen)} scenario(s)", title_justify="left")
     for col in ("id", "installer", "path", "components", "from", "to", "gate"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("id", "installer", "path", "gate"))
     from harness.report.matrix import row
 
     for sc in chosen:
