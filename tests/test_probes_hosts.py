@@ -9,6 +9,7 @@ binaries' documented output.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -278,3 +279,26 @@ def test_parse_units_from_systemctl_show() -> None:
 def test_units_for_roles() -> None:
     assert h.units_for(("control-plane", "etcd")) == ("containerd", "kubelet", "etcd")
     assert h.units_for(("etcd", "worker"), installer="lab") == ("containerd", "etcd")
+
+
+def test_etcd_script_output_parses_when_a_tool_ends_without_a_newline(tmp_path) -> None:
+    """The real script run by a real shell, with etcdctl and curl standing in as recorded output.
+    curl prints etcd's /version JSON with no final newline (measured on the lab): the section's end
+    marker then lands on the same line, and the cluster version must still be read."""
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    outputs = {"endpoint health": HEALTH, "member list": MEMBERS, "endpoint status": STATUS, " get ": GET}
+    cases = "\n".join(f'  *"{k}"*) printf %s {shlex.quote(v)};;' for k, v in outputs.items())
+    (bin_dir / "etcdctl").write_text(f'#!/bin/sh\ncase " $* " in\n{cases}\nesac\n')
+    (bin_dir / "curl").write_text(f"#!/bin/sh\nprintf %s {shlex.quote(VERSION)}\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    script = h.etcd_script("node1", "127.0.0.1", h.EtcdTLS(), ["/harness/sentinel"]).replace(h.PATH_PREFIX, "")
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}).stdout
+    facts, values = h.parse_etcd_facts("node1", out, ["/harness/sentinel"])
+    assert facts.errors == {}
+    assert facts.cluster_version == "3.5.0" and values == {"/harness/sentinel": "hello"}

@@ -154,8 +154,12 @@ def split_sections(text: str) -> dict[str, tuple[str, str]]:
     for line in text.splitlines():
         if line.startswith("@@section "):
             name, body = line.split(" ", 1)[1].strip(), []
-        elif line.startswith("@@rc ") and name is not None:
-            out[name] = (line.split(" ", 1)[1].strip(), "\n".join(body))
+        elif "@@rc " in line and name is not None:
+            # Output without a final newline (curl's JSON) puts the marker at the end of its last line.
+            head, _, rc = line.rpartition("@@rc ")
+            if head:
+                body.append(head)
+            out[name] = (rc.strip(), "\n".join(body))
             name = None
         elif name is not None:
             body.append(line)
