@@ -442,13 +442,11 @@ class Session:
 
     def finish(self, run: ScenarioRun, *, failed: bool) -> None:
         keep = self.options.keep == "always" or (self.options.keep == "on-failure" and failed)
-        if keep and run.cluster is not None and run.cluster not in self._keep:
-            self._keep.append(run.cluster)
-            self.console.print(
-                f"[yellow]keeping cluster of {run.scenario.id}[/] ({'failed' if failed else 'kept'}): "
-                f"{run.cluster.describe_access()}",
-                highlight=False,
-            )
+        if keep and run.cluster is not None:
+            if run.cluster not in self._keep:
+                self._keep.append(run.cluster)
+            if failed:
+                self.console.print(f"[yellow]{run.scenario.id} failed[/]: its cluster will be kept", highlight=False)
 
     def close(self, *, failed: bool) -> None:
         for server in self._servers.values():
@@ -458,6 +456,8 @@ class Session:
         for cluster in self._clusters.values():
             if id(cluster) in kept:
                 cluster.release()
+                # A shared cluster is where the session's last scenario on it left it.
+                self.console.print(f"[yellow]kept[/] {cluster.describe_access()}", highlight=False)
             else:
                 cluster.destroy()
         if self._provider is not None and not self._keep:
