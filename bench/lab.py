@@ -89,10 +89,10 @@ def main() -> None:
     try:
         # Host facts as the harness collects them (one script per node, nodes in parallel) against the
         # same facts the way testinfra's modules give them (a command per question, node after node).
-        probe = HostProbe(cluster, installer="lab")
-        probe.all_host_facts()  # warm: ssh masters up, so both below reuse connections
-        _, fast = timed(probe.all_host_facts)
-        _, slow = timed(lambda: [_facts_one_question_at_a_time(probe, n) for n in cluster.nodes])
+        host_probe = HostProbe(cluster, installer="lab")
+        host_probe.all_host_facts()  # warm: ssh masters up, so both below reuse connections
+        _, fast = timed(host_probe.all_host_facts)
+        _, slow = timed(lambda: [_facts_one_question_at_a_time(host_probe, n) for n in cluster.nodes])
         rows.append((f"host facts, {args.nodes} nodes: testinfra `service()` per unit, node after node", slow, ""))
         rows.append((f"host facts, {args.nodes} nodes: one script per node, nodes in parallel (the harness)", fast,
                      f"{slow / fast:.1f} x faster"))

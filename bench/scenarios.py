@@ -64,7 +64,9 @@ def main() -> None:
                  f"**{deployed[0] / mean:.0f} x** less per scenario after the first.")
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d} by `bench/scenarios.py` on {os.cpu_count()} cores"
-        + (f"; the whole job took {wall / 60:.1f} min" if wall else "") + ". Seconds per pipeline step:",
+        + (f"; the whole job took {wall / 60:.1f} min" if wall else
+           " from the artifacts of one run made before (the CI integration test's main job, say)")
+        + ". Seconds per pipeline step, every scenario on the same lab in one run:",
         "",
         "| scenario | baseline was | " + " | ".join(steps) + " |",
         "| --- | --- | " + " | ".join("---:" for _ in steps) + " |",
