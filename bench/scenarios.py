@@ -29,6 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--artifacts", type=Path, help="report on this artifacts dir instead of running the job")
     ap.add_argument("-k", default="etcd", help="the scenarios to run (default: etcd, the README's main job)")
+    ap.add_argument("--source", default="a run made before", help="with --artifacts: which run that was, for the record")
     args = ap.parse_args()
 
     wall = None
@@ -65,7 +66,7 @@ def main() -> None:
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d} by `bench/scenarios.py` on {os.cpu_count()} cores"
         + (f"; the whole job took {wall / 60:.1f} min" if wall else
-           " from the artifacts of one run made before (the CI integration test's main job, say)")
+           f" from the artifacts of {args.source}")
         + ". Seconds per pipeline step, every scenario on the same lab in one run:",
         "",
         "| scenario | baseline was | " + " | ".join(steps) + " |",
