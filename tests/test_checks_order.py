@@ -138,3 +138,19 @@ def test_graceful_order_is_per_role() -> None:
     assert check_sample_order(samples, orders).passed
     assert not check_sample_order(samples).passed
     assert phase_order("component", ("etcd", "worker")) == phase_order("full", ("control-plane",))
+
+
+def test_serial_phases_follow_each_installers_playbook() -> None:
+    from harness.checks.order import serial_phases
+
+    roles = {"cp1": ("control-plane", "etcd"), "cp2": ("control-plane", "etcd"), "w1": ("worker",)}
+    # Kubespray: control-plane nodes one at a time; etcd's play and the workers are not serial.
+    assert serial_phases("kubespray", roles) == [
+        ("container-engine", ["cp1", "cp2"]), ("node", ["cp1", "cp2"]), ("control-plane", ["cp1", "cp2"])]
+    assert serial_phases("lab", roles) == [("etcd", ["cp1", "cp2"]), ("container-engine", ["cp1", "cp2", "w1"])]
+    # Kubespray's etcd restarts in parallel are fine; a control plane upgraded on two nodes at once is not.
+    parallel_etcd = [ev("cp1", 0, ["etcd"]), ev("cp2", 0.1, ["etcd"])]
+    assert not check_one_at_a_time(parallel_etcd, "etcd").passed  # what the lab forbids
+    both = [ev("cp1", 0, ["control-plane"], dur=2), ev("cp2", 1, ["control-plane"]), ev("w1", 1, ["control-plane"])]
+    r = check_one_at_a_time(both, "control-plane", ["cp1", "cp2"])
+    assert not r.passed and "cp2" in r.details

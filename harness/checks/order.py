@@ -83,6 +83,19 @@ def _fmt(t: datetime | None) -> str:
     return t.strftime("%H:%M:%S") if t else "?"
 
 
+def serial_phases(installer: str, roles: Mapping[str, Iterable[str]]) -> list[tuple[str, list[str]]]:
+    """(phase, nodes) a graceful run must take one node at a time.
+
+    Kubespray's upgrade_cluster.yml: `serial: 1` only for the control-plane play (engine, kubelet,
+    control plane); etcd's play has no serial and workers go in batches of `serial` (20%).
+    The lab's upgrade-cluster.yml: etcd and every node's container engine, `serial: 1`."""
+    if installer == "lab":
+        every = sorted(roles)
+        return [("etcd", [n for n in every if "etcd" in roles[n]]), ("container-engine", every)]
+    planes = sorted(n for n, r in roles.items() if "control-plane" in r)
+    return [("container-engine", planes), ("node", planes), ("control-plane", planes)]
+
+
 def _order_for(order: Sequence[str] | Mapping[str, Sequence[str]], host: str) -> Sequence[str]:
     return order.get(host, PHASES) if isinstance(order, Mapping) else order
 

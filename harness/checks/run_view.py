@@ -23,6 +23,7 @@ from harness.checks.order import (
     check_task_order,
     check_version_skew,
     phase_order,
+    serial_phases,
 )
 from harness.checks.result import CheckResult, combine
 from harness.checks.state import PlantedState, check_planted_state
@@ -152,9 +153,10 @@ def upgrade_order(run: ScenarioRun) -> CheckResult:
     orders = {n.name: phase_order(run.scenario.path, n.roles) for n in run.cluster.nodes}
     results = [check_task_order(events, orders), check_sample_order(run.samples, orders)]
     if run.scenario.path == "graceful":
-        for phase in ("container-engine", "etcd"):
-            if phase in _phases_touched(run):
-                results.append(check_one_at_a_time(events, phase))
+        touched = _phases_touched(run)
+        for phase, hosts in serial_phases(run.scenario.installer, {n.name: n.roles for n in run.cluster.nodes}):
+            if phase in touched:
+                results.append(check_one_at_a_time(events, phase, hosts))
     return combine("upgrade order", results)
 
 
