@@ -48,6 +48,9 @@ def run(
         full = ["ip", "netns", "exec", netns, *full]
     proc = subprocess.run(
         full,
+        # Never our stdin: a child may set O_NONBLOCK on it (the flag lives on the shared file
+        # description), and every Ansible started after that refuses to run (measured on a cold CI).
+        stdin=subprocess.DEVNULL if input is None else None,
         capture_output=True,
         text=True,
         env=dict(env) if env is not None else None,

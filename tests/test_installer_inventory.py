@@ -85,6 +85,7 @@ def test_written_inventory_is_what_ansible_sees(tmp_path: Path) -> None:
 
     r = subprocess.run(
         [str(ANSIBLE_INVENTORY), "-i", str(inv_dir / "hosts.yml"), "--list"],
+        stdin=subprocess.DEVNULL,  # Ansible refuses a non-blocking stdin
         capture_output=True,
         text=True,
         check=True,

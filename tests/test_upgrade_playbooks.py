@@ -27,6 +27,7 @@ def test_syntax_check(playbook: str, tmp_path: Path) -> None:
     r = subprocess.run(
         [str(ANSIBLE_PLAYBOOK), "--syntax-check", "-i", str(inv), playbook],
         cwd=PLAYBOOKS_DIR,
+        stdin=subprocess.DEVNULL,  # Ansible refuses a non-blocking stdin
         capture_output=True,
         text=True,
     )

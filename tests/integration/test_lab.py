@@ -40,6 +40,7 @@ def _cli_up(name: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "harness.cluster.lab.cli", "up", "--nodes", "2", "--name", name],
         cwd=REPO,
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

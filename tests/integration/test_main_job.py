@@ -65,7 +65,8 @@ def main_job(tmp_path_factory: pytest.TempPathFactory):
             "--keep", "always", "--artifacts", str(artifacts), "--junitxml", str(junit)]
     # The child's output goes to the terminal as it comes (a CI log shows where the job is) and is kept.
     console, lines = progress.console(), []
-    with subprocess.Popen(argv, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as child:
+    with subprocess.Popen(argv, cwd=REPO, text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT) as child:
         assert child.stdout is not None
         for line in child.stdout:
             lines.append(line)
@@ -130,7 +131,7 @@ def _verify(inventory: Path, expect: dict, tmp: Path) -> subprocess.CompletedPro
     path = tmp / "expect.yaml"
     path.write_text(yaml.safe_dump(expect))
     return subprocess.run([*HARNESS, "verify", "--inventory", str(inventory), "--expect", str(path)],
-                          cwd=REPO, text=True, capture_output=True, check=False,
+                          cwd=REPO, stdin=subprocess.DEVNULL, text=True, capture_output=True, check=False,
                           env={**os.environ, "COLUMNS": "200"})
 
 
