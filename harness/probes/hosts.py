@@ -458,9 +458,6 @@ class HostProbe:
     def versions(self, node: str) -> tuple[dict[str, str | None], dict[str, str]]:
         return parse_versions(self._script(node, versions_script()))
 
-    def units(self, node: Node) -> dict[str, UnitState]:
-        return parse_units(self._script(node.name, units_script(units_for(node.roles, self.installer))))
-
     def certs(self, node: str) -> dict[str, CertExpiry]:
         return parse_certs(self._script(node, certs_script(self.cert_globs)))
 
