@@ -28,3 +28,26 @@ def write(tmp_path: Path):
         return p
 
     return _write
+
+
+def kubespray_checkout() -> Path | None:
+    """The real Kubespray the tests drive: `HARNESS_KUBESPRAY`, else the workplace's shared clone
+    next to this repository (`../shared/kubespray.git`). None when neither exists."""
+    import os
+
+    env = os.environ.get("HARNESS_KUBESPRAY")
+    for candidate in ([Path(env)] if env else []) + [REPO.parent / "shared" / "kubespray.git"]:
+        if candidate.exists():
+            return candidate.resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_kubespray():
+    """A `Kubespray` over the real checkout (worktrees and venvs in the harness's cache, reused)."""
+    from harness.installer.kubespray import Kubespray
+
+    path = kubespray_checkout()
+    if path is None:
+        pytest.skip("no Kubespray checkout: set HARNESS_KUBESPRAY or put one at ../shared/kubespray.git")
+    return Kubespray.open(path)

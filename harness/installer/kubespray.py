@@ -80,6 +80,11 @@ _EMPTY_INVENTORY = (
     "[k8s_cluster:children]\nkube_control_plane\nkube_node\n"
 )
 
+# The harness's own playbook that templates a ref's variables (run in the ref's venv).
+RESOLVE_PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "kubespray" / "resolve-vars.yml"
+# Host facts some defaults are built from; the lab's and every supported node's (amd64 Linux).
+_RESOLVE_FACTS: dict[str, str] = {"ansible_architecture": "x86_64", "ansible_system": "Linux"}
+
 _TASK_TAGS = re.compile(r"^\s*TASK TAGS:\s*\[(?P<tags>.*)\]\s*$")
 _PLAY = re.compile(r"^\s*play #\d+ \((?P<hosts>.*?)\):\s*(?P<name>.*?)\tTAGS:")
 _TASK = re.compile(r"^\s{6,}(?P<name>\S.*?)\tTAGS:\s*\[(?P<tags>.*)\]\s*$")
@@ -166,6 +171,12 @@ def _looks_like_url(source: str) -> bool:
     return "://" in source or source.startswith("git@")
 
 
+def _bare_without_refs(path: Path) -> bool:
+    """A bare repository whose refs are all in packed-refs and whose empty `refs/` is missing: git
+    does not recognise it, though nothing of it is lost."""
+    return (path / "HEAD").is_file() and (path / "objects").is_dir() and not (path / "refs").exists()
+
+
 class Kubespray:
     """A Kubespray git repository (bare or not) and the per-ref things the harness derives from it."""
 
@@ -192,9 +203,11 @@ class Kubespray:
             if not path.exists():
                 raise InstallerError(f"Kubespray checkout {path} does not exist (give a path or a git URL)")
             r = proc.run(["git", "-C", str(path), "rev-parse", "--absolute-git-dir"], check=False)
-            if not r.ok:
-                raise InstallerError(f"{path} is not a git repository: {r.stderr.strip()}")
-            return cls(Path(r.stdout.strip()), **kwargs)
+            if r.ok:
+                return cls(Path(r.stdout.strip()), **kwargs)
+            if _bare_without_refs(path):
+                return cls._copied(path, **kwargs)
+            raise InstallerError(f"{path} is not a git repository: {r.stderr.strip()}")
         ks = cls(Path("/nonexistent"), **kwargs)
         dest = ks.cache / "src" / (hashlib.sha256(src.encode()).hexdigest()[:16] + ".git")
         with file_lock(dest.with_suffix(".lock")):
@@ -204,6 +217,33 @@ class Kubespray:
                     proc.run(["git", "clone", "--bare", "--quiet", src, str(dest)], timeout=1800)
                 except HarnessError as e:
                     raise InstallerError(f"cannot clone Kubespray from {src}: {e}") from None
+        ks.git_dir = dest
+        return ks
+
+    @classmethod
+    def _copied(cls, path: Path, **kwargs: Any) -> Kubespray:
+        """A bare repository git will not open in place (read-only, its empty `refs/` dropped by a
+        copy: all refs packed): copied into the cache with `refs/` restored. Re-copied when its refs
+        change, so a tag added to the source is seen."""
+        ks = cls(Path("/nonexistent"), **kwargs)
+        refs = b"".join((path / f).read_bytes() for f in ("HEAD", "packed-refs") if (path / f).exists())
+        key = hashlib.sha256(str(path).encode() + b"\0" + refs).hexdigest()[:16]
+        dest = ks.cache / "src" / f"{key}.git"
+        with file_lock(dest.with_suffix(".lock")):
+            if not (dest / ".harness-complete").exists():
+                shutil.rmtree(dest, ignore_errors=True)
+                ks.progress(f"copying Kubespray repository {path} into {dest}")
+                shutil.copytree(path, dest, symlinks=True)
+                for d in [dest, *dest.rglob("*")]:
+                    if not d.is_symlink():
+                        d.chmod(d.stat().st_mode | 0o200)  # the source may be read-only
+                for sub in ("refs/heads", "refs/tags"):
+                    (dest / sub).mkdir(parents=True, exist_ok=True)
+                r = proc.run(["git", "--git-dir", str(dest), "rev-parse", "--verify", "HEAD"], check=False)
+                if not r.ok:
+                    shutil.rmtree(dest, ignore_errors=True)
+                    raise InstallerError(f"{path} is not a git repository: {r.stderr.strip()}")
+                (dest / ".harness-complete").write_text(str(path) + "\n")
         ks.git_dir = dest
         return ks
 
@@ -347,18 +387,51 @@ class Kubespray:
         self._vars[commit] = merged
         return merged
 
+    def resolve(
+        self, ref: str, names: Iterable[str], extra_vars: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Variables of the ref, templated by the ref's own Ansible (its venv, its defaults and vars
+        files in Ansible's order), with `extra_vars` on top as `-e` would put them. A name Ansible
+        cannot template maps to an `Unresolvable` carrying Ansible's reason. Cached per commit and input."""
+        wanted = list(dict.fromkeys(names))
+        extra = {**_RESOLVE_FACTS, **dict(extra_vars or {})}
+        commit = self.commit(ref)
+        playbooks = [RESOLVE_PLAYBOOK.read_text(), RESOLVE_PLAYBOOK.with_name("resolve-one.yml").read_text()]
+        digest = hashlib.sha256(json.dumps([wanted, extra, playbooks], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        cached = self.cache / "resolved" / f"{commit}-{digest}.json"
+        if not cached.exists():
+            tree = self.worktree(ref)
+            listing = self._git("ls-tree", "-r", "--name-only", commit, "--", *_DEFAULT_DIRS).stdout.split("\n")
+            files = [f for f in listing if f.endswith((".yml", ".yaml"))]
+            files.sort(key=lambda f: (next(i for i, d in enumerate(_DEFAULT_DIRS) if f.startswith(d + "/")), f))
+            with tempfile.TemporaryDirectory(prefix="harness-resolve-") as tmp:
+                out = Path(tmp) / "resolved.json"
+                ev = Path(tmp) / "vars.json"
+                ev.write_text(json.dumps(
+                    {**extra, "harness_var_files": [str(tree / f) for f in files], "harness_names": wanted,
+                     "harness_out": str(out)}, default=str))
+                r = proc.run(
+                    [str(self.ansible_playbook(ref)), "-i", "localhost,", str(RESOLVE_PLAYBOOK), "-e", f"@{ev}"],
+                    cwd=str(tree), check=False, timeout=300,
+                )
+                if not out.exists():
+                    raise InstallerError(
+                        f"cannot template Kubespray {ref}'s variables with its own Ansible (rc={r.rc}):\n"
+                        + "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
+                    )
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(out, cached)
+        answers = json.loads(cached.read_text())
+        result: dict[str, Any] = {}
+        for name in wanted:
+            a = answers.get(name, {"error": "not answered"})
+            result[name] = a["value"] if "value" in a else Unresolvable(f"Kubespray {ref}: {name}: {a['error']}")
+        return result
+
     def default_versions(self, ref: str) -> dict[str, str]:
-        """Component version defaults of the ref (those its files let us resolve without running Ansible)."""
-        variables = self.variables(ref)
-        out: dict[str, str] = {}
-        for var in DEFAULT_VERSION_VARS:
-            if var not in variables:
-                continue
-            try:
-                out[var] = resolve_var(var, variables)
-            except Unresolvable:
-                continue
-        return out
+        """Component version defaults of the ref, as its own Ansible templates them."""
+        resolved = self.resolve(ref, DEFAULT_VERSION_VARS)
+        return {k: str(v) for k, v in resolved.items() if isinstance(v, (str, int, float)) and str(v)}
 
     def known_versions(self, ref: str, component: str, arch: str = "amd64") -> list[str]:
         """Versions the ref's checksums file lists for a component, newest first as Kubespray writes them."""
@@ -423,114 +496,5 @@ def version_var(component: str) -> str:
     return "kube_version" if component == "kube" else f"{component}_version"
 
 
-# -- resolving the few Jinja shapes Kubespray's version defaults use -------------------------------
-
-
 class Unresolvable(InstallerError):
-    """A default written in a Jinja shape the harness does not evaluate (by design: no arbitrary templates)."""
-
-
-_EXPR = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
-_IDX = r"(?P<dict>\w+)(?:\[\s*['\"](?P<key>[\w-]+)['\"]\s*\]|\.(?P<attr>\w+))"
-# (X['amd64'] | dict2items)[0].key  — the first (newest) key; [-1] the last.
-_FIRST_KEY = re.compile(r"^\(\s*" + _IDX + r"\s*\|\s*dict2items\s*\)\s*\[\s*(?P<pos>0|-1)\s*\]\s*\.key$")
-# (X['amd64'].keys() | select('version', LIMIT, '<'))[0]  — the first key below a limit.
-_SELECT_KEY = re.compile(
-    r"^\(\s*" + _IDX + r"\.keys\(\)\s*\|\s*select\(\s*'version'\s*,\s*(?P<limit>'[^']*'|\w+)\s*,"
-    r"\s*'(?P<op><|<=|>|>=|==)'\s*\)\s*\)\s*\[\s*0\s*\]$"
-)
-# X[Y]  — e.g. etcd_supported_versions[kube_major_version]
-_LOOKUP = re.compile(r"^(?P<dict>\w+)\s*\[\s*(?P<key>\w+)\s*\]$")
-_NAME = re.compile(r"^(?P<name>[A-Za-z_]\w*)$")
-# 'A' if (X is version('V', '>=')) else 'B'
-_COND = re.compile(
-    r"^'(?P<a>[^']*)'\s+if\s+\(?\s*(?P<var>\w+)\s+is\s+version\(\s*'(?P<v>[^']*)'\s*,\s*'(?P<op>[<>=!]=?)'\s*\)\s*\)?"
-    r"\s+else\s+'(?P<b>[^']*)'$"
-)
-# (kube_version | split('.'))[:-1] | join('.')  -> "1.35"
-_MAJOR = re.compile(r"^\(\s*(?P<var>\w+)\s*\|\s*split\(\s*'\.'\s*\)\s*\)\s*\[\s*:-1\s*\]\s*\|\s*join\(\s*'\.'\s*\)$")
-# ((kube_version | split('.'))[1] | int) + 1  -> 36
-_SPLIT_INT = re.compile(
-    r"^\(\s*\(\s*(?P<var>\w+)\s*\|\s*split\(\s*'\.'\s*\)\s*\)\s*\[\s*(?P<i>\d+)\s*\]\s*\|\s*int\s*\)\s*\+\s*(?P<n>\d+)$"
-)
-# kube_version | regex_replace('PATTERN', 'REPLACEMENT')  (the pre-2.28 kube_major_version)
-_REGEX = re.compile(r"^(?P<var>\w+)\s*\|\s*regex_replace\(\s*'(?P<pat>[^']*)'\s*,\s*'(?P<rep>[^']*)'\s*\)$")
-
-_OPS: dict[str, Callable[[Version, Version], bool]] = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
-
-
-def _version_of(text: str) -> Version:
-    try:
-        return Version.parse(text)
-    except HarnessError:
-        raise Unresolvable(f"{text!r} is not a version") from None
-
-
-def resolve_var(name: str, variables: Mapping[str, Any], _depth: int = 0) -> str:
-    """The value of `name` with the handful of Jinja shapes Kubespray's version defaults use resolved."""
-    if _depth > 20:
-        raise Unresolvable(f"{name}: templates nest too deep")
-    if name not in variables:
-        raise Unresolvable(f"{name} is not defined in the ref's defaults")
-    value = variables[name]
-    if not isinstance(value, str):
-        raise Unresolvable(f"{name} is not a scalar")
-    return resolve_text(value, variables, _depth + 1)
-
-
-def resolve_text(text: str, variables: Mapping[str, Any], _depth: int = 0) -> str:
-    """A string with `{{ expr }}` segments, each one of the known shapes."""
-    return _EXPR.sub(lambda m: _resolve_expr(m.group(1), variables, _depth), text).strip()
-
-
-def _table(variables: Mapping[str, Any], m: re.Match[str]) -> dict[str, Any]:
-    table = variables.get(m["dict"])
-    if not isinstance(table, dict):
-        raise Unresolvable(f"{m['dict']} is not a mapping")
-    sub = table.get(m["key"] or m["attr"])
-    if not isinstance(sub, dict):
-        raise Unresolvable(f"{m['dict']} has no {m['key'] or m['attr']!r} mapping")
-    return sub
-
-
-def _resolve_expr(expr: str, variables: Mapping[str, Any], depth: int) -> str:
-    expr = expr.strip()
-    if m := _FIRST_KEY.match(expr):
-        keys = list(_table(variables, m))
-        if not keys:
-            raise Unresolvable(f"{m['dict']} is empty")
-        return str(keys[0] if m["pos"] == "0" else keys[-1])
-    if m := _SELECT_KEY.match(expr):
-        raw = m["limit"]
-        limit = raw[1:-1] if raw.startswith("'") else resolve_var(raw, variables, depth)
-        bound, op = _version_of(limit), _OPS[m["op"]]
-        for key in _table(variables, m):
-            if op(_version_of(str(key)), bound):
-                return str(key)
-        raise Unresolvable(f"no key of {m['dict']} is {m['op']} {limit}")
-    if m := _LOOKUP.match(expr):
-        table = variables.get(m["dict"])
-        key = resolve_var(m["key"], variables, depth)
-        if not isinstance(table, dict) or key not in table:
-            raise Unresolvable(f"{m['dict']} has no entry {key!r}")
-        return resolve_text(str(table[key]), variables, depth + 1)
-    if m := _NAME.match(expr):
-        return resolve_var(m["name"], variables, depth)
-    if m := _COND.match(expr):
-        current = _version_of(resolve_var(m["var"], variables, depth))
-        return m["a"] if _OPS[m["op"]](current, _version_of(m["v"])) else m["b"]
-    if m := _MAJOR.match(expr):
-        return ".".join(resolve_var(m["var"], variables, depth).split(".")[:-1])
-    if m := _SPLIT_INT.match(expr):
-        part = resolve_var(m["var"], variables, depth).split(".")[int(m["i"])]
-        return str(int(part) + int(m["n"]))
-    if m := _REGEX.match(expr):
-        return re.sub(m["pat"], m["rep"], resolve_var(m["var"], variables, depth))
-    raise Unresolvable(f"template {{{{ {expr} }}}} is not one of the shapes the harness resolves")
+    """A variable the ref's own Ansible could not template (undefined, or built from host facts)."""

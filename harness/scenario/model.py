@@ -33,6 +33,10 @@ ROLE_GROUPS: dict[str, str] = {
 # What the lab installer can install; a lab scenario may name only these.
 LAB_COMPONENTS = ("etcd_version", "containerd_version", "runc_version")
 
+# Kubespray tags whose tasks need no Kubernetes control plane: a Kubespray scenario tagged only
+# with these runs on the lab, with Kubespray's own roles.
+NO_CONTROL_PLANE_TAGS = frozenset({"download", "etcd", "etcd-secrets", "container-engine"})
+
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 _VERSION_VAR = re.compile(r"^[a-z][a-z0-9_]*_version$")
 
@@ -81,6 +85,9 @@ class Release(_Strict):
 
     ref: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
+    # Who deploys this release; default: the scenario's installer. A Kubespray scenario on the lab
+    # takes its baseline from the lab installer (Kubespray's own layout, no Kubernetes needed).
+    installer: InstallerKind | None = None
 
     @field_validator("ref", mode="before")
     @classmethod
@@ -186,26 +193,46 @@ class Scenario(_Strict):
             raise ValueError(f"'tags' only applies to path 'component', not {self.path!r}")
         if not self.target.ref and not self.target.versions:
             raise ValueError("target names neither a Kubespray ref nor any component version")
-        if self.installer == "lab":
-            for rel in ("baseline", "target"):
-                r: Release = getattr(self, rel)
-                if r.ref:
-                    raise ValueError(f"{rel}.ref: the lab installer has no Kubespray ref")
-                extra = sorted(set(r.versions) - set(LAB_COMPONENTS))
-                if extra:
-                    raise ValueError(
-                        f"{rel}.versions: the lab installer cannot install {', '.join(extra)}"
-                        f" (it installs {', '.join(LAB_COMPONENTS)})"
-                    )
+        if self.target.installer not in (None, self.installer):
+            raise ValueError(f"target.installer: the target is always run by the scenario's installer ({self.installer})")
+        if self.installer == "lab" and self.baseline.installer not in (None, "lab"):
+            raise ValueError("baseline.installer: a lab scenario's baseline is deployed by the lab installer")
+        for rel in ("baseline", "target"):
+            r: Release = getattr(self, rel)
+            if (r.installer or self.installer) != "lab":
+                continue
+            if r.ref:
+                raise ValueError(f"{rel}.ref: the lab installer has no Kubespray ref")
+            extra = sorted(set(r.versions) - set(LAB_COMPONENTS))
+            if extra:
+                raise ValueError(
+                    f"{rel}.versions: the lab installer cannot install {', '.join(extra)}"
+                    f" (it installs {', '.join(LAB_COMPONENTS)})"
+                )
+        if self.installer == "kubespray" and not (self.target.ref or self.baseline.ref):
+            raise ValueError("target.ref: a Kubespray scenario needs the Kubespray ref to run")
         return self
 
     # -- derived views ------------------------------------------------------
 
+    @property
+    def baseline_installer(self) -> InstallerKind:
+        return self.baseline.installer or self.installer
+
     def requirements(self) -> set[str]:
-        """What the scenario needs to run; kubespray scenarios need a checkout and a control plane."""
+        """What the scenario needs to run. Kubespray scenarios need a checkout, and a Kubernetes
+        control plane unless both their baseline and their tags need none (Kubespray's etcd and
+        container-engine roles over a lab-installed baseline)."""
         req = set(self.requires)
         if self.installer == "kubespray":
-            req |= {"kubespray", "kubernetes"}
+            req.add("kubespray")
+            without_kubernetes = (
+                self.path == "component"
+                and set(self.tags) <= NO_CONTROL_PLANE_TAGS
+                and self.baseline_installer == "lab"
+            )
+            if not without_kubernetes:
+                req.add("kubernetes")
         return req
 
     def changed_versions(self) -> dict[str, tuple[str | None, str]]:

@@ -54,6 +54,10 @@ def with_refs(scenario: Scenario, from_ref: str | None, to_ref: str | None) -> S
     """`--from/--to` move a Kubespray scenario's refs; lab scenarios have none and stay as they are."""
     if scenario.installer != "kubespray" or not (from_ref or to_ref):
         return scenario
+    if scenario.baseline_installer == "lab":
+        # The lab installer deployed the baseline: only the Kubespray that runs the upgrade has a ref.
+        ref = to_ref or from_ref
+        return scenario.model_copy(update={"target": scenario.target.model_copy(update={"ref": ref})})
     same = scenario.baseline.ref == scenario.target.ref  # component paths run at one ref
     base = from_ref or scenario.baseline.ref
     target = to_ref or (base if same and from_ref else scenario.target.ref)

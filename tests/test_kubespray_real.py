@@ -1,0 +1,76 @@
+"""The Kubespray driver against a real Kubespray (../shared/kubespray.git: v2.29.1, v2.30.0, v2.31.0,
+master): worktrees, the ref's own venv and Ansible, real tags, defaults templated by Ansible."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import PlanError
+from harness.installer.kubespray import Kubespray, Unresolvable
+
+
+def test_release_tags_and_refs(real_kubespray: Kubespray) -> None:
+    tags = real_kubespray.release_tags()
+    assert {"v2.29.1", "v2.30.0", "v2.31.0"} <= set(tags)
+    assert len(real_kubespray.commit("master")) == 40
+    with pytest.raises(PlanError, match="not found"):
+        real_kubespray.commit("v9.99.0")
+
+
+def test_venv_has_the_refs_own_ansible(real_kubespray: Kubespray) -> None:
+    pins = real_kubespray.show("v2.31.0", "requirements.txt") or ""
+    wanted = next(line.split("==")[1] for line in pins.splitlines() if line.startswith("ansible=="))
+    venv = real_kubespray.venv("v2.31.0")
+    import subprocess
+
+    out = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "show", "ansible"], capture_output=True,
+                         text=True, stdin=subprocess.DEVNULL, check=True).stdout
+    assert f"Version: {wanted}" in out
+
+
+def test_real_tags_include_the_component_tags_and_not_the_removed_ones(real_kubespray: Kubespray) -> None:
+    tags = real_kubespray.list_tags("v2.31.0")
+    assert {"etcd", "download", "container-engine", "node", "control-plane", "network", "apps", "helm"} <= tags
+    assert "master" not in tags and "vault" not in tags
+    with pytest.raises(PlanError, match="master"):
+        real_kubespray.check_tags("v2.31.0", ["master"])
+
+
+@pytest.mark.parametrize(
+    ("ref", "kube", "containerd"),
+    [("v2.30.0", "1.34.3", "2.2.1"), ("v2.31.0", "1.35.4", "2.2.3")],  # KUBESPRAY.md's table
+)
+def test_default_versions_templated_by_ansible(real_kubespray: Kubespray, ref: str, kube: str, containerd: str) -> None:
+    d = real_kubespray.default_versions(ref)
+    assert (d["kube_version"], d["containerd_version"]) == (kube, containerd)
+    assert d["etcd_version"].startswith("3.")
+
+
+def test_download_entries_follow_the_offline_variables(real_kubespray: Kubespray) -> None:
+    """What the lab narrows Kubespray's downloads to: the ref's own entry, templated with the lab's URLs."""
+    got = real_kubespray.resolve(
+        "v2.31.0", ["downloads", "etcd_binary_checksum", "no_such_var"],
+        {"files_repo": "http://10.0.0.1:8080", "github_url": "http://10.0.0.1:8080/github.com",
+         "etcd_version": "3.5.30",
+         "etcd_binary_checksums": {"amd64": {"3.5.30": "sha256:" + "b" * 64}}},
+    )
+    etcd = got["downloads"]["etcd"]
+    assert etcd["url"] == (
+        "http://10.0.0.1:8080/github.com/etcd-io/etcd/releases/download/v3.5.30/etcd-v3.5.30-linux-amd64.tar.gz"
+    )
+    assert etcd["checksum"] == got["etcd_binary_checksum"] == "sha256:" + "b" * 64
+    assert "kubeadm" in got["downloads"]
+    assert isinstance(got["no_such_var"], Unresolvable)
+
+
+def test_documented_etcd_tag_installs_before_anything_downloads_it(real_kubespray: Kubespray) -> None:
+    """The upgrade doc's `--tags=etcd`: `--list-tasks` shows etcd's install include (whose "Copy etcd
+    binary from download dir" needs the tarball) before the role that downloads the tarball, and no
+    download role at all: why ks-lab-etcd-documented fails. `--tags=download,etcd` downloads first."""
+    names = [t.name for t in real_kubespray.list_tasks("v2.31.0", "cluster.yml", ["etcd"])]
+    install = names.index("etcd : Install etcd")
+    assert install < names.index("etcdctl_etcdutl : Download etcd binary")
+    assert not any(n.startswith("download :") for n in names)
+    with_download = [t.name for t in real_kubespray.list_tasks("v2.31.0", "cluster.yml", ["download", "etcd"])]
+    first_download = next(i for i, n in enumerate(with_download) if n.startswith("download :"))
+    assert first_download < with_download.index("etcd : Install etcd")
