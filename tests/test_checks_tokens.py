@@ -83,12 +83,21 @@ def _facts(pods: list[dict[str, Any]]) -> list[Any]:
                                               "V1PodList").items]
 
 
-def test_collect_skips_kube_system_and_checks_pass(server: FakeApiserver) -> None:
+def test_collect_covers_kube_system_and_checks_pass(server: FakeApiserver) -> None:
     pods = _facts(load("podlist")["items"])
+    readable = ["coredns-5c54f84c97-7xq2m", "kube-proxy-4vj8n", "kube-proxy-wq7tz", "canary-7d9c6b8f5d-x2k4q"]
     with api_client(server.config()) as api:
-        facts = probe.collect_pod_tokens(api, pods, _reader({"canary-7d9c6b8f5d-x2k4q": GOOD}))
-    assert [f.key for f in facts] == ["default/canary-7d9c6b8f5d-x2k4q"]
-    assert checks.check_pod_tokens(facts).passed
+        facts = probe.collect_pod_tokens(api, pods, _reader(dict.fromkeys(readable, GOOD)))
+    assert [f.pod for f in facts if not f.mirror] == readable
+    assert sorted(f.pod for f in facts if f.mirror) == [
+        "kube-apiserver-cp1", "kube-controller-manager-cp1", "kube-scheduler-cp1"]
+    r = checks.check_pod_tokens(facts)
+    assert r.passed and r.summary == "4 pod token(s) authenticate (namespaces default, kube-system)"
+    assert "3 static pod(s) carry no service-account token" in r.details
+    # Skipping stays possible when asked for by name.
+    with api_client(server.config()) as api:
+        only = probe.collect_pod_tokens(api, pods, _reader(dict.fromkeys(readable, GOOD)), skip_namespaces=["kube-system"])
+    assert [f.key for f in only] == ["default/canary-7d9c6b8f5d-x2k4q"]
 
 
 def test_stale_tokens_listed_with_remedy(server: FakeApiserver) -> None:
@@ -100,7 +109,9 @@ def test_stale_tokens_listed_with_remedy(server: FakeApiserver) -> None:
     r = checks.check_pod_tokens(facts, rotated=True)
     assert not r.passed
     assert "canary-7d9c6b8f5d-x2k4q" in r.details and "canary-7d9c6b8f5d-b9z1w" not in r.details
-    assert "no-sa-token" not in r.details  # unreadable is unknown, not stale
+    # Unreadable is unknown, not stale: named as such, not among the stale rows.
+    assert "1 token(s) unreadable (unknown, not stale): default/no-sa-token" in r.details
+    assert "1 of 2 pod(s)" in r.summary
     assert "delete each listed pod" in r.details and "rotated" in r.summary
     assert STALE not in r.message and GOOD not in r.message
     assert [t.pod for t in checks.stale_pods(facts)] == ["canary-7d9c6b8f5d-x2k4q"]

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fixtures.k8s.recorded import recorded_text
 
+from harness.checks import etcd as etcd_checks
 from harness.cluster.base import Node
 from harness.probes import hosts as h
 from harness.probes.facts import EtcdFacts, HostFacts, UnitState, from_json, to_json
@@ -176,6 +178,69 @@ def test_parse_etcd_facts_records_errors() -> None:
     assert facts.cluster_version is None and "version" in facts.errors and "curl: (7)" in facts.errors["version"]
     assert len(facts.health) == 2 and facts.member_versions == {"http://127.0.0.1:23790": "3.5.16"}
     assert from_json(EtcdFacts, to_json(facts)) == facts
+
+
+# recorded: etcdctl 3.5.16, tests/fixtures/k8s-recorded (its README says how)
+REC_FAIL_OUT = recorded_text("etcdctl-failure-stdout.txt")
+REC_FAIL_ERR = recorded_text("etcdctl-failure-stderr.txt")
+REFUSED = "dial tcp 127.0.0.1:1: connect: connection refused"
+
+
+def test_etcdctl_failure_reports_the_connection_error() -> None:
+    # The section as etcd_script assembles it: stdout, then (on failure) the tail of stderr.
+    (health,) = h.parse_etcd_health(REC_FAIL_OUT + REC_FAIL_ERR)
+    assert health.endpoint == "http://127.0.0.1:1" and health.healthy is False
+    assert health.error == f"context deadline exceeded (transport: Error while dialing: {REFUSED})"
+
+
+def test_etcdctl_failure_without_stdout_is_not_a_parser_error() -> None:
+    # With nothing on stdout (the cluster-wide commands fail before printing anything) the only JSON
+    # in the section is etcdctl's zap log line; it used to be parsed as the output and reported as
+    # "string indices must be integers, not 'str'" (health) or as an empty member list (members).
+    text = _script_output({"health": ("1", REC_FAIL_ERR), "members": ("1", REC_FAIL_ERR),
+                           "status": ("1", REC_FAIL_ERR), "version": ("7", "curl: (7) Failed to connect to 127.0.0.1 port 1\n")})
+    facts, _ = h.parse_etcd_facts("node1", text)
+    assert facts.health == () and facts.members == () and facts.member_versions == {}
+    for section in ("health", "members", "status"):
+        err = facts.errors[section]
+        assert "string indices" not in err and "TypeError" not in err
+        assert err.startswith(f"rc=1: {'endpoint health' if section == 'health' else 'member list' if section == 'members' else 'endpoint status'}: Error: unhealthy cluster; retrying of unary invoker failed")
+        assert REFUSED in err
+    r = etcd_checks.check_etcd_healthy(facts, 1)
+    assert not r.passed and "Error: unhealthy cluster" in r.summary and REFUSED in r.summary
+    r = etcd_checks.check_etcd_members(facts, {"node1": "127.0.0.1"})
+    assert not r.passed and REFUSED in r.details
+
+
+def test_etcd_recorded_success_outputs_parse_and_pass() -> None:
+    text = _script_output({"health": ("0", recorded_text("etcdctl-health-ok.json")),
+                           "members": ("0", recorded_text("etcdctl-member-list.json")),
+                           "status": ("0", recorded_text("etcdctl-endpoint-status.json")), "version": ("0", VERSION)})
+    facts, _ = h.parse_etcd_facts("node1", text)
+    assert facts.errors == {}
+    (m,) = facts.members
+    # IDs above 2^53: exact here, where a float64 parser would round them.
+    assert int(m.id, 16) == 3319814642761637952 and int(float(3319814642761637952)) != 3319814642761637952
+    assert (m.name, m.peer_urls, m.client_urls) == ("node1", ("http://127.0.0.1:23800",), ("http://127.0.0.1:23790",))
+    assert facts.member_versions == {"http://127.0.0.1:23790": "3.5.16"}  # from the capitalised `Endpoint`/`Status`
+    assert [(x.endpoint, x.healthy, x.error) for x in facts.health] == [("http://127.0.0.1:23790", True, None)]
+    nodes = {"node1": "127.0.0.1"}
+    assert etcd_checks.check_etcd_healthy(facts, 1).passed
+    assert etcd_checks.check_etcd_members(facts, nodes).passed
+    assert etcd_checks.check_etcd_member_versions(facts, "3.5.16", nodes).passed
+    assert etcd_checks.check_etcd_cluster_version(facts, "3.5.16").passed
+
+
+def test_etcdctl_output_shapes() -> None:
+    _, said = h.etcdctl_output(REC_FAIL_ERR)
+    assert said == [(f'retrying of unary invoker failed: rpc error: code = DeadlineExceeded desc = latest balancer error:'
+                     f' last connection error: connection error: desc = "transport: Error while dialing: {REFUSED}"'),
+                    "Error: unhealthy cluster"]
+    with pytest.raises(h.EtcdctlError, match="member list: no output"):
+        h.parse_etcd_members("")
+    # A JSON value of the wrong kind is named, not indexed into.
+    with pytest.raises(h.EtcdctlError, match="endpoint health: expected a JSON array"):
+        h.parse_etcd_health('{"header":{}}')
 
 
 def test_etcd_tls_defaults_follow_kubespray() -> None:

@@ -19,8 +19,10 @@ def _errors(facts: EtcdFacts, *names: str) -> str:
 def check_etcd_healthy(facts: EtcdFacts, expected_members: int) -> CheckResult:
     name = "etcd healthy"
     if not facts.health:
-        return CheckResult.fail(name, f"no health answer from etcd via {facts.queried_from or 'any node'}",
-                                _errors(facts, "health", "etcd"))
+        why = _errors(facts, "health", "etcd")
+        # etcdctl's own words (e.g. "connection refused") belong in the one line a CI summary shows.
+        return CheckResult.fail(name, f"no health answer from etcd via {facts.queried_from or 'any node'}"
+                                + (f": {why.splitlines()[0][:300]}" if why else ""), why)
     bad = [h for h in facts.health if not h.healthy]
     if bad:
         rows = [(h.endpoint, h.error or "unhealthy") for h in bad]

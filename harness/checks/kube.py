@@ -30,8 +30,15 @@ def check_apiserver_versions(facts: KubeFacts, control_plane: Iterable[str], exp
     return CheckResult.ok(name, f"{len(nodes)} apiserver(s) at {expected}")
 
 
-def check_nodes_ready(facts: KubeFacts, expected: Iterable[str]) -> CheckResult:
-    """Every inventory node is registered, Ready and schedulable (a node left cordoned is a half-done upgrade)."""
+def _waited(seconds: float, budget: float | None) -> str:
+    return f" after {seconds:.0f}s" + (f" (budget {budget:.0f}s)" if budget is not None else "")
+
+
+def check_nodes_ready(facts: KubeFacts, expected: Iterable[str], budget: float | None = None) -> CheckResult:
+    """Every inventory node is registered, Ready and schedulable (a node left cordoned is a half-done upgrade).
+
+    Judges the last listing of the collection's wait (`nodes_waited_seconds`), so a node that was
+    Ready=Unknown for a while after an apiserver restart and recovered within the budget passes."""
     name = "nodes ready"
     want = sorted(set(expected))
     by_name = {n.name: n for n in facts.nodes}
@@ -41,15 +48,19 @@ def check_nodes_ready(facts: KubeFacts, expected: Iterable[str]) -> CheckResult:
         if n is None:
             rows.append((node, "not registered"))
         elif not n.ready:
-            rows.append((node, "NotReady"))
+            why = f" (Ready={n.ready_status or 'absent'}{': ' + n.ready_reason if n.ready_reason else ''})"
+            rows.append((node, "NotReady" + (why if n.ready_status or n.ready_reason else "")))
         elif n.unschedulable:
             rows.append((node, "cordoned (spec.unschedulable)"))
     extra = sorted(set(by_name) - set(want))
+    waited = _waited(facts.nodes_waited_seconds, budget)
+    if not want:
+        return CheckResult.not_applicable(name, "no Kubernetes node expected")
     if rows:
-        return CheckResult.fail(name, f"{len(rows)} of {len(want)} node(s) not Ready and schedulable",
+        return CheckResult.fail(name, f"{len(rows)} of {len(want)} node(s) not Ready and schedulable{waited}",
                                 text_table(("node", "state"), rows))
     note = f" (also registered: {', '.join(extra)})" if extra else ""
-    return CheckResult.ok(name, f"{len(want)} node(s) Ready and schedulable{note}")
+    return CheckResult.ok(name, f"{len(want)} node(s) Ready and schedulable{waited}{note}")
 
 
 def check_node_versions(facts: KubeFacts, kubelet: str | None, containerd: str | None = None) -> CheckResult:
@@ -98,15 +109,50 @@ def check_static_pods(facts: KubeFacts, control_plane: Iterable[str], expected: 
     return CheckResult.ok(name, f"{len(nodes) * len(STATIC_COMPONENTS)} static pods at {expected}, Running and Ready")
 
 
-def check_kube_proxy(facts: KubeFacts, kube_proxy_remove: bool) -> CheckResult:
-    """kube-proxy present unless the inventory removed it (kubespray#11227: re-deployed after removal)."""
+def check_kube_proxy(
+    facts: KubeFacts, kube_proxy_remove: bool, nodes: Iterable[str] | None = None, expected: str | None = None,
+) -> CheckResult:
+    """kube-proxy absent when the inventory removed it (kubespray#11227: re-deployed after removal);
+    otherwise running everywhere: desired == ready == the nodes that should run it (> 0), every pod
+    on the current template, and the image at `expected` when a version is expected.
+
+    `nodes`: the Kubernetes nodes that should run it (Kubespray schedules it on every Linux node);
+    by default every registered node. A DaemonSet whose nodeSelector matches nothing exists, yet
+    schedules nothing: 0 desired, 0 ready (the apiserver then omits the zero counts)."""
     name = "kube-proxy DaemonSet"
-    if kube_proxy_remove and facts.kube_proxy_daemonset:
-        return CheckResult.fail(name, "kube-proxy DaemonSet exists although the inventory sets kube_proxy_remove: true",
-                                "the upgrade re-deployed it (kubespray#11227); it now competes with the CNI's proxy")
-    if not kube_proxy_remove and not facts.kube_proxy_daemonset:
+    ds = facts.kube_proxy
+    present = ds is not None or facts.kube_proxy_daemonset
+    if kube_proxy_remove:
+        if present:
+            return CheckResult.fail(
+                name, "kube-proxy DaemonSet exists although the inventory sets kube_proxy_remove: true",
+                "the upgrade re-deployed it (kubespray#11227); it now competes with the CNI's proxy")
+        return CheckResult.ok(name, "absent, as the inventory asks")
+    if not present:
         return CheckResult.fail(name, "kube-proxy DaemonSet is missing; the inventory expects it")
-    return CheckResult.ok(name, "absent, as the inventory asks" if kube_proxy_remove else "present")
+    if ds is None:
+        return CheckResult.fail(name, "kube-proxy DaemonSet exists but its rollout was not collected")
+    want = len(set(nodes)) if nodes is not None else len(facts.nodes)
+    problems = []
+    if want == 0:
+        problems.append("no Kubernetes node is expected to run it")
+    if ds.desired != want:
+        sel = ", ".join(f"{k}={v}" for k, v in sorted(ds.node_selector.items()))
+        problems.append(f"schedules {ds.desired} pod(s) for {want} node(s)" + (f" (nodeSelector {sel})" if sel else ""))
+    if ds.ready != ds.desired:
+        problems.append(f"{ds.ready} of {ds.desired} pod(s) ready")
+    if ds.updated != ds.desired:
+        problems.append(f"{ds.updated} of {ds.desired} pod(s) on the current template (rollout unfinished)")
+    image = ds.images[0] if ds.images else None
+    tag = image_tag(image) if image else None
+    wrong_image = bool(expected) and (not tag or not versions_match(expected or "", tag))
+    if wrong_image:
+        problems.append(f"image {image or 'none'}, expected {expected}")
+    counts = f"desired {ds.desired}, ready {ds.ready}, updated {ds.updated}, nodes {want}"
+    if problems:
+        rows = [(ds.key, "kube-proxy", expected or "", image or "none")] if wrong_image else []
+        return CheckResult.fail(name, "kube-proxy " + problems[0], f"{counts}\n" + "\n".join(problems), rows)
+    return CheckResult.ok(name, f"{ds.ready}/{want} node(s) run {image or 'kube-proxy'}")
 
 
 def check_coredns(facts: KubeFacts) -> CheckResult:

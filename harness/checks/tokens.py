@@ -1,8 +1,10 @@
 """Service-account tokens survive the upgrade, or, after a signing-key rotation, stale ones are named and fixed.
 
 When kubeadm's `sa.key` changes, every token signed with the old key stops authenticating; pods keep
-their stale tokens until deleted (kubespray#1573, #10946). The remedy is to delete each such pod so
-its controller recreates it with a fresh token; `fix_stale_tokens` does that and checks the result.
+their stale tokens until deleted (kubespray#1573, #10946), in kube-system too (CoreDNS was found
+stale on a real cluster). The remedy is to delete each such pod so its controller recreates it with
+a fresh token; `fix_stale_tokens` does that and checks the result. Static pods are named, never
+deleted: the kubelet projects no token into them, and deleting a mirror pod recreates nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from harness.probes.tokens import (
     list_pods,
     pod_token_facts,
     read_pod_token,
+    safe_error,
     wait_for_replacement,
 )
 
@@ -27,25 +30,37 @@ REMEDY = ("delete each listed pod so its controller recreates it with a fresh to
 
 
 def stale_pods(tokens: Iterable[PodTokenFacts]) -> list[PodTokenFacts]:
-    """Pods whose mounted token was read and rejected (unreadable tokens are unknown, not stale)."""
-    return [t for t in tokens if t.read_error is None and not t.review.authenticated]
+    """Pods whose mounted token was read and rejected (unreadable tokens are unknown, not stale;
+    static pods have none)."""
+    return [t for t in tokens if not t.mirror and t.read_error is None and not t.review.authenticated]
+
+
+def _notes(tokens: Sequence[PodTokenFacts]) -> str:
+    """What was not reviewed, named rather than dropped: static pods and unreadable tokens."""
+    mirrors = [t.key for t in tokens if t.mirror]
+    unread = [f"{t.key} ({t.read_error})" for t in tokens if not t.mirror and t.read_error is not None]
+    parts = [f"{len(mirrors)} static pod(s) carry no service-account token: {', '.join(mirrors)}"] if mirrors else []
+    parts += [f"{len(unread)} token(s) unreadable (unknown, not stale): {'; '.join(unread)}"] if unread else []
+    return "; ".join(parts)
 
 
 def check_pod_tokens(tokens: Sequence[PodTokenFacts], rotated: bool = False) -> CheckResult:
-    """Every pod outside kube-system still authenticates with its mounted token."""
+    """Every running pod, in every namespace (kube-system included), still authenticates with its
+    mounted token. Static (mirror) pods have no projected token: they are named, not judged."""
     name = "pod service-account tokens"
-    readable = [t for t in tokens if t.read_error is None]
+    readable = [t for t in tokens if not t.mirror and t.read_error is None]
+    notes = _notes(tokens)
     if not readable:
-        unread = "; ".join(f"{t.key}: {t.read_error}" for t in tokens)
-        return CheckResult.not_applicable(name, f"no pod token could be read{': ' + unread if unread else ''}")
+        return CheckResult.not_applicable(name, "no pod token could be read" + (f": {notes}" if notes else ""))
     stale = stale_pods(readable)
+    namespaces = ", ".join(sorted({t.namespace for t in readable}))
     if stale:
         why = "the service-account signing key was rotated" if rotated else "tokens stopped authenticating"
         rows = [(t.namespace, t.pod, t.review.error or "not authenticated") for t in stale]
         return CheckResult.fail(
             name, f"{len(stale)} of {len(readable)} pod(s) hold a token that no longer authenticates ({why})",
-            text_table(("namespace", "pod", "review"), rows) + f"\nremedy: {REMEDY}")
-    return CheckResult.ok(name, f"{len(readable)} pod token(s) authenticate")
+            text_table(("namespace", "pod", "review"), rows) + f"\nremedy: {REMEDY}" + (f"\n{notes}" if notes else ""))
+    return CheckResult.ok(name, f"{len(readable)} pod token(s) authenticate (namespaces {namespaces})", notes)
 
 
 def check_pre_upgrade_token(review: TokenReviewResult | None, rotates_sa_key: bool) -> CheckResult:
@@ -72,7 +87,14 @@ def fix_stale_tokens(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> CheckResult:
-    """Delete each stale pod, wait for its controller's replacement, and check the new token authenticates."""
+    """Delete each stale pod, wait for its controller's replacement, and check the new token authenticates.
+
+    Covers every namespace, kube-system included, but only pods a controller recreates: never a
+    static pod's mirror (owned by its Node; deleting it recreates the same mirror, token-less).
+    Pods go one at a time, each replaced before the next is deleted, so a controller such as
+    CoreDNS never loses all its replicas at once."""
+    from kubernetes.client.exceptions import ApiException
+
     name = "fix stale tokens"
     if not stale:
         return CheckResult.not_applicable(name, "no stale token to fix")
@@ -80,14 +102,17 @@ def fix_stale_tokens(
     fixed = 0
     for ns in sorted({t.namespace for t in stale}):
         existing = {p.uid for p in list_pods(api, ns)}  # none of these can be a replacement
-        in_ns = [t for t in stale if t.namespace == ns]
-        for t in in_ns:
+        for t in (t for t in stale if t.namespace == ns):
+            if t.mirror or t.owner_kind == "Node":
+                rows.append((t.key, "-", "a static pod (mirror): not deleted; its token is not projected"))
+                continue
             if not t.owner_kind:
                 rows.append((t.key, "-", "no controller would recreate it: recreate it by hand"))
                 continue
-            delete_pod(api, ns, t.pod)
-        for t in in_ns:
-            if not t.owner_kind:
+            try:
+                delete_pod(api, ns, t.pod)
+            except ApiException as e:  # the pod may be gone already; say so and go on with the others
+                rows.append((t.key, "-", f"delete failed: {safe_error(e)}"))
                 continue
             new = wait_for_replacement(api, t, existing, timeout, interval, clock, sleep)
             if new is None:

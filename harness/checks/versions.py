@@ -92,19 +92,21 @@ def expected_for_scenario(
 
 def observed_from_kube(facts: KubeFacts, static_pod_tags: Mapping[str, Mapping[str, str | None]] | None = None,
                        ) -> dict[str, dict[str, str | None]]:
-    """What the API says per node: its own apiserver's version, kubelet and kube-proxy from nodeInfo.
+    """What the API says per node: kube-apiserver from its own apiserver's /version only (never its
+    static pod's image tag), kubelet from nodeInfo, kube-proxy from the image of its DaemonSet's pod on
+    the node (never nodeInfo.kubeProxyVersion: the kubelet fills it with its own version, deprecated,
+    even where no kube-proxy runs)."""
+    from harness.probes.kube import kube_proxy_tags
 
-    kube-proxy is only reported when nodeInfo carries it (it is deprecated and empty on new kubelets)."""
     out: dict[str, dict[str, str | None]] = {}
     for node, v in facts.apiserver_versions.items():
         out.setdefault(node, {})["kube-apiserver"] = v
     for n in facts.nodes:
-        per = out.setdefault(n.name, {})
-        per["kubelet"] = n.kubelet_version
-        if n.kube_proxy_version:
-            per["kube-proxy"] = n.kube_proxy_version
+        out.setdefault(n.name, {})["kubelet"] = n.kubelet_version
+    for node, tag in kube_proxy_tags(facts.pods).items():
+        out.setdefault(node, {})["kube-proxy"] = tag
     for node, tags in (static_pod_tags or {}).items():
-        out.setdefault(node, {}).update({k: v for k, v in tags.items() if k != "kube-apiserver" or v})
+        out.setdefault(node, {}).update({k: v for k, v in tags.items() if k != "kube-apiserver"})
     return out
 
 

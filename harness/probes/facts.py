@@ -85,8 +85,12 @@ class NodeFacts:
     ready: bool
     unschedulable: bool
     kubelet_version: str | None
+    # nodeInfo.kubeProxyVersion as the node reports it: deprecated, and the kubelet fills it with its
+    # own version even where no kube-proxy runs. Never kube-proxy's version (see DaemonSetFacts).
     kube_proxy_version: str | None
     container_runtime_version: str | None  # e.g. "containerd://1.7.24"
+    ready_status: str | None = None  # the Ready condition's status: "True", "False", "Unknown"; None: no condition
+    ready_reason: str | None = None  # e.g. "NodeStatusUnknown: Kubelet stopped posting node status."
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,28 @@ class PodFacts:
     owner_kind: str | None = None
     owner_name: str | None = None
     images: tuple[str, ...] = ()
+    # A static pod's mirror (annotation kubernetes.io/config.mirror): the kubelet runs it from a
+    # manifest, it has no projected service-account token, and deleting it recreates nothing.
+    mirror: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class DaemonSetFacts:
+    """A DaemonSet's rollout as its status reports it (the apiserver omits zero counts: read as 0)."""
+
+    namespace: str
+    name: str
+    desired: int
+    current: int
+    ready: int
+    updated: int
+    available: int
+    images: tuple[str, ...] = ()
+    node_selector: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -155,10 +181,12 @@ class KubeFacts:
     apiserver_versions: dict[str, str | None] = field(default_factory=dict)
     nodes: tuple[NodeFacts, ...] = ()
     pods: tuple[PodFacts, ...] = ()
-    kube_proxy_daemonset: bool = False
+    kube_proxy_daemonset: bool = False  # kept for older artifacts: `kube_proxy is not None`
     dns: DnsFacts = field(default_factory=lambda: DnsFacts(False, False))
     canaries: tuple[DeploymentFacts, ...] = ()
     pods_waited_seconds: float = 0.0
+    kube_proxy: DaemonSetFacts | None = None  # None: no kube-system/kube-proxy DaemonSet
+    nodes_waited_seconds: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -182,6 +210,7 @@ class PodTokenFacts:
     owner_kind: str | None = None
     owner_name: str | None = None
     read_error: str | None = None  # the token could not be read from the pod: unknown, not stale
+    mirror: bool = False  # a static pod's mirror: no projected token, nothing read or reviewed
 
     @property
     def key(self) -> str:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from harness.cluster.base import Cluster, Node
 from harness.probes.facts import CertExpiry, EtcdEndpointHealth, EtcdFacts, EtcdMember, HostFacts, UnitState
@@ -318,24 +319,95 @@ def etcd_script(node: str, address: str, tls: EtcdTLS, keys: Iterable[str] = ())
     return "\n".join(parts)
 
 
-def _json_prefix(text: str) -> Any:
-    """The first JSON value in text (etcdctl may append error lines after it)."""
-    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
-    if start < 0:
-        raise ValueError(f"no JSON in {text.strip()[:200]!r}")
-    value, _end = json.JSONDecoder().raw_decode(text[start:])
+class EtcdctlError(ValueError):
+    """etcdctl printed no output to parse; the message is what it said went wrong."""
+
+
+_NO_OUTPUT = object()
+_WS = re.compile(r"\s*")
+_DESC = re.compile(r'.*desc = "?(.*?)"?$')
+
+
+def _is_zap_log(value: Any) -> bool:
+    # etcdctl's client logs through zap as JSON lines on stderr: {"level":..., "msg":..., "error":...}
+    return isinstance(value, dict) and "level" in value and "msg" in value
+
+
+def etcdctl_output(text: str) -> tuple[Any, list[str]]:
+    """Split an etcdctl section (stdout, then on failure the tail of stderr) into its JSON output and
+    the errors it reported: zap JSON log lines and `Error: ...` lines. A log line is never output,
+    even when stdout is empty and it is the only JSON there. The output is `_NO_OUTPUT` when absent."""
+    decoder = json.JSONDecoder()
+    value: Any = _NO_OUTPUT
+    errors: list[str] = []
+    i = 0
+    while True:
+        i = _WS.match(text, i).end()  # type: ignore[union-attr]  # `\s*` always matches
+        if i >= len(text):
+            return value, errors
+        if text[i] in "{[":
+            try:
+                v, end = decoder.raw_decode(text, i)
+            except ValueError:
+                pass
+            else:
+                if _is_zap_log(v):
+                    errors.append(f"{v['msg']}: {v['error']}" if v.get("error") else str(v["msg"]))
+                elif value is _NO_OUTPUT:
+                    value = v
+                i = end
+                continue
+        nl = text.find("\n", i)
+        end = len(text) if nl < 0 else nl
+        errors.append(text[i:end].strip())
+        i = end
+
+
+def _etcdctl_json(text: str, kind: type, what: str) -> Any:
+    """The JSON output of one etcdctl command, of the JSON type `kind`, or an EtcdctlError naming
+    what etcdctl said (not a parser's complaint about its log lines)."""
+    value, errors = etcdctl_output(text)
+    if value is _NO_OUTPUT:
+        # `Error: ...` lines first: they are etcdctl's verdict; log lines say why.
+        said = sorted(errors, key=lambda e: not e.startswith("Error:"))
+        raise EtcdctlError(f"{what}: " + ("; ".join(said) if said else "no output"))
+    if not isinstance(value, kind):
+        raise EtcdctlError(f"{what}: expected a JSON {'array' if kind is list else 'object'}, got {str(value)[:200]}")
     return value
 
 
+def _innermost(error: str) -> str:
+    """gRPC nests causes as `... desc = "transport: ... connect: connection refused"`; keep the last."""
+    m = _DESC.search(error)
+    return m.group(1) if m else error
+
+
 def parse_etcd_health(text: str) -> list[EtcdEndpointHealth]:
-    """`endpoint health -w json`: `[{"endpoint":..., "health":true, "took":...}, {..., "error":"..."}]`."""
-    data = _json_prefix(text)
-    return [EtcdEndpointHealth(str(d["endpoint"]), bool(d.get("health")), d.get("error")) for d in data]
+    """`endpoint health -w json`: `[{"endpoint":..., "health":true, "took":...}, {..., "error":"..."}]`.
+
+    etcdctl's own error for an unreachable endpoint is "context deadline exceeded"; the cause
+    (connection refused, TLS, ...) is only in its log lines, so an unhealthy endpoint gets it appended."""
+    _, errors = etcdctl_output(text)
+    data = _etcdctl_json(text, list, "endpoint health")
+    causes = [e for e in errors if not e.startswith("Error:")]
+    out = []
+    for d in data:
+        if not isinstance(d, dict) or "endpoint" not in d:
+            raise EtcdctlError(f"endpoint health: not an endpoint entry: {str(d)[:200]}")
+        endpoint, healthy, error = str(d["endpoint"]), bool(d.get("health")), d.get("error")
+        if not healthy:
+            host = urlsplit(endpoint).netloc
+            why = [_innermost(c) for c in causes if host and host in c]
+            if why:
+                error = f"{error or 'unhealthy'} ({why[0]})"
+        out.append(EtcdEndpointHealth(endpoint, healthy, error))
+    return out
 
 
 def parse_etcd_members(text: str) -> list[EtcdMember]:
-    """`member list -w json`: IDs are decimal uint64 there; etcdctl's tables print them in hex."""
-    data = _json_prefix(text)
+    """`member list -w json`: IDs are decimal uint64 there (above 2^53: Python's json keeps them
+    exact, a float64 parser would not); etcdctl's tables print them in hex."""
+    data = _etcdctl_json(text, dict, "member list")
     return [
         EtcdMember(
             format(int(m["ID"]), "x"),
@@ -348,19 +420,19 @@ def parse_etcd_members(text: str) -> list[EtcdMember]:
 
 
 def parse_etcd_status(text: str) -> dict[str, str]:
-    """`endpoint status -w json` -> endpoint -> server version."""
-    return {str(d["Endpoint"]): str(d["Status"]["version"]) for d in _json_prefix(text)}
+    """`endpoint status -w json` -> endpoint -> server version (capitalised keys here, unlike health's)."""
+    return {str(d["Endpoint"]): str(d["Status"]["version"]) for d in _etcdctl_json(text, list, "endpoint status")}
 
 
 def parse_etcd_version_endpoint(text: str) -> tuple[str, str]:
     """`/version`: `{"etcdserver":"3.5.16","etcdcluster":"3.5.0"}` -> (server, cluster)."""
-    data = _json_prefix(text)
+    data = _etcdctl_json(text, dict, "/version")
     return str(data["etcdserver"]), str(data["etcdcluster"])
 
 
 def parse_etcd_get(text: str) -> str | None:
     """`etcdctl get KEY -w json`: the value (base64 in JSON) or None when the key is missing."""
-    kvs = _json_prefix(text).get("kvs") or []
+    kvs = _etcdctl_json(text, dict, "get").get("kvs") or []
     return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
 
 
@@ -372,9 +444,11 @@ def parse_etcd_facts(node: str, text: str, keys: Sequence[str] = ()) -> tuple[Et
         rc, body = sections.get(name, ("missing", ""))
         try:
             return parse(body)
+        except EtcdctlError as e:  # already etcdctl's own words
+            errors[name] = f"rc={rc}: {e}"
         except (ValueError, KeyError, TypeError) as e:
-            errors[name] = f"rc={rc}: {e}: {body.strip()[-300:]}"
-            return None
+            errors[name] = f"rc={rc}: {type(e).__name__}: {e}: {body.strip()[-300:]}"
+        return None
 
     # `endpoint health` exits 1 when any member is unhealthy yet still prints every endpoint.
     health = section("health", parse_etcd_health) or []

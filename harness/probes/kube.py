@@ -19,6 +19,7 @@ from typing import Any
 from harness.cluster.base import Node
 from harness.probes.facts import (
     ContainerPortFacts,
+    DaemonSetFacts,
     DeploymentFacts,
     DnsFacts,
     KubeFacts,
@@ -32,6 +33,7 @@ DNS_NAME = "coredns"  # Kubespray's name for both the Service and the Deployment
 KUBE_PROXY = "kube-proxy"
 STATIC_COMPONENTS: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 APISERVER_PORT = 6443
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 
 # -- clients ---------------------------------------------------------------------
@@ -42,8 +44,9 @@ def load_config(kubeconfig: Path | str, context: str | None = None) -> Any:
     from kubernetes import client, config
 
     cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), context=context, client_configuration=cfg,
-                            persist_config=False)
+    # The client's config loader carries no annotations.
+    config.load_kube_config(config_file=str(kubeconfig), context=context,  # type: ignore[no-untyped-call]
+                            client_configuration=cfg, persist_config=False)
     return cfg
 
 
@@ -86,7 +89,7 @@ def apiserver_versions(
             with api_client(cfg, server) as api:
                 info = client.VersionApi(api).get_code(_request_timeout=timeout)
             versions[node.name] = info.git_version
-        except Exception as e:  # any failure to answer is the fact we record
+        except Exception as e:  # noqa: BLE001  any failure to answer is the fact we record
             versions[node.name] = None
             errors[f"apiserver {node.name}"] = f"{server}: {_api_error(e)}"
     return versions, errors
@@ -101,13 +104,18 @@ def _condition(conditions: Iterable[Any] | None, kind: str) -> bool:
 
 def node_facts(node: Any) -> NodeFacts:
     info = node.status.node_info if node.status else None
+    conditions = node.status.conditions if node.status else None
+    ready = next((c for c in conditions or () if c.type == "Ready"), None)
+    reason = ": ".join(x for x in (ready.reason, ready.message) if x) if ready else ""
     return NodeFacts(
         name=node.metadata.name,
-        ready=_condition(node.status.conditions if node.status else None, "Ready"),
+        ready=_condition(conditions, "Ready"),
         unschedulable=bool(node.spec.unschedulable) if node.spec else False,
         kubelet_version=info.kubelet_version if info else None,
         kube_proxy_version=(info.kube_proxy_version or None) if info else None,
         container_runtime_version=info.container_runtime_version if info else None,
+        ready_status=ready.status if ready else None,
+        ready_reason=reason or None,
     )
 
 
@@ -130,6 +138,25 @@ def pod_facts(pod: Any) -> PodFacts:
         owner_kind=owner.kind if owner else None,
         owner_name=owner.name if owner else None,
         images=tuple(c.image for c in pod.spec.containers) if pod.spec else (),
+        mirror=MIRROR_ANNOTATION in (pod.metadata.annotations or {}),
+    )
+
+
+def daemonset_facts(ds: Any) -> DaemonSetFacts:
+    """The apiserver omits zero-valued status counts (a DaemonSet that schedules nothing has no
+    `numberAvailable` or `updatedNumberScheduled`); the client gives None for them, read here as 0."""
+    st = ds.status
+    pod_spec = ds.spec.template.spec if ds.spec and ds.spec.template else None
+    return DaemonSetFacts(
+        namespace=ds.metadata.namespace,
+        name=ds.metadata.name,
+        desired=(st.desired_number_scheduled or 0) if st else 0,
+        current=(st.current_number_scheduled or 0) if st else 0,
+        ready=(st.number_ready or 0) if st else 0,
+        updated=(st.updated_number_scheduled or 0) if st else 0,
+        available=(st.number_available or 0) if st else 0,
+        images=tuple(c.image for c in pod_spec.containers) if pod_spec else (),
+        node_selector=dict(pod_spec.node_selector or {}) if pod_spec else {},
     )
 
 
@@ -177,6 +204,18 @@ def image_tag(image: str) -> str | None:
     return last.split(":", 1)[1] if ":" in last else None
 
 
+def kube_proxy_tags(pods: Iterable[PodFacts], namespace: str = "kube-system") -> dict[str, str | None]:
+    """node -> image tag of the kube-proxy DaemonSet's pod on it: kube-proxy's version per node.
+
+    Not nodeInfo.kubeProxyVersion, which the kubelet fills with its own version (deprecated) even
+    where no kube-proxy runs. A node whose pod is still on the old template shows the old tag."""
+    return {
+        p.node: image_tag(p.images[0]) if p.images else None
+        for p in pods
+        if p.namespace == namespace and p.owner_kind == "DaemonSet" and p.owner_name == KUBE_PROXY and p.node
+    }
+
+
 def static_pod_tags(pods: Iterable[PodFacts], nodes: Iterable[str]) -> dict[str, dict[str, str | None]]:
     """control-plane node -> component -> image tag of its static pod (kube-system `<component>-<node>`)."""
     by_name = {p.name: p for p in pods if p.namespace == "kube-system"}
@@ -200,6 +239,30 @@ def collect_nodes(api: Any) -> list[NodeFacts]:
     from kubernetes import client
 
     return [node_facts(n) for n in client.CoreV1Api(api).list_node().items]
+
+
+def nodes_settled(nodes: Sequence[NodeFacts], expected: Iterable[str] = ()) -> bool:
+    """Every listed node Ready and every expected one registered (cordoning is judged, not waited for)."""
+    return bool(nodes) and all(n.ready for n in nodes) and set(expected) <= {n.name for n in nodes}
+
+
+def wait_for_nodes(
+    api: Any, budget: float, expected: Iterable[str] = (), interval: float = 5.0,
+    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+) -> tuple[list[NodeFacts], float]:
+    """List nodes until all are Ready (and every `expected` one registered) or the budget is spent.
+
+    Right after an apiserver restart a healthy node reads Ready=Unknown for tens of seconds (the
+    node controller's grace period outlives the outage), so one snapshot would fail a cluster that
+    recovers by itself. Returns the last listing and the seconds waited; the check judges it."""
+    want = tuple(expected)
+    start = clock()
+    while True:
+        nodes = collect_nodes(api)
+        waited = clock() - start
+        if nodes_settled(nodes, want) or waited >= budget:
+            return nodes, waited
+        sleep(min(interval, max(0.0, budget - waited)))
 
 
 def collect_pods(api: Any) -> list[PodFacts]:
@@ -228,16 +291,16 @@ def wait_for_pods(
         sleep(min(interval, max(0.0, budget - waited)))
 
 
-def collect_kube_proxy(api: Any, namespace: str = "kube-system") -> bool:
+def collect_kube_proxy(api: Any, namespace: str = "kube-system") -> DaemonSetFacts | None:
+    """The kube-proxy DaemonSet's rollout, or None when there is no such DaemonSet."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     try:
-        client.AppsV1Api(api).read_namespaced_daemon_set(KUBE_PROXY, namespace)
-        return True
+        return daemonset_facts(client.AppsV1Api(api).read_namespaced_daemon_set(KUBE_PROXY, namespace))
     except ApiException as e:
         if _not_found(e):
-            return False
+            return None
         raise
 
 
@@ -276,7 +339,9 @@ def collect_deployments(api: Any, keys: Iterable[str]) -> list[DeploymentFacts]:
             if _not_found(e):
                 continue
             raise
-        out.append(DeploymentFacts(ns, name, d.metadata.uid, d.status.ready_replicas or 0, d.spec.replicas or 0))
+        uid = d.metadata.uid if d.metadata else None
+        ready = d.status.ready_replicas if d.status else None
+        out.append(DeploymentFacts(ns, name, uid or "", ready or 0, (d.spec.replicas if d.spec else None) or 0))
     return out
 
 
@@ -287,20 +352,34 @@ def collect_kube_facts(
     pods_budget: float = 0.0,
     port: int = APISERVER_PORT,
     server_for: Callable[[Node], str] | None = None,
+    nodes_budget: float | None = None,
+    expected_nodes: Iterable[str] = (),
+    interval: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> KubeFacts:
-    """Everything the API checks read. `pods_budget`: seconds to wait for pods to settle first."""
+    """Everything the API checks read, after waiting for the cluster to settle.
+
+    Nodes are waited for first (up to `nodes_budget`, by default `pods_budget`; `expected_nodes`
+    must also be registered), then pods within what is left of `pods_budget`: pods cannot be Ready
+    on a node that is not. The checks judge the last listings and report the seconds waited."""
     versions, errors = apiserver_versions(cfg, control_plane, port, server_for=server_for)
     with api_client(cfg) as api:
-        pods, waited = wait_for_pods(api, pods_budget)
+        nodes, nodes_waited = wait_for_nodes(api, pods_budget if nodes_budget is None else nodes_budget,
+                                             expected_nodes, interval, clock, sleep)
+        pods, pods_waited = wait_for_pods(api, max(0.0, pods_budget - nodes_waited), interval, clock, sleep)
+        kube_proxy = collect_kube_proxy(api)
         return KubeFacts(
             apiserver_versions=versions,
-            nodes=tuple(collect_nodes(api)),
+            nodes=tuple(nodes),
             pods=tuple(pods),
-            kube_proxy_daemonset=collect_kube_proxy(api),
+            kube_proxy_daemonset=kube_proxy is not None,
             dns=collect_dns(api),
             canaries=tuple(collect_deployments(api, canaries)),
-            pods_waited_seconds=waited,
+            pods_waited_seconds=pods_waited,
             errors=errors,
+            kube_proxy=kube_proxy,
+            nodes_waited_seconds=nodes_waited,
         )
 
 

@@ -17,7 +17,9 @@ from harness.probes.facts import PodFacts, PodTokenFacts, TokenReviewResult
 from harness.probes.kube import _api_error, pod_facts, pod_settled
 
 TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-SKIP_NAMESPACES: tuple[str, ...] = ("kube-system",)
+# No namespace is skipped by default: after a signing-key rotation CoreDNS in kube-system held a
+# stale token like any other pod, and a check that skipped kube-system passed over it.
+SKIP_NAMESPACES: tuple[str, ...] = ()
 
 TokenReader = Callable[[Any, str, str], SecretStr]
 
@@ -43,6 +45,8 @@ def mint_token(api: Any, namespace: str, service_account: str, seconds: int = 86
         api_version="authentication.k8s.io/v1", kind="TokenRequest",
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds))
     resp = client.CoreV1Api(api).create_namespaced_service_account_token(service_account, namespace, body)
+    if resp.status is None or not resp.status.token:
+        raise ValueError(f"TokenRequest for {namespace}/{service_account} returned no token")
     return SecretStr(resp.status.token)
 
 
@@ -54,7 +58,7 @@ def review_token(api: Any, token: SecretStr) -> TokenReviewResult:
                                 spec=client.V1TokenReviewSpec(token=token.get_secret_value()))
     try:
         resp = client.AuthenticationV1Api(api).create_token_review(body)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  a review that cannot be made is a non-authenticated answer with why
         return TokenReviewResult(False, error=_api_error(e))
     finally:
         del body
@@ -65,16 +69,21 @@ def review_token(api: Any, token: SecretStr) -> TokenReviewResult:
     return TokenReviewResult(bool(st.authenticated), user, st.error or None)
 
 
-def _safe_read_error(e: Exception) -> str:
+def safe_error(e: Exception) -> str:
     return _api_error(e) if getattr(e, "status", None) is not None else f"{type(e).__name__}: {str(e)[:120]}"
 
 
 def pod_token_facts(api: Any, pod: PodFacts, reader: TokenReader = read_pod_token) -> PodTokenFacts:
+    """One pod's mounted token, reviewed. A static pod's mirror is recorded as such and not read:
+    the kubelet projects no service-account token into static pods."""
+    if pod.mirror:
+        return PodTokenFacts(pod.namespace, pod.name, TokenReviewResult(False), pod.owner_kind, pod.owner_name,
+                             mirror=True)
     try:
         token = reader(api, pod.namespace, pod.name)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  exec/stream errors vary; an unreadable token is a recorded fact
         return PodTokenFacts(pod.namespace, pod.name, TokenReviewResult(False), pod.owner_kind, pod.owner_name,
-                             read_error=_safe_read_error(e))
+                             read_error=safe_error(e))
     return PodTokenFacts(pod.namespace, pod.name, review_token(api, token), pod.owner_kind, pod.owner_name)
 
 
@@ -82,7 +91,8 @@ def collect_pod_tokens(
     api: Any, pods: Iterable[PodFacts], reader: TokenReader = read_pod_token,
     skip_namespaces: Iterable[str] = SKIP_NAMESPACES,
 ) -> list[PodTokenFacts]:
-    """Review the mounted token of every running pod outside `skip_namespaces`."""
+    """Review the mounted token of every running pod in every namespace (kube-system included)
+    but `skip_namespaces`; static (mirror) pods are listed as such, unread."""
     skip = set(skip_namespaces)
     return [pod_token_facts(api, p, reader) for p in pods if p.namespace not in skip and p.phase == "Running"]
 
@@ -109,7 +119,7 @@ def wait_for_replacement(
     while True:
         for p in list_pods(api, stale.namespace):
             same_owner = p.owner_kind == stale.owner_kind and p.owner_name == stale.owner_name
-            if same_owner and p.uid not in exclude and pod_settled(p):
+            if same_owner and not p.mirror and p.uid not in exclude and pod_settled(p):
                 return p
         if clock() - start >= timeout:
             return None
