@@ -8,6 +8,7 @@ right after an apiserver restart, and versions read from /version and kube-proxy
 from __future__ import annotations
 
 import copy
+import shlex
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -461,3 +462,42 @@ def test_canaries_pass_and_fail(server: FakeApiserver) -> None:
     assert not r.passed and "canary/canary  1/2 ready" in r.details
     recreated = PreUpgradeRecord(taken_at=pre.taken_at, canary_uids={"canary/canary": "00000000-0000-4000-8000-000000000000"})
     assert "recreated" in checks.check_canaries(f, recreated).details
+
+
+def test_token_read_on_the_node_when_the_image_has_no_cat(server: FakeApiserver) -> None:
+    """CoreDNS and kube-proxy images are distroless: exec `cat` fails there (here: nothing serves
+    exec at all), so the token is read where the kubelet projects it, on the pod's node."""
+    server.routes[("POST", "/apis/authentication.k8s.io/v1/tokenreviews")] = _review_route
+    pods = recorded("pods-kube-system")
+    server.routes[("GET", f"/api/v1/namespaces/kube-system/pods/{COREDNS_POD}")] = pod_named(pods, COREDNS_POD)
+    path = ("/var/lib/kubelet/pods/34157502-1db4-4f54-8686-d3bc122b06cf/volumes/kubernetes.io~projected/"
+            "kube-api-access-dqwk8/token")
+    ran: list[tuple[str, str]] = []
+
+    def run_on_node(node: str, command: str) -> str:
+        ran.append((node, command))
+        if command != f"sudo cat {shlex.quote(path)}":
+            raise RuntimeError("cat: no such file")
+        return STALE + "\n"
+
+    coredns = [p for p in pods_of(pods) if p.name == COREDNS_POD]
+    assert coredns[0].token_file == "kube-api-access-dqwk8/token"
+    with probe.api_client(server.config()) as api:
+        (facts,) = token_probe.collect_pod_tokens(api, coredns, run_on_node=run_on_node)
+    assert ran == [("node1", f"sudo cat {shlex.quote(path)}")]
+    assert facts.read_error is None and not facts.review.authenticated
+    assert token_checks.stale_pods([facts]) == [facts]
+    # Without node access the same pod is unreadable: unknown, said so, not passed as fine.
+    with probe.api_client(server.config()) as api:
+        (unread,) = token_probe.collect_pod_tokens(api, coredns)
+    assert unread.read_error is not None
+    assert not token_checks.check_pod_tokens([unread]).applicable
+    # Both ways failing: both causes, and never a token.
+    def unreachable(node: str, command: str) -> str:
+        raise RuntimeError(f"ssh: connect to host {node} port 22: Connection refused")
+
+    with probe.api_client(server.config()) as api:
+        (both,) = token_probe.collect_pod_tokens(api, coredns, run_on_node=unreachable)
+    assert both.read_error is not None and both.read_error.startswith("exec: HTTP ")
+    assert both.read_error.endswith("; on the node: RuntimeError: ssh: connect to host node1 port 22: Connection refused")
+    assert "-+-+-" not in both.read_error  # the handshake's response headers and body are dropped

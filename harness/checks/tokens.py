@@ -16,12 +16,13 @@ from typing import Any
 from harness.checks.result import CheckResult, text_table
 from harness.probes.facts import PodTokenFacts, TokenReviewResult
 from harness.probes.tokens import (
+    NodeRunner,
     TokenReader,
     delete_pod,
     list_pods,
     pod_token_facts,
-    read_pod_token,
     safe_error,
+    token_reader,
     wait_for_replacement,
 )
 
@@ -81,11 +82,12 @@ def check_pre_upgrade_token(review: TokenReviewResult | None, rotates_sa_key: bo
 def fix_stale_tokens(
     api: Any,
     stale: Sequence[PodTokenFacts],
-    reader: TokenReader = read_pod_token,
+    reader: TokenReader | None = None,
     timeout: float = 300,
     interval: float = 5,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    run_on_node: NodeRunner | None = None,
 ) -> CheckResult:
     """Delete each stale pod, wait for its controller's replacement, and check the new token authenticates.
 
@@ -98,6 +100,7 @@ def fix_stale_tokens(
     name = "fix stale tokens"
     if not stale:
         return CheckResult.not_applicable(name, "no stale token to fix")
+    read = reader or token_reader(run_on_node)  # replacements are read the way the check read them
     rows: list[tuple[str, str, str]] = []
     fixed = 0
     for ns in sorted({t.namespace for t in stale}):
@@ -119,7 +122,7 @@ def fix_stale_tokens(
                 rows.append((t.key, "-", f"no Ready replacement from {t.owner_kind}/{t.owner_name} within {timeout:.0f}s"))
                 continue
             existing.add(new.uid)
-            review = pod_token_facts(api, new, reader)
+            review = pod_token_facts(api, new, read)
             if review.read_error or not review.review.authenticated:
                 rows.append((t.key, new.key, review.read_error or review.review.error or "still not authenticated"))
             else:

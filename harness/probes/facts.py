@@ -109,6 +109,9 @@ class PodFacts:
     # A static pod's mirror (annotation kubernetes.io/config.mirror): the kubelet runs it from a
     # manifest, it has no projected service-account token, and deleting it recreates nothing.
     mirror: bool = False
+    # "<volume>/<path>" of the projected service-account token mounted at the standard directory:
+    # where the kubelet writes it on the node (images without `cat` can only be read there).
+    token_file: str | None = None
 
     @property
     def key(self) -> str:

@@ -34,6 +34,7 @@ KUBE_PROXY = "kube-proxy"
 STATIC_COMPONENTS: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 APISERVER_PORT = 6443
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 # -- clients ---------------------------------------------------------------------
@@ -68,9 +69,10 @@ def node_server(address: str, port: int = APISERVER_PORT) -> str:
 def _api_error(e: Exception) -> str:
     """An API error without its body: a TokenReview's body echoes the token it was given."""
     status = getattr(e, "status", None)
-    reason = getattr(e, "reason", None)
+    # websocket-client (exec) puts the response headers and body in `reason` after " -+-+- ".
+    reason = str(getattr(e, "reason", None) or "").split(" -+-+- ", 1)[0].strip()
     if status is not None:
-        return f"HTTP {status} {reason or ''}".strip()
+        return f"HTTP {status} {reason.splitlines()[0][:160] if reason else ''}".strip()
     return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
 
 
@@ -119,6 +121,17 @@ def node_facts(node: Any) -> NodeFacts:
     )
 
 
+def _token_file(spec: Any) -> str | None:
+    """`<volume>/<path>` of the projected serviceAccountToken mounted at SA_DIR, if any."""
+    mounted = {m.name for c in spec.containers or [] for m in c.volume_mounts or [] if m.mount_path == SA_DIR}
+    for v in spec.volumes or []:
+        if v.name in mounted and v.projected is not None:
+            for src in v.projected.sources or []:
+                if src.service_account_token is not None:
+                    return f"{v.name}/{src.service_account_token.path}"
+    return None
+
+
 def pod_facts(pod: Any) -> PodFacts:
     st = pod.status
     statuses = [*(st.init_container_statuses or []), *(st.container_statuses or [])] if st else []
@@ -139,6 +152,7 @@ def pod_facts(pod: Any) -> PodFacts:
         owner_name=owner.name if owner else None,
         images=tuple(c.image for c in pod.spec.containers) if pod.spec else (),
         mirror=MIRROR_ANNOTATION in (pod.metadata.annotations or {}),
+        token_file=_token_file(pod.spec) if pod.spec else None,
     )
 
 

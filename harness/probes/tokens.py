@@ -7,6 +7,7 @@ to status and reason because a TokenReview's response body echoes the token.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,7 +22,10 @@ TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 # stale token like any other pod, and a check that skipped kube-system passed over it.
 SKIP_NAMESPACES: tuple[str, ...] = ()
 
+KUBELET_ROOT = "/var/lib/kubelet"  # Kubespray's kubelet root dir (`kubelet_root`)
+
 TokenReader = Callable[[Any, str, str], SecretStr]
+NodeRunner = Callable[[str, str], str]  # (node, shell command) -> stdout; raises when the command fails
 
 
 def read_pod_token(api: Any, namespace: str, pod: str) -> SecretStr:
@@ -35,6 +39,44 @@ def read_pod_token(api: Any, namespace: str, pod: str) -> SecretStr:
     if not token or " " in token:
         raise ValueError("no service-account token at " + TOKEN_PATH)  # never echo what was read
     return SecretStr(token)
+
+
+def read_token_on_node(api: Any, namespace: str, pod: str, run_on_node: NodeRunner,
+                       kubelet_root: str = KUBELET_ROOT) -> SecretStr:
+    """The token file the kubelet projects for a pod, read on the pod's node: the same bytes the
+    pod presents, readable whatever the image (CoreDNS and kube-proxy images have no `cat`)."""
+    from kubernetes import client
+
+    facts = pod_facts(client.CoreV1Api(api).read_namespaced_pod(pod, namespace))
+    if not facts.node or not facts.token_file:
+        raise ValueError(f"{namespace}/{pod} mounts no projected service-account token")
+    volume, _, name = facts.token_file.partition("/")
+    path = f"{kubelet_root}/pods/{facts.uid}/volumes/kubernetes.io~projected/{volume}/{name}"
+    token = run_on_node(facts.node, f"sudo cat {shlex.quote(path)}").strip()
+    if not token or any(c.isspace() for c in token):
+        raise ValueError(f"no service-account token at {path} on {facts.node}")  # never echo what was read
+    return SecretStr(token)
+
+
+def token_reader(run_on_node: NodeRunner | None = None, kubelet_root: str = KUBELET_ROOT) -> TokenReader:
+    """exec `cat` in the pod, then, when that fails and nodes can be reached, the file on the node.
+
+    Without `run_on_node` a pod whose image has no `cat` (CoreDNS, kube-proxy: distroless) stays
+    unreadable, which the check reports as unknown, never as fine."""
+    if run_on_node is None:
+        return read_pod_token
+    runner = run_on_node
+
+    def read(api: Any, namespace: str, pod: str) -> SecretStr:
+        try:
+            return read_pod_token(api, namespace, pod)
+        except Exception as in_pod:  # noqa: BLE001  exec errors vary (no cat, no shell, 403)
+            try:
+                return read_token_on_node(api, namespace, pod, runner, kubelet_root)
+            except Exception as on_node:  # noqa: BLE001  reported with both causes below
+                raise TokenReadError(f"exec: {safe_error(in_pod)}; on the node: {safe_error(on_node)}") from None
+
+    return read
 
 
 def mint_token(api: Any, namespace: str, service_account: str, seconds: int = 86400) -> SecretStr:
@@ -69,8 +111,19 @@ def review_token(api: Any, token: SecretStr) -> TokenReviewResult:
     return TokenReviewResult(bool(st.authenticated), user, st.error or None)
 
 
+class TokenReadError(ValueError):
+    """Why a token could not be read, already reduced to safe text (no token, no response body)."""
+
+
 def safe_error(e: Exception) -> str:
-    return _api_error(e) if getattr(e, "status", None) is not None else f"{type(e).__name__}: {str(e)[:120]}"
+    """An error as short text without a response body. websocket-client appends the response
+    headers after " -+-+- " on a failed exec handshake: dropped."""
+    if isinstance(e, TokenReadError):
+        return str(e)
+    if getattr(e, "status", None) is not None:
+        return _api_error(e)
+    text = str(e).split(" -+-+- ", 1)[0].splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text[:160]}"
 
 
 def pod_token_facts(api: Any, pod: PodFacts, reader: TokenReader = read_pod_token) -> PodTokenFacts:
@@ -88,13 +141,15 @@ def pod_token_facts(api: Any, pod: PodFacts, reader: TokenReader = read_pod_toke
 
 
 def collect_pod_tokens(
-    api: Any, pods: Iterable[PodFacts], reader: TokenReader = read_pod_token,
-    skip_namespaces: Iterable[str] = SKIP_NAMESPACES,
+    api: Any, pods: Iterable[PodFacts], reader: TokenReader | None = None,
+    skip_namespaces: Iterable[str] = SKIP_NAMESPACES, run_on_node: NodeRunner | None = None,
 ) -> list[PodTokenFacts]:
     """Review the mounted token of every running pod in every namespace (kube-system included)
-    but `skip_namespaces`; static (mirror) pods are listed as such, unread."""
+    but `skip_namespaces`; static (mirror) pods are listed as such, unread. `run_on_node` lets
+    tokens that exec cannot read be read on their node (see `token_reader`)."""
+    read = reader or token_reader(run_on_node)
     skip = set(skip_namespaces)
-    return [pod_token_facts(api, p, reader) for p in pods if p.namespace not in skip and p.phase == "Running"]
+    return [pod_token_facts(api, p, read) for p in pods if p.namespace not in skip and p.phase == "Running"]
 
 
 def list_pods(api: Any, namespace: str) -> list[PodFacts]:
