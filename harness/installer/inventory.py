@@ -63,6 +63,12 @@ def offline_vars(files_repo: str, ref: Ref | None) -> dict[str, str]:
     return out
 
 
+def mirror_host_vars(files_repo: str) -> dict[str, str]:
+    """`files_repo` and the mirror-the-domains variables only: Kubespray's own `*_download_url`
+    defaults then fetch from `files_repo/github.com/...`, the layout the lab's files repo serves."""
+    return {"files_repo": files_repo.rstrip("/"), **_OFFLINE_HOSTS}
+
+
 def harness_vars(
     versions: Mapping[str, str],
     ref: Ref | None,

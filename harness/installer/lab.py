@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import proc
 from harness.errors import InstallerError
+from harness.installer.base import Prepared, StageInputs
 from harness.installer.files_repo import COMPONENTS, FilesRepo
+
+if TYPE_CHECKING:
+    from harness.cluster.base import Cluster
+    from harness.installer.kubespray import ListedTask
+    from harness.scenario.model import Scenario
+    from harness.upgrade.paths import Stage
 
 LAB_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "lab"
 ANSIBLE_CFG = LAB_DIR / "ansible.cfg"
@@ -109,3 +116,42 @@ def guest_facing_address(netns: str, node_address: str) -> str:
             f"network namespace {netns!r} has no route to {node_address}: {(r.stderr or r.stdout).strip()}"
         )
     return m.group(1)
+
+
+class LabInstaller:
+    """The lab installer behind the pipeline's `Installer` interface (harness.installer.base).
+
+    `files_url` gives the files repo's URL as the cluster's nodes reach it (the session serves it
+    inside the lab's network namespace).
+    """
+
+    kind = "lab"
+
+    def __init__(self, files_url: Callable[[Cluster], str]) -> None:
+        self.files_url = files_url
+
+    def prepare(self, scenario: Scenario) -> Prepared:
+        for rel in (scenario.baseline, scenario.target):
+            for var in rel.versions:
+                if var.removesuffix("_version") not in COMPONENTS:
+                    raise InstallerError(f"scenario {scenario.id}: the lab installer cannot install {var}")
+        return Prepared(tags=None, defaults=dict(BASELINE_VERSIONS))
+
+    def baseline_stage(self, scenario: Scenario) -> Stage:
+        from harness.upgrade.paths import Stage
+
+        return Stage("00-baseline", "baseline", "lab/cluster.yml", "harness", extravars=dict(scenario.baseline.versions))
+
+    def inputs(self, scenario: Scenario, stage: Stage, cluster: Cluster) -> StageInputs:
+        from harness.installer import files_repo
+
+        versions = {**scenario.baseline.versions, **{k: v for k, v in stage.extravars.items() if k.endswith("_version")}}
+        group_vars = {**lab_vars(self.files_url(cluster), versions, files_repo.build()), **scenario.extra_vars}
+        env = ansible_env() if stage.playbook.startswith("lab/") else None
+        return StageInputs(group_vars=group_vars, envvars=env)
+
+    def listed_tasks(self, stage: Stage) -> list[ListedTask]:
+        from harness.installer.kubespray import list_playbook_tasks
+        from harness.upgrade.paths import PLAYBOOKS_DIR
+
+        return list_playbook_tasks(PLAYBOOKS_DIR, stage.playbook, stage.tags)

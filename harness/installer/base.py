@@ -1,0 +1,57 @@
+"""What the pipeline asks of an installer. Two implement it: the lab installer (playbooks/lab/,
+harness.installer.lab) and Kubespray itself (harness.installer.kubespray_installer).
+
+The pipeline never asks which installer it holds: it plans, deploys a baseline and runs stages
+through this interface, and an installer says in `notes` what it changed about a run (for example
+the downloads it narrowed on the lab), so the scenario's report shows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from harness.cluster.base import Cluster
+    from harness.installer.kubespray import ListedTask
+    from harness.scenario.model import Scenario
+    from harness.upgrade.paths import Stage
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What planning learnt from the installer before any VM exists."""
+
+    tags: frozenset[str] | None  # the tags its playbooks really carry (None: not read)
+    defaults: Mapping[str, str] = field(default_factory=dict)  # version variable -> the installer's default
+
+
+@dataclass(frozen=True)
+class StageInputs:
+    """Everything one playbook run gets besides the stage itself."""
+
+    group_vars: Mapping[str, Any]  # written next to the inventory (group_vars/all)
+    extravars: Mapping[str, Any] = field(default_factory=dict)  # `-e`: above every role var
+    envvars: Mapping[str, str] | None = None
+    notes: tuple[str, ...] = ()  # what the installer changed about this run, for the report
+
+
+class Installer(Protocol):
+    kind: str
+
+    def prepare(self, scenario: Scenario) -> Prepared:
+        """Refuse, before any VM exists, what this installer cannot do for the scenario."""
+        ...
+
+    def baseline_stage(self, scenario: Scenario) -> Stage:
+        """The playbook run that deploys the scenario's baseline."""
+        ...
+
+    def inputs(self, scenario: Scenario, stage: Stage, cluster: Cluster) -> StageInputs:
+        """Variables and environment for one of this installer's stages on this cluster."""
+        ...
+
+    def listed_tasks(self, stage: Stage) -> list[ListedTask]:
+        """`--list-tasks` of the stage: tags per task for the order checks (runner events carry none)."""
+        ...

@@ -1,0 +1,136 @@
+"""Kubespray itself behind the pipeline's `Installer` interface (harness.installer.base).
+
+Every stage runs the ref's own playbooks in its worktree with its own Ansible. On the lab, where no
+Kubernetes binary or image can be had, Kubespray's roles that need none (etcd, the container engine)
+still run for real: the harness points Kubespray's download URLs at the lab's files repo, hands it
+the repo's checksums, and narrows Kubespray's `downloads` to what the repo holds. The narrowing is
+computed from the ref's own `downloads` (templated by its Ansible) and reported in the run's notes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import InstallerError
+from harness.installer.base import Prepared, StageInputs
+from harness.installer.inventory import harness_vars, mirror_host_vars
+from harness.plan.rules import check_minor_skip
+from harness.plan.versions import Ref
+
+if TYPE_CHECKING:
+    from harness.cluster.base import Cluster
+    from harness.installer.files_repo import FilesRepo
+    from harness.installer.kubespray import Kubespray, ListedTask
+    from harness.scenario.model import Scenario
+    from harness.upgrade.paths import Stage
+
+# Where Kubespray's unconditional `Prep_kubeadm_images | Copy kubeadm binary from download dir` copies
+# from when kubeadm is not downloaded: a file every node has. kubeadm never runs on the lab
+# (`skip_kubeadm_images`); the copy only has to succeed.
+KUBEADM_STAND_IN = "/bin/false"
+
+
+class KubesprayInstaller:
+    kind = "kubespray"
+
+    def __init__(
+        self,
+        kubespray: Kubespray,
+        *,
+        files_url: Callable[[Cluster], str] | None = None,
+        files_repo: Callable[[], FilesRepo] | None = None,
+    ) -> None:
+        """`files_url`/`files_repo` given: the lab's offline files repo serves every download."""
+        self.kubespray = kubespray
+        self.files_url = files_url
+        self.files_repo = files_repo
+
+    @property
+    def offline(self) -> bool:
+        return self.files_url is not None and self.files_repo is not None
+
+    def _ref(self, scenario: Scenario, stage: Stage | None = None) -> str:
+        ref = (stage.ref if stage else None) or scenario.target.ref or scenario.baseline.ref
+        if ref is None:
+            raise InstallerError(f"scenario {scenario.id}: a Kubespray run needs a ref")
+        return ref
+
+    def prepare(self, scenario: Scenario) -> Prepared:
+        ks = self.kubespray
+        base, target = scenario.baseline.ref_obj, scenario.target.ref_obj
+        if base and target:
+            check_minor_skip(base, target)
+        ref = self._ref(scenario)
+        tags = ks.list_tags(ref) if scenario.path == "component" else None
+        extra: dict[str, Any] = {}
+        if self.offline:
+            assert self.files_repo is not None
+            repo = self.files_repo()
+            extra.update(repo.checksum_vars())
+            for var, version in scenario.target.versions.items():
+                comp = var.removesuffix("_version")
+                if comp in {c for c, _ in repo.artifacts}:
+                    repo.artifact(comp, version.removeprefix("v"))  # refuses a version the repo lacks
+        extra.update(scenario.extra_vars)
+        for var, version in scenario.target.versions.items():
+            ks.checksum_known(ref, var.removesuffix("_version"), version, extra_vars=extra)
+        return Prepared(tags=tags, defaults=ks.default_versions(ref))
+
+    def baseline_stage(self, scenario: Scenario) -> Stage:
+        from harness.upgrade.paths import KUBESPRAY_PLAYBOOKS, Stage
+
+        return Stage(
+            "00-baseline", "baseline", KUBESPRAY_PLAYBOOKS["full"], "kubespray", ref=scenario.baseline.ref,
+            extravars=dict(scenario.baseline.versions),
+        )
+
+    def inputs(self, scenario: Scenario, stage: Stage, cluster: Cluster) -> StageInputs:
+        ref = self._ref(scenario, stage)
+        group_vars: dict[str, Any] = {
+            "ansible_become": True,  # Kubespray's docs run every playbook with -b
+            **harness_vars(scenario.baseline.versions, Ref.parse(ref), extra_vars=scenario.extra_vars),
+        }
+        if stage.runner != "kubespray" or not self.offline:
+            return StageInputs(group_vars=group_vars)
+        extravars, notes = self.offline_vars(ref, cluster, {**group_vars, **stage.extravars})
+        return StageInputs(group_vars=group_vars, extravars=extravars, notes=notes)
+
+    def offline_vars(
+        self, ref: str, cluster: Cluster, run_vars: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """Extra vars (`-e`: the checksums are role vars, which group_vars cannot override) that make
+        Kubespray download from the lab's files repo, and what that changed, in words."""
+        assert self.files_url is not None and self.files_repo is not None
+        repo = self.files_repo()
+        out: dict[str, Any] = {
+            **mirror_host_vars(self.files_url(cluster)),
+            **repo.checksum_vars(),
+            "download_container": False,  # no registry is reachable: no image can be pulled
+            "skip_kubeadm_images": True,  # the image list comes from kubeadm, which the lab lacks
+        }
+        resolved = self.kubespray.resolve(ref, ["downloads"], {**run_vars, **out})["downloads"]
+        if not isinstance(resolved, dict):
+            raise InstallerError(f"Kubespray {ref}: cannot read its downloads to narrow them: {resolved}")
+        held = {c for c, _ in repo.artifacts}
+        narrowed = {name: entry for name, entry in resolved.items() if name in held}
+        if "kubeadm" in resolved:
+            narrowed["kubeadm"] = {**resolved["kubeadm"], "enabled": False, "dest": KUBEADM_STAND_IN}
+        out["downloads"] = narrowed
+        dropped = sorted(set(resolved) - set(narrowed))
+        kept = ", ".join(sorted(held & set(resolved)))
+        notes = (
+            (f"lab: Kubespray's downloads narrowed to what the lab's files repo holds ({kept});"
+            f" {len(dropped)} other entries dropped ({', '.join(dropped)})"),
+            (f"lab: kubeadm is not downloaded; Kubespray's unconditional 'Copy kubeadm binary' copies"
+            f" {KUBEADM_STAND_IN} (no Kubernetes binary exists here; skip_kubeadm_images, download_container set)"),
+        )
+        return out, notes
+
+    def listed_tasks(self, stage: Stage) -> list[ListedTask]:
+        if stage.runner != "kubespray" or stage.ref is None:
+            from harness.installer.kubespray import list_playbook_tasks
+            from harness.upgrade.paths import PLAYBOOKS_DIR
+
+            return list_playbook_tasks(PLAYBOOKS_DIR, stage.playbook, stage.tags)
+        return self.kubespray.list_tasks(stage.ref, stage.playbook, stage.tags)
