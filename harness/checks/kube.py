@@ -118,7 +118,7 @@ def check_kube_proxy(
 
     `nodes`: the Kubernetes nodes that should run it (Kubespray schedules it on every Linux node);
     by default every registered node. A DaemonSet whose nodeSelector matches nothing exists, yet
-    schedules nothing: 0 desired, 0 ready (the apiserver then omits the zero counts)."""
+    schedules nothing: 0 desired, 0 ready (and no numberAvailable/updatedNumberScheduled: zero is omitted)."""
     name = "kube-proxy DaemonSet"
     ds = facts.kube_proxy
     present = ds is not None or facts.kube_proxy_daemonset
