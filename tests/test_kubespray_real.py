@@ -74,3 +74,29 @@ def test_documented_etcd_tag_installs_before_anything_downloads_it(real_kubespra
     with_download = [t.name for t in real_kubespray.list_tasks("v2.31.0", "cluster.yml", ["download", "etcd"])]
     first_download = next(i for i, n in enumerate(with_download) if n.startswith("download :"))
     assert first_download < with_download.index("etcd : Install etcd")
+
+
+def test_lab_narrows_kubesprays_downloads_to_the_files_repo(real_kubespray: Kubespray, tmp_path) -> None:
+    """On the lab, Kubespray's own `downloads` (templated by its Ansible) is cut to what the files repo
+    holds; kubeadm is kept but disabled, copied from a file every node has; the notes say so."""
+    from harness.installer.files_repo import Artifact, FilesRepo
+    from harness.installer.kubespray_installer import KUBEADM_STAND_IN, KubesprayInstaller
+    from harness.scenario import load_catalogue
+    from harness.upgrade.paths import upgrade_stage
+
+    repo = FilesRepo(tmp_path, {  # a manifest without files: offline_vars reads only what it lists
+        ("etcd", "3.5.30"): Artifact("etcd", "3.5.30", "github.com/x", "c" * 64, 1, (), ("etcd",), None),
+        ("runc", "1.1.5"): Artifact("runc", "1.1.5", "github.com/y", "d" * 64, 1, (), ("runc",), None),
+    })
+    installer = KubesprayInstaller(real_kubespray, files_url=lambda _c: "http://10.0.0.1:8080", files_repo=lambda: repo)
+    sc = next(s for s in load_catalogue(None) if s.id == "ks-lab-etcd")
+    stage = upgrade_stage(sc, available_tags=real_kubespray.list_tags("v2.31.0"))
+    inputs = installer.inputs(sc, stage, None)  # type: ignore[arg-type]  # files_url ignores the cluster
+    downloads = inputs.extravars["downloads"]
+    assert set(downloads) == {"etcd", "runc", "kubeadm"}
+    assert downloads["etcd"]["url"].startswith("http://10.0.0.1:8080/github.com/etcd-io/etcd/releases/download/v3.5.30/")
+    assert downloads["etcd"]["checksum"] == "sha256:" + "c" * 64
+    assert downloads["kubeadm"]["enabled"] is False and downloads["kubeadm"]["dest"] == KUBEADM_STAND_IN
+    assert inputs.extravars["etcd_binary_checksums"] == {"amd64": {"3.5.30": "sha256:" + "c" * 64}}
+    assert inputs.group_vars["ansible_become"] is True
+    assert any("narrowed" in n and "etcd, runc" in n for n in inputs.notes), inputs.notes

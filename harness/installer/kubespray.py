@@ -366,25 +366,33 @@ class Kubespray:
 
     # -- default versions ------------------------------------------------------
 
-    def variables(self, ref: str) -> dict[str, Any]:
-        """The raw (untemplated) defaults and vars of the ref's defaults roles, merged in Ansible's order."""
-        commit = self.commit(ref)
-        if commit in self._vars:
-            return self._vars[commit]
+    def _default_files(self, commit: str) -> list[str]:
+        """The ref's defaults and vars files, lowest precedence first (Ansible's order)."""
         listing = self._git("ls-tree", "-r", "--name-only", commit, "--", *_DEFAULT_DIRS).stdout.split("\n")
         files = [f for f in listing if f.endswith((".yml", ".yaml"))]
         files.sort(key=lambda f: (next(i for i, d in enumerate(_DEFAULT_DIRS) if f.startswith(d + "/")), f))
+        return files
+
+    def variables(self, ref: str, *, typed: bool = False) -> dict[str, Any]:
+        """The raw (untemplated) defaults and vars of the ref's defaults roles, merged in Ansible's order.
+
+        By default every scalar stays a string (`1.30` stays "1.30", not the float 1.3: right for
+        versions and checksum keys); `typed` reads YAML's types as Ansible does (booleans stay booleans).
+        """
+        commit = self.commit(ref)
+        key = f"{commit}:{typed}"
+        if key in self._vars:
+            return self._vars[key]
         merged: dict[str, Any] = {}
-        for f in files:
+        for f in self._default_files(commit):
             text = self.show(commit, f) or ""
             try:
-                # BaseLoader keeps every scalar a string: `1.30` stays "1.30", not the float 1.3.
-                data = yaml.load(text, Loader=yaml.BaseLoader)
+                data = yaml.safe_load(text) if typed else yaml.load(text, Loader=yaml.BaseLoader)
             except yaml.YAMLError as e:
                 raise InstallerError(f"Kubespray {ref}: {f} is not valid YAML: {e}") from None
             if isinstance(data, dict):
                 merged.update(data)
-        self._vars[commit] = merged
+        self._vars[key] = merged
         return merged
 
     def resolve(
@@ -401,9 +409,7 @@ class Kubespray:
         cached = self.cache / "resolved" / f"{commit}-{digest}.json"
         if not cached.exists():
             tree = self.worktree(ref)
-            listing = self._git("ls-tree", "-r", "--name-only", commit, "--", *_DEFAULT_DIRS).stdout.split("\n")
-            files = [f for f in listing if f.endswith((".yml", ".yaml"))]
-            files.sort(key=lambda f: (next(i for i, d in enumerate(_DEFAULT_DIRS) if f.startswith(d + "/")), f))
+            files = self._default_files(commit)
             with tempfile.TemporaryDirectory(prefix="harness-resolve-") as tmp:
                 out = Path(tmp) / "resolved.json"
                 ev = Path(tmp) / "vars.json"

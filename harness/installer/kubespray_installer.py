@@ -109,16 +109,28 @@ class KubesprayInstaller:
             "download_container": False,  # no registry is reachable: no image can be pulled
             "skip_kubeadm_images": True,  # the image list comes from kubeadm, which the lab lacks
         }
-        resolved = self.kubespray.resolve(ref, ["downloads"], {**run_vars, **out})["downloads"]
-        if not isinstance(resolved, dict):
-            raise InstallerError(f"Kubespray {ref}: cannot read its downloads to narrow them: {resolved}")
+        # Each kept entry is templated on its own (the ref's raw entry handed to its Ansible): templating
+        # the whole `downloads` would fail on the first entry whose checksum the lab cannot know.
+        raw = self.kubespray.variables(ref, typed=True).get("downloads")
+        if not isinstance(raw, dict):
+            raise InstallerError(f"Kubespray {ref} has no `downloads` mapping in its defaults to narrow")
         held = {c for c, _ in repo.artifacts}
-        narrowed = {name: entry for name, entry in resolved.items() if name in held}
-        if "kubeadm" in resolved:
-            narrowed["kubeadm"] = {**resolved["kubeadm"], "enabled": False, "dest": KUBEADM_STAND_IN}
+        keep = sorted(held & set(raw))
+        entries = {f"harness_download_{name}": raw[name] for name in [*keep, "kubeadm"] if name in raw}
+        resolved = self.kubespray.resolve(ref, list(entries), {**run_vars, **out, **entries})
+        narrowed: dict[str, Any] = {}
+        for name in keep:
+            entry = resolved[f"harness_download_{name}"]
+            if not isinstance(entry, dict):
+                raise InstallerError(f"Kubespray {ref}: cannot template its download entry {name!r}: {entry}")
+            narrowed[name] = entry
+        if "kubeadm" in raw:
+            kubeadm = resolved["harness_download_kubeadm"]
+            base = kubeadm if isinstance(kubeadm, dict) else {"file": True, "groups": ["kube_control_plane"]}
+            narrowed["kubeadm"] = {**base, "enabled": False, "dest": KUBEADM_STAND_IN}
         out["downloads"] = narrowed
-        dropped = sorted(set(resolved) - set(narrowed))
-        kept = ", ".join(sorted(held & set(resolved)))
+        dropped = sorted(set(raw) - set(narrowed))
+        kept = ", ".join(keep)
         notes = (
             (f"lab: Kubespray's downloads narrowed to what the lab's files repo holds ({kept});"
             f" {len(dropped)} other entries dropped ({', '.join(dropped)})"),
