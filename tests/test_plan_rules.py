@@ -81,8 +81,8 @@ def test_v_prefix_dropped_in_2_28(ref, with_v):
         ("v2.28.0", "v2.31.0", ["v2.28.0", "v2.29.1", "v2.30.2", "v2.31.0"]),
         ("v2.30.0", "v2.31.0", ["v2.30.0", "v2.31.0"]),
         ("v2.30.0", "v2.30.2", ["v2.30.0", "v2.30.2"]),  # patch skips are fine
-        ("v2.30.0", "v2.30.0", ["v2.30.0", "v2.30.0"]),
-        ("v2.30.0", "master", ["v2.30.0", "master"]),  # a branch: one hop, as asked
+        ("v2.30.0", "v2.30.0", ["v2.30.0"]),  # the same ref: nothing to do, no hop
+        ("master", "master", ["master"]),
     ],
 )
 def test_hop_plans(src, dst, hops):

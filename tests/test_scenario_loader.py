@@ -37,7 +37,7 @@ BAD = [
     ("path: component", "path: sideways", "path", "sideways"),
     ("target: {versions: {etcd_version: 3.5.16}}", "", "target", "required"),
     ("    - {name: node1, roles: [etcd, worker]}", "    - {name: node1, roles: [etcd, boss]}", "topology.nodes[0].roles[1]", "boss"),
-    ("target: {versions: {etcd_version: 3.5.16}}", "target: {versions: {etcd_version: three}}", "target.versions", "bad version string"),
+    ("target: {versions: {etcd_version: 3.5.16}}", "target: {versions: {etcd_version: three}}", "target.versions.etcd_version", "bad version string"),
     ("tags: [etcd]", "tags: [vault]", "tags", "removed"),
     ("tags: [etcd]", "tags: []", "", "needs 'tags'"),
     ("installer: lab", "installer: kubespray\nfoo: 1", "foo", "unknown field"),

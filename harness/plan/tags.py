@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 from harness.errors import PlanError
 
@@ -48,6 +48,12 @@ TAG_COMPONENTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Tags that move no component themselves but belong beside one: `download` fetches what the
+# component tags install (`--tags=download,etcd` is the working etcd path), `etcd-secrets` makes
+# etcd's certificates.
+COMPANION_TAGS = frozenset({"download", "etcd-secrets"})
+
+
 def normalise_tag(tag: str) -> str:
     """Map a doc's tag to today's name; refuse a removed tag, saying what replaced it."""
     t = tag.strip()
@@ -74,6 +80,26 @@ def check_tags_exist(tags: Iterable[str], available: Iterable[str], where: str) 
             f"{where} has no task tagged {', '.join(repr(t) for t in missing)}; "
             f"tags that exist: {', '.join(sorted(have))}"
         )
+
+
+def check_tags_move(tags: Sequence[str], changed: Collection[str]) -> None:
+    """Tags that move none of the components a target changes can only ever give a green no-op
+    upgrade (`--tags=master`, today's `control-plane`, on an etcd bump). Refuse that, naming the tags,
+    the components and the tags that would move them. A component no tag is known to move (an older
+    release's `docker_version`) cannot be judged, so it passes; companions alone move nothing."""
+    known = {c for comps in TAG_COMPONENTS.values() for c in comps}
+    if not changed or not set(changed) <= known:
+        return
+    if any(set(TAG_COMPONENTS.get(t, ())) & set(changed) for t in tags):
+        return
+    movers = [t for t in COMPONENT_TAGS if set(TAG_COMPONENTS[t]) & set(changed)]
+    keep = [t for t in tags if t in COMPANION_TAGS]
+    idle = ", ".join(repr(t) for t in tags)
+    raise PlanError(
+        f"tag{'s' if len(tags) > 1 else ''} {idle} move{'' if len(tags) > 1 else 's'} none of what this"
+        f" scenario changes ({', '.join(sorted(changed))}): the run could only be a green no-op upgrade;"
+        f" use tags: [{', '.join([*keep, *movers])}]"
+    )
 
 
 # The Kubespray variable that sets each component's version.

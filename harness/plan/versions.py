@@ -31,8 +31,13 @@ class Version:
     had_v: bool = field(default=False, compare=False)
 
     @classmethod
-    def parse(cls, text: str | float) -> Version:
-        s = str(text).strip()
+    def parse(cls, text: str) -> Version:
+        """Any version text, as observed or as written; a missing patch reads as 0 (`1.35` is 1.35.0).
+        Scenario input goes through `pinned`, which is stricter."""
+        if not isinstance(text, str):
+            # YAML reads `3.10` as the number 3.1: a number is never silently turned into a version.
+            raise PlanError(f"bad version {text!r}: a {type(text).__name__}, not a version string")
+        s = text.strip()
         m = _VERSION.match(s)
         if not m:
             raise PlanError(
@@ -46,6 +51,29 @@ class Version:
             m["pre"],
             s.startswith("v"),
         )
+
+    @classmethod
+    def pinned(cls, value: object) -> Version:
+        """A version a scenario pins: MAJOR.MINOR.PATCH exactly, written as a string.
+
+        Kubespray pins exact versions (its checksums are per patch release), so `3.5` names nothing
+        it can install; and YAML reads an unquoted `3.5` as a float (`3.10` even becomes 3.1), so a
+        number is refused rather than guessed at."""
+        if isinstance(value, bool) or not isinstance(value, str):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            raise PlanError(
+                f"{value!r} is a YAML {'number' if number else type(value).__name__}, not a version string"
+                + (" (YAML reads an unquoted 3.10 as the number 3.1)" if number else "")
+                + ': quote the full version, MAJOR.MINOR.PATCH, for example "3.5.16"'
+            )
+        v = cls.parse(value)
+        m = _VERSION.match(value.strip())
+        if m is not None and m["patch"] is None:
+            raise PlanError(
+                f"{value!r} has no patch number: Kubespray pins exact versions (checksums are per patch"
+                f' release); quote the full version you mean, MAJOR.MINOR.PATCH: "{v.major}.{v.minor}.<patch>"'
+            )
+        return v
 
     def _key(self) -> tuple[int, int, int, int, str]:
         # A pre-release sorts before its release (1.5.0-rc.1 < 1.5.0).
@@ -91,13 +119,23 @@ class Ref:
     text: str
     kind: str  # "tag" | "branch" | "sha"
     version: Version | None = None  # set for release tags
+    # Where a branch or commit sits among the releases, once a checkout has told us (`rules.place`).
+    at: Version | None = None
 
     @classmethod
     def parse(cls, text: str) -> Ref:
-        s = str(text).strip()
+        if not isinstance(text, str):
+            raise PlanError(
+                f"Kubespray ref {text!r} is a YAML {type(text).__name__}, not a ref: quote it, and name a"
+                " release tag like v2.30.0, a branch or a commit SHA"
+            )
+        s = text.strip()
         if not s:
             raise PlanError("empty Kubespray ref: name a tag (v2.30.0), a branch or a commit SHA")
-        if s.startswith("v") and _VERSION.match(s):
+        m = _VERSION.match(s)
+        if s.startswith("v") and m:
+            if m["patch"] is None:
+                raise PlanError(f"Kubespray ref {s!r}: release tags are vMAJOR.MINOR.PATCH (for example {s}.0)")
             return cls(s, "tag", Version.parse(s))
         if _SHA.match(s):
             return cls(s, "sha")
@@ -111,6 +149,11 @@ class Ref:
     @property
     def is_release(self) -> bool:
         return self.version is not None
+
+    @property
+    def order(self) -> Version | None:
+        """What the ref sorts by: its release version, or where a checkout placed it; None if unknown."""
+        return self.version or self.at
 
     def __str__(self) -> str:
         return self.text

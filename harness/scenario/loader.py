@@ -1,17 +1,29 @@
 """Read scenario files into `Scenario` objects; any problem becomes a ScenarioError that names
-the file, the scenario id and the field, so a bad catalogue fails before anything is created."""
+the file, the scenario id and the field, so a bad catalogue fails before anything is created.
+
+A file that cannot be read as YAML text (binary, not UTF-8, a folder, unreadable, empty) is one
+line naming the file. A scenario that does not validate lists every error, unknown keys first
+(a typo'd key is usually the mistake; the "required" error after it is only its consequence).
+"""
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from harness.errors import ScenarioError
-from harness.scenario.model import Scenario
+from harness.scenario.model import FieldProblems, Scenario
+
+# libyaml's parser when PyYAML was built with it: about 4x less CPU on a large catalogue
+# (bench/catalogue.py); the pure-Python loader otherwise, with the same results.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def default_catalogue_dir() -> Path:
@@ -19,7 +31,7 @@ def default_catalogue_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "scenarios"
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
+def _field_path(loc: Iterable[Any]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -29,28 +41,127 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _one_line_yaml_error(e: yaml.YAMLError) -> str:
+    """PyYAML's messages span lines and quote the source; one line with the position is enough."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = " ".join(p for p in (e.context, e.problem) if p)
+        return f"{where}{what}"
+    return " ".join(str(e).split())
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise ScenarioError(str(path), None, None, "is a folder, not a scenario file") from None
+    except OSError as e:
+        raise ScenarioError(str(path), None, None, f"cannot read: {e.strerror or e}") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise ScenarioError(str(path), None, None, f"a binary file (NUL byte at offset {nul}), not YAML")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(
+            str(path), None, None, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); is it a binary file?"
+        ) from None
+
+
 def _documents(path: Path) -> list[tuple[str, Any]]:
     """A file holds one scenario (a mapping) or several under `scenarios:`. Returns (where, data)."""
+    text = _read_text(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ScenarioError(str(path), None, None, f"cannot read: {e.strerror}") from None
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
-        raise ScenarioError(str(path), None, None, f"not valid YAML: {e}") from None
+        raise ScenarioError(str(path), None, None, f"not valid YAML: {_one_line_yaml_error(e)}") from None
+    if data is None:
+        raise ScenarioError(str(path), None, None, "empty: no scenario in it (expected a scenario or a 'scenarios:' list)")
     if isinstance(data, dict) and "scenarios" in data:
         # `x-*` keys hold YAML anchors shared by the scenarios (as in Compose files).
-        extra = sorted(k for k in data if k != "scenarios" and not str(k).startswith("x-"))
+        extra = sorted(str(k) for k in data if k != "scenarios" and not str(k).startswith("x-"))
         if extra:
             raise ScenarioError(
-                str(path), None, extra[0], "unknown top-level key (only 'scenarios' and 'x-*' anchors are allowed)"
+                str(path), None, extra[0],
+                "unknown top-level key (only 'scenarios' and 'x-*' anchors are allowed)" + _did_you_mean(extra[0], ["scenarios"]),
             )
         items = data["scenarios"]
         if not isinstance(items, list):
             raise ScenarioError(str(path), None, "scenarios", "must be a list of scenarios")
+        if not items:
+            raise ScenarioError(str(path), None, "scenarios", "is empty: no scenario in the file")
         return [(f"scenarios[{i}]", item) for i, item in enumerate(items)]
     if isinstance(data, dict):
         return [("", data)]
-    raise ScenarioError(str(path), None, None, "expected a scenario mapping or a 'scenarios:' list")
+    raise ScenarioError(
+        str(path), None, None, f"expected a scenario mapping or a 'scenarios:' list, got a YAML {type(data).__name__}"
+    )
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model whose fields apply at `loc` (topology.nodes[0] -> NodeSpec), for "did you mean"."""
+    model: type[BaseModel] = Scenario
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index: the element type was taken with its field
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        inner = _model_in(field.annotation)
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside `X`, `X | None`, `tuple[X, ...]` or `list[X]`, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) in (typing.Union, tuple, list):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _errors(e: ValidationError) -> list[tuple[str | None, str]]:
+    """Every error as (field, message), unknown keys first."""
+    unknown: list[tuple[str | None, str]] = []
+    rest: list[tuple[str | None, str]] = []
+    errors = e.errors()
+    locs = [tuple(err["loc"]) for err in errors]
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] == "too_short" and any(other[: len(loc)] == loc and len(other) > len(loc) for other in locs):
+            continue  # `nodes` is "too short" only because its one node failed: that error says why
+        field = _field_path(loc) or None
+        kind = err["type"]
+        problems = err.get("ctx", {}).get("error")
+        if isinstance(problems, FieldProblems):
+            # Raised by our validators: each problem carries its own field below `loc`.
+            for sub, msg in problems.problems:
+                rest.append((_field_path([*loc, sub]) if sub else field, msg))
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            choices = model.model_fields if model is not None else {}
+            unknown.append((field, "unknown field" + _did_you_mean(str(loc[-1]), choices)))
+            continue
+        if kind == "literal_error":
+            msg = f"got {err['input']!r}; {msg.lower()}"
+        elif kind == "missing":
+            msg = "is required"
+        rest.append((field, msg))
+    return unknown + rest
 
 
 def load_file(path: str | Path) -> list[Scenario]:
@@ -64,18 +175,10 @@ def load_file(path: str | Path) -> list[Scenario]:
         try:
             out.append(Scenario.model_validate(raw))
         except ValidationError as e:
-            err = e.errors()[0]
-            field = _field_path(err["loc"]) or None
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "literal_error":
-                msg = f"got {err['input']!r}; {msg.lower()}"
-            elif err["type"] == "missing":
-                msg = "is required"
-            elif err["type"] == "extra_forbidden":
-                msg = "unknown field"
-            more = len(e.errors()) - 1
-            if more:
-                msg += f" (and {more} more error{'s' if more > 1 else ''})"
+            errors = _errors(e)
+            field, msg = errors[0]
+            for f, m in errors[1:]:
+                msg += f"\n  and {f'field {f!r}: ' if f else ''}{m}"
             raise ScenarioError(str(p), label, field, msg) from None
     return out
 
@@ -86,7 +189,10 @@ def load_catalogue(paths: Iterable[str | Path] | None = None) -> list[Scenario]:
     for entry in paths if paths is not None else [default_catalogue_dir()]:
         p = Path(entry)
         if p.is_dir():
-            files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
+            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+            if not found:
+                raise ScenarioError(str(p), None, None, "a folder with no scenario file (*.yaml, *.yml) in it")
+            files.extend(found)
         elif p.exists():
             files.append(p)
         else:

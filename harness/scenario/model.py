@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from harness.errors import PlanError
+from harness.plan.rules import check_component_step, check_kube_version_step, check_ref_step
 from harness.plan.tags import (
     COMPONENT_TAGS,
     COMPONENT_VARS,
     REF_BUMP_COMPONENTS,
     TAG_COMPONENTS,
+    check_tags_move,
     components_of_var,
     normalise_tag,
 )
@@ -39,6 +43,15 @@ NO_CONTROL_PLANE_TAGS = frozenset({"download", "etcd", "etcd-secrets", "containe
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 _VERSION_VAR = re.compile(r"^[a-z][a-z0-9_]*_version$")
+
+
+class FieldProblems(ValueError):
+    """Every problem a validator found, each at its own field (relative to where it was raised), so
+    the loader can name `target.versions.etcd_version` rather than `target`, and report them all."""
+
+    def __init__(self, problems: list[tuple[str | None, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{f}: {m}" if f else m for f, m in problems))
 
 
 class _Strict(BaseModel):
@@ -95,29 +108,29 @@ class Release(_Strict):
         if v is None:
             return v
         try:
-            Ref.parse(str(v))
+            Ref.parse(v)  # refuses a YAML number (`ref: 2.31`) instead of reading it as a branch
         except PlanError as e:
             raise ValueError(str(e)) from None
-        return str(v)
+        return v
 
     @field_validator("versions", mode="before")
     @classmethod
     def _versions(cls, v: Any) -> Any:
         if not isinstance(v, dict):
             return v  # pydantic reports the type error
-        out: dict[str, str] = {}
+        problems: list[tuple[str | None, str]] = []
         for key, value in v.items():
             if not _VERSION_VAR.match(str(key)):
-                raise ValueError(
-                    f"{key!r} is not a component version variable (expected a Kubespray variable"
-                    " such as kube_version, etcd_version, containerd_version)"
-                )
+                problems.append((str(key), ("not a component version variable (expected a Kubespray variable"
+                                 " such as kube_version, etcd_version, containerd_version)")))
+                continue
             try:
-                Version.parse(str(value))
+                Version.pinned(value)
             except PlanError as e:
-                raise ValueError(f"{key}: {e}") from None
-            out[str(key)] = str(value)
-        return out
+                problems.append((str(key), str(e)))
+        if problems:
+            raise FieldProblems(problems)
+        return v
 
     @property
     def ref_obj(self) -> Ref | None:
@@ -148,6 +161,15 @@ class Scenario(_Strict):
     rotates_sa_key: bool = False
     idempotence: bool = False
     expect_failure: ExpectedFailure | None = None
+
+    # Derived views, computed once: `-k` selection and pytest's parametrisation ask for the test id
+    # of every scenario once per check. Cleared by `model_copy` (with_refs moves refs).
+    _derived: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Scenario:
+        copy = super().model_copy(update=update, deep=deep)
+        copy._derived = {}
+        return copy
 
     @field_validator("id")
     @classmethod
@@ -183,37 +205,86 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Scenario:
+        """Every rule that needs no cluster, all applied at load time so a bad catalogue never reaches
+        CI (the pipeline applies the plan rules again, with the checkout, before a run)."""
+        problems: list[tuple[str | None, str]] = []
+        tags_ok = True
         if self.path == "component":
             if not self.tags:
-                raise ValueError("path 'component' needs 'tags' (one or more of " + ", ".join(COMPONENT_TAGS) + ")")
+                tags_ok = False
+                problems.append(("tags", "path 'component' needs 'tags' (one or more of " + ", ".join(COMPONENT_TAGS) + ")"))
             unknown = [t for t in self.tags if t not in TAG_COMPONENTS]
             if unknown:
-                raise ValueError(f"unknown tag(s) {', '.join(unknown)}; known: {', '.join(sorted(TAG_COMPONENTS))}")
+                tags_ok = False
+                hints = [f"{t!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(t, TAG_COMPONENTS, 1))
+                         else repr(t) for t in unknown]
+                problems.append(("tags", f"unknown tag(s) {', '.join(hints)}; known: {', '.join(sorted(TAG_COMPONENTS))}"))
         elif self.tags:
-            raise ValueError(f"'tags' only applies to path 'component', not {self.path!r}")
+            problems.append(("tags", f"'tags' only applies to path 'component', not {self.path!r}"))
         if not self.target.ref and not self.target.versions:
-            raise ValueError("target names neither a Kubespray ref nor any component version")
+            problems.append(("target", "names neither a Kubespray ref nor any component version"))
         if self.target.installer not in (None, self.installer):
-            raise ValueError(f"target.installer: the target is always run by the scenario's installer ({self.installer})")
+            problems.append(("target.installer", f"the target is always run by the scenario's installer ({self.installer})"))
         if self.installer == "lab" and self.baseline.installer not in (None, "lab"):
-            raise ValueError("baseline.installer: a lab scenario's baseline is deployed by the lab installer")
+            problems.append(("baseline.installer", "a lab scenario's baseline is deployed by the lab installer"))
         for rel in ("baseline", "target"):
             r: Release = getattr(self, rel)
             if (r.installer or self.installer) != "lab":
                 continue
             if r.ref:
-                raise ValueError(f"{rel}.ref: the lab installer has no Kubespray ref")
+                problems.append((f"{rel}.ref", "the lab installer has no Kubespray ref"))
             extra = sorted(set(r.versions) - set(LAB_COMPONENTS))
             if extra:
-                raise ValueError(
-                    f"{rel}.versions: the lab installer cannot install {', '.join(extra)}"
-                    f" (it installs {', '.join(LAB_COMPONENTS)})"
-                )
+                problems.append((f"{rel}.versions", (f"the lab installer cannot install {', '.join(extra)}"
+                                 f" (it installs {', '.join(LAB_COMPONENTS)})")))
         if self.installer == "kubespray" and not (self.target.ref or self.baseline.ref):
-            raise ValueError("target.ref: a Kubespray scenario needs the Kubespray ref to run")
+            problems.append(("target.ref", "a Kubespray scenario needs the Kubespray ref to run"))
+        problems += self._plan_problems(tags_ok)
+        if problems:
+            raise FieldProblems(problems)
         return self
 
+    def _plan_problems(self, tags_ok: bool) -> list[tuple[str | None, str]]:
+        """The plan rules (harness.plan.rules) over what the file alone says: no downgrade, kube_version
+        one minor at a time, no skipped Kubespray minor, tags that move what the target changes."""
+        problems: list[tuple[str | None, str]] = []
+        changed = self.changed_versions()
+        for var, (old, new) in changed.items():
+            if old is None:
+                continue
+            try:
+                if var == "kube_version":
+                    check_kube_version_step(old, new)
+                else:
+                    check_component_step(var, old, new)
+            except PlanError as e:
+                problems.append((f"target.versions.{var}", str(e)))
+        base, target = self.baseline.ref_obj, self.target.ref_obj
+        if base is not None and target is not None:
+            try:
+                check_ref_step(base, target)
+            except PlanError as e:
+                problems.append(("target.ref", str(e)))
+        if self.path == "component" and tags_ok and not self.ref_bump:
+            if not changed:
+                problems.append(("target", ("changes no component version from the baseline (and not the Kubespray"
+                                 " ref): the run could only be a green no-op upgrade")))
+            else:
+                moved: set[str] = set()
+                for var in changed:
+                    moved.update(components_of_var(var))
+                try:
+                    check_tags_move(self.tags, moved)
+                except PlanError as e:
+                    problems.append(("tags", str(e)))
+        return problems
+
     # -- derived views ------------------------------------------------------
+
+    @property
+    def ref_bump(self) -> bool:
+        """Baseline and target at different Kubespray refs: the new ref's defaults may move anything."""
+        return bool(self.baseline.ref and self.target.ref and self.baseline.ref != self.target.ref)
 
     @property
     def baseline_installer(self) -> InstallerKind:
@@ -223,7 +294,7 @@ class Scenario(_Strict):
         """What the scenario needs to run. Kubespray scenarios need a checkout, and a Kubernetes
         control plane unless both their baseline and their tags need none (Kubespray's etcd and
         container-engine roles over a lab-installed baseline)."""
-        req = set(self.requires)
+        req: set[str] = set(self.requires)
         if self.installer == "kubespray":
             req.add("kubespray")
             without_kubernetes = (
@@ -237,31 +308,28 @@ class Scenario(_Strict):
 
     def changed_versions(self) -> dict[str, tuple[str | None, str]]:
         """Version variables the target sets differently from the baseline."""
-        out: dict[str, tuple[str | None, str]] = {}
-        for var, new in self.target.versions.items():
-            old = self.baseline.versions.get(var)
-            if old is None or Version.parse(old) != Version.parse(new):
-                out[var] = (old, new)
-        return out
+        if "changed" not in self._derived:
+            out: dict[str, tuple[str | None, str]] = {}
+            for var, new in self.target.versions.items():
+                old = self.baseline.versions.get(var)
+                if old is None or Version.parse(old) != Version.parse(new):
+                    out[var] = (old, new)
+            self._derived["changed"] = out
+        return dict(self._derived["changed"])
 
     def upgraded_components(self) -> set[str]:
-        """Components this path is expected to move to the target version; the rest stay put. A
-        documented failure moves nothing: its checks measure that the cluster was left as it was."""
-        if self.expect_failure is not None:
-            return set()
-        return self.attempted_components()
-
-    def attempted_components(self) -> set[str]:
-        """Components the run sets out to move (what ids and `-k` name), whether or not it can."""
-        changed: set[str] = set()
-        for var in self.changed_versions():
-            changed.update(components_of_var(var))
-        if self.path == "component":
-            return changed & {c for t in self.tags for c in TAG_COMPONENTS[t]}
-        if self.baseline.ref != self.target.ref:
-            # A ref bump re-deploys every component at the new ref's defaults.
-            changed.update(REF_BUMP_COMPONENTS)
-        return changed
+        """Components this path is expected to move to the target version; the rest stay put."""
+        if "upgraded" not in self._derived:
+            changed: set[str] = set()
+            for var in self.changed_versions():
+                changed.update(components_of_var(var))
+            if self.path == "component":
+                changed &= {c for t in self.tags for c in TAG_COMPONENTS[t]}
+            elif self.baseline.ref != self.target.ref:
+                # A ref bump re-deploys every component at the new ref's defaults.
+                changed.update(REF_BUMP_COMPONENTS)
+            self._derived["upgraded"] = frozenset(changed)
+        return set(self._derived["upgraded"])
 
     def expected_versions(self) -> dict[str, str]:
         """Component -> version the cluster must show after the upgrade, where the scenario pins it."""
@@ -276,14 +344,18 @@ class Scenario(_Strict):
 
     def components(self) -> list[str]:
         """Short names of what the scenario touches, for ids and `-k` selection."""
-        names: list[str] = list(self.tags) if self.path == "component" else []
-        vars_touched = {COMPONENT_VARS[c] for c in self.attempted_components() if c in COMPONENT_VARS}
-        for var in sorted(vars_touched):
-            short = var.removesuffix("_version")
-            if short not in names:
-                names.append(short)
-        return names
+        if "components" not in self._derived:
+            names: list[str] = list(self.tags) if self.path == "component" else []
+            vars_touched = {COMPONENT_VARS[c] for c in self.upgraded_components() if c in COMPONENT_VARS}
+            for var in sorted(vars_touched):
+                short = var.removesuffix("_version")
+                if short not in names:
+                    names.append(short)
+            self._derived["components"] = tuple(names)
+        return list(self._derived["components"])
 
     @property
     def test_id(self) -> str:
-        return f"{self.id}:{self.path}:{'+'.join(self.components())}"
+        if "test_id" not in self._derived:
+            self._derived["test_id"] = f"{self.id}:{self.path}:{'+'.join(self.components())}"
+        return str(self._derived["test_id"])

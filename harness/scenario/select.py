@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from _pytest.mark.expression import Expression  # pytest's -k grammar; it has no public API
 
@@ -24,16 +24,17 @@ def select(scenarios: Iterable[Scenario], expr: str | None) -> list[Scenario]:
         compiled = Expression.compile(expr)
     except SyntaxError as e:  # pytest >= 8.4 raises SyntaxError, older ParseError (a SyntaxError-like)
         raise PlanError(f"bad -k expression {expr!r}: {e}") from None
-    out = []
-    for sc in items:
-        names = [k.lower() for k in keywords(sc)]
+    return [sc for sc in items if compiled.evaluate(_matcher([k.lower() for k in keywords(sc)]))]
 
-        def match(sub: str, /, **_: object) -> bool:
-            return any(sub.lower() in n for n in names)
 
-        if compiled.evaluate(match):
-            out.append(sc)
-    return out
+def _matcher(names: list[str]) -> Callable[..., bool]:
+    """pytest's -k: a word matches when it is a substring of any keyword, case-insensitively."""
+
+    def match(sub: str, /, **_: object) -> bool:
+        low = sub.lower()
+        return any(low in n for n in names)
+
+    return match
 
 
 def unmet_requirement(scenario: Scenario, *, kubespray: object | None, provider: str) -> str | None:
