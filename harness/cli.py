@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.installer.kubespray import Kubespray
+    from harness.plan.versions import Ref
 
 # Piped into a CI log, rich would squeeze tables into 80 columns and cut scenario ids: give them room.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
@@ -18,7 +23,8 @@ err_console = Console(stderr=True)
 
 
 def _fail(e: HarnessError) -> None:
-    err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+    # Escaped: a message quoting YAML (`tags: [master]`) must not be read as rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
     sys.exit(e.exit_code)
 
 
@@ -78,20 +84,64 @@ def scenarios(expr: str | None, files: tuple[str, ...]) -> None:
 @click.option("--allow-downgrade", is_flag=True, help="Plan a downgrade instead of refusing it.")
 @handles_errors
 def plan(source: str, target: str, checkout: str | None, allow_downgrade: bool) -> None:
-    """Print the validated hop plan from one Kubespray ref to another."""
-    from harness.plan.rules import plan_hops
+    """Print the validated hop plan from one Kubespray ref to another.
 
+    Branches and commits are ordered only with --kubespray, which places them among the releases;
+    without it they are refused, since neither a downgrade nor a skipped minor could be seen."""
+    from harness.plan.rules import plan_hops
+    from harness.plan.versions import Ref
+
+    src, dst = Ref.parse(source), Ref.parse(target)
     known = None
     if checkout:
-        from harness import proc
+        from harness.installer.kubespray import Kubespray
 
-        known = proc.run(["git", "-C", checkout, "tag", "--list", "v*"]).stdout.split()
-    p = plan_hops(source, target, known=known, allow_downgrade=allow_downgrade)
+        ks = Kubespray.open(checkout)
+        known = ks.release_tags()
+        a, b = ks.commit(src.text), ks.commit(dst.text)  # refuses a ref the checkout does not have
+        if a == b:
+            console.print(f"[bold]{src} -> {dst}[/]: nothing to do: both are commit {a[:12]} (0 hops)", highlight=False)
+            return
+        src, dst = _placed(ks, src, a, known), _placed(ks, dst, b, known)
+    p = plan_hops(src, dst, known=known, allow_downgrade=allow_downgrade)
+    if not p.steps:
+        console.print(f"[bold]{p.source} -> {p.target}[/]: nothing to do: the same ref (0 hops)", highlight=False)
+        return
     console.print(f"[bold]{p.source} -> {p.target}[/]: {len(p.steps)} hop(s)", highlight=False)
-    for i, (a, b) in enumerate(p.steps, 1):
-        console.print(f"  {i}. {a} -> {b}", highlight=False)
+    for i, (x, y) in enumerate(p.steps, 1):
+        console.print(f"  {i}. {x} -> {y}" + _where(x, y), highlight=False)
     if len(p.steps) > 1:
         console.print("Kubespray supports one minor release per upgrade; each hop is a separate run.")
+
+
+def _where(*refs: Ref) -> str:
+    from harness.plan.rules import placed_as
+
+    placed = [f"{r}: {placed_as(r)}" for r in refs if r.version is None and r.at is not None]
+    return f"   ({', '.join(placed)})" if placed else ""
+
+
+def _placed(ks: Kubespray, ref: Ref, commit: str, released: list[str]) -> Ref:
+    """A branch or commit placed among the releases from the checkout: a release tag at its commit,
+    else the version its galaxy.yml declares (harness.plan.rules.place)."""
+    import yaml
+
+    from harness import proc
+    from harness.plan.rules import place, release_refs
+
+    if ref.version is not None:
+        return ref
+    tags = proc.run(["git", "--git-dir", str(ks.git_dir), "tag", "--points-at", commit]).stdout.split()
+    declared = None
+    galaxy = ks.show(commit, "galaxy.yml")
+    if galaxy is not None:
+        try:
+            data = yaml.safe_load(galaxy)
+        except yaml.YAMLError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("version"), str):
+            declared = data["version"]
+    return place(ref, tags_at_commit=tags, declared=declared, released=release_refs(released))
 
 
 @main.command()

@@ -108,8 +108,18 @@ def _tag_hint(refs: Iterable[Ref]) -> str:
 
 
 def _placed(*refs: Ref) -> str:
-    where = [f"{r} is at {r.at}" for r in refs if r.version is None and r.at is not None]
+    where = [f"{r}: {placed_as(r)}" for r in refs if r.version is None and r.at is not None]
     return f" ({', '.join(where)})" if where else ""
+
+
+def placed_as(ref: Ref) -> str:
+    """Where `place` put a branch or commit, in words."""
+    at = ref.at
+    if at is None:
+        return "not placed"
+    if at.pre == "dev":
+        return f"{at.major}.{at.minor}.{at.patch} in development"
+    return f"at release {at}"
 
 
 def place(ref: Ref, *, tags_at_commit: Iterable[str], declared: str | None, released: Iterable[Ref]) -> Ref:
