@@ -12,13 +12,16 @@ ansible-runner as its cancel callback (ansible-runner then installs no handler o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
@@ -104,11 +107,63 @@ def _descendant_process_groups() -> set[int]:
     return groups
 
 
+# Every process a playbook run starts inherits this variable (a fresh value per run), so the run's
+# processes can be found after Ansible's workers, in process groups of their own, were orphaned and
+# reparented away from us: parentage and process groups no longer lead to them by then.
+RUN_MARK = "HARNESS_RUN_ID"
+
+
+def new_run_mark() -> str:
+    return uuid.uuid4().hex
+
+
+def run_processes(mark: str) -> set[int]:
+    """Live processes whose environment carries RUN_MARK=mark (zombies are dead and carry nothing)."""
+    needle = f"{RUN_MARK}={mark}".encode()
+    found: set[int] = set()
+    me = os.getpid()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle not in environ.read_bytes().split(b"\0"):
+                continue
+        except OSError:  # gone meanwhile, or another user's
+            continue
+        pid = int(environ.parent.name)
+        if pid != me:
+            found.add(pid)
+    return found
+
+
+def kill_run(mark: str, *, grace: float = 2.0, wait: float = 10.0) -> set[int]:
+    """Stop every process of one run, and the process group of each (a task's own children), with
+    SIGTERM, then SIGKILL after `grace` seconds. Returns the pids still alive after `wait` (none,
+    normally): the caller reports them rather than pretending the run is gone."""
+    mine = os.getpgrp()
+    deadline = time.monotonic() + grace
+    signum = signal.SIGTERM
+    while True:
+        pids = run_processes(mark)
+        if not pids:
+            return set()
+        groups = set()
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signum)
+            with contextlib.suppress(OSError):
+                groups.add(os.getpgid(pid))
+        _signal_groups(groups - {mine}, signum)
+        if time.monotonic() > deadline:
+            if signum == signal.SIGKILL:
+                return pids
+            signum, deadline = signal.SIGKILL, time.monotonic() + wait
+        time.sleep(0.1)
+
+
 class deferred:
     """While a child process (a playbook) runs, a signal only marks the run cancelled, so the child is
     stopped by its runner instead of being orphaned; `raise_if_requested()` raises afterwards."""
 
-    def __enter__(self) -> deferred:
+    def __enter__(self) -> Self:
         _deferring.active = True
         return self
 

@@ -132,20 +132,9 @@ class Session:
 
     def provider(self) -> Provider:
         if self._provider is None:
-            kind = self.options.provider
-            if kind == "lab":
-                from harness.cluster.lab.provider import LabProvider
+            from harness.cluster.providers import provider_for
 
-                self._provider = LabProvider(f"pytest-{self.options.worker}")
-            elif kind == "vagrant":
-                from harness.cluster.vagrant import VagrantProvider
-
-                self._provider = VagrantProvider(box=self.options.box)
-            else:
-                from harness.cluster.static import StaticProvider
-
-                assert self.options.inventory is not None  # Options.resolve checked it
-                self._provider = StaticProvider(self.options.inventory)
+            self._provider = provider_for(self.options)
         return self._provider
 
     def kubespray(self) -> Any:

@@ -29,6 +29,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--artifacts", default="artifacts", metavar="DIR", help="Where runs, timelines and facts go.")
     g.addoption("--scenarios", action="append", metavar="FILE", help="Scenario file or folder (repeatable).")
     g.addoption("--box", metavar="NAME", help="Vagrant box for --provider vagrant (e.g. generic/ubuntu2204).")
+    g.addoption("--vagrant-provider", metavar="NAME",
+                help="Vagrant provider for --provider vagrant (default: $VAGRANT_DEFAULT_PROVIDER, else libvirt).")
+    g.addoption("--vagrant-option", action="append", metavar="KEY=VALUE",
+                help="A provider config setting for --provider vagrant, e.g. driver=qemu, or ssh.NAME=VALUE for"
+                     " config.ssh (repeatable; VALUE read as YAML).")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,6 +52,8 @@ def pytest_configure(config: pytest.Config) -> None:
             artifacts=config.getoption("artifacts"),
             scenario_files=config.getoption("scenarios"),
             box=config.getoption("box"),
+            vagrant_provider=config.getoption("vagrant_provider"),
+            vagrant_options=config.getoption("vagrant_option"),
         )
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None

@@ -4,6 +4,7 @@ unwinds through cleanup (ansible-runner alone would cancel one playbook and let 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -72,3 +73,28 @@ def test_a_signal_during_a_playbook_stops_the_playbook_and_the_run(project: Path
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before  # nothing left hijacked
     # The artifacts of the cancelled run were still written (and masked).
     assert (tmp_path / "pdd" / "artifacts" / "s" / "summary.txt").exists()
+
+
+def test_kill_run_stops_every_process_of_a_run_and_their_groups() -> None:
+    """The run's processes are found by the mark in their environment, orphaned or not; a process
+    that dropped the mark (`env -i`) still goes with its process group."""
+    import subprocess
+
+    mark = interrupt.new_run_mark()
+    env = {**os.environ, interrupt.RUN_MARK: mark}
+    # The shell starts a worker-like process in a session of its own, which starts a child that drops
+    # the mark, and exits: both are reparented away from this process. Each says "up" once started.
+    inner = f"echo up; exec -a {SLEEPER}-unmarked sleep 120"
+    worker = f"env -i /bin/bash -c {shlex.quote(inner)} & echo up; exec -a {SLEEPER}-orphan sleep 120"
+    script = f"setsid /bin/bash -c {shlex.quote(worker)} &"
+    child = subprocess.Popen(["/bin/bash", "-c", script], env=env, start_new_session=True,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert [child.stdout.readline().strip() for _ in range(2)] == ["up", "up"]
+    child.wait()
+    marked = interrupt.run_processes(mark)
+    assert marked, "the marked processes were not found"
+    assert interrupt.kill_run(mark) == set()
+    child.stdout.close()
+    assert interrupt.run_processes(mark) == set()
+    assert _processes(f"{SLEEPER}-orphan") == [] and _processes(f"{SLEEPER}-unmarked") == []

@@ -100,6 +100,10 @@ def test_bad_scenario_file_is_a_usage_error_naming_file_and_field(project):
     (["--keep", "sometimes"], "--keep 'sometimes'"),
     (["--from", "bad ref!"], "--from: invalid Kubespray ref"),
     (["--kubespray", "/nonexistent"], "not a git checkout"),
+    (["--provider", "vagrant"], "--provider vagrant needs --box NAME"),
+    (["--vagrant-provider", "Virtual Box"], "--vagrant-provider 'Virtual Box': not a Vagrant provider name"),
+    (["--vagrant-option", "driver"], "--vagrant-option 'driver': expected KEY=VALUE"),
+    (["--vagrant-option", "cpus=[1, 2]"], "VALUE must be a single value, not a YAML list"),
 ])
 def test_bad_options_are_usage_errors(project, args, words):
     r = project.runpytest("--collect-only", *args)
@@ -149,3 +153,42 @@ def test_progress_reaches_the_terminal_through_output_capture(project):
     err = r.stderr.str()
     assert "… vagrant up: 3 node(s)" in err and "✓ vagrant up: 3 node(s)" in err
     assert "captured, not shown" not in r.stdout.str() + err
+
+
+def test_vagrant_provider_defaults_to_vagrants_own_setting_then_libvirt(monkeypatch):
+    from harness.options import Options
+
+    def resolve(**kw):
+        return Options.resolve(**{
+            "kubespray": None, "from_ref": None, "to_ref": None, "provider": "vagrant", "inventory": None,
+            "keep": "never", "artifacts": "artifacts", "scenario_files": None, "box": "generic/debian12", **kw,
+        })
+
+    monkeypatch.delenv("VAGRANT_DEFAULT_PROVIDER", raising=False)
+    assert resolve().vagrant_provider == "libvirt"
+    monkeypatch.setenv("VAGRANT_DEFAULT_PROVIDER", "virtualbox")
+    assert resolve().vagrant_provider == "virtualbox"
+    assert resolve(vagrant_provider="libvirt").vagrant_provider == "libvirt"
+    opts = resolve(vagrant_options=["driver=qemu", "memory=2048", "nested=true", "uri=qemu:///system?socket=/x/s",
+                                    "cmd_line=root=/dev/vda rw", "ssh.username=debian", "memory=4096"])
+    assert dict(opts.vagrant_options) == {
+        "driver": "qemu", "memory": 4096, "nested": True, "uri": "qemu:///system?socket=/x/s",
+        "cmd_line": "root=/dev/vda rw", "ssh.username": "debian",
+    }
+
+
+def test_vagrant_options_reach_the_provider_the_session_builds(project):
+    """`--provider vagrant --vagrant-provider X --vagrant-option K=V` as the pipeline's provider sees them."""
+    (project.path / "suite" / "test_provider.py").write_text("""
+def test_provider(harness_options):
+    from harness.cluster.providers import provider_for
+    p = provider_for(harness_options)
+    print("PROVIDER", type(p).__name__, p.vagrant_provider, p.box, sorted(p.options.items()), sorted(p.ssh.items()))
+""")
+    r = project.runpytest("-s", "-p", "no:cacheprovider", "test_provider.py", "--provider", "vagrant",
+                          "--box", "generic/debian12", "--vagrant-provider", "libvirt",
+                          "--vagrant-option", "driver=qemu", "--vagrant-option", "ssh.insert_key=false",
+                          "--scenarios", "catalogue")
+    r.assert_outcomes(passed=1)
+    assert ("PROVIDER VagrantProvider libvirt generic/debian12 [('driver', 'qemu')] [('insert_key', False)]"
+            in r.stdout.str())

@@ -125,10 +125,31 @@ def test_success_and_idempotence_recap(project: Path, tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "artifacts").iterdir()} == {"04-idempotence", "05-again"}
 
 
+def _processes_with_env(marker: str) -> list[str]:
+    """Live processes whose environment holds `marker`: every process a run started inherits it, even
+    one orphaned into a process group of its own (Ansible's workers) and reparented away from us."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() not in environ.read_bytes().split(b"\0"):
+                continue
+            cmdline = (environ.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found.append(f"{environ.parent.name}: {cmdline}")
+    return found
+
+
 def test_timeout(project: Path, tmp_path: Path) -> None:
-    r = run_playbook(tmp_path, "slow.yml", ident="slow", inventory=_inventory(tmp_path), project_dir=project, timeout=3)
+    """A run that hits its timeout leaves nothing of itself behind: not ansible-playbook's workers (each
+    in a process group of its own), not the task's `sleep`."""
+    marker = f"HARNESS_TEST_TIMEOUT={tmp_path.name}-{id(tmp_path)}"
+    key, value = marker.split("=", 1)
+    r = run_playbook(tmp_path, "slow.yml", ident="slow", inventory=_inventory(tmp_path), project_dir=project,
+                     timeout=3, envvars={key: value})
     assert r.status == "timeout" and not r.ok
     assert r.summary.startswith("slow.yml timed out after 3s during") and "Long drain" in r.summary
+    assert _processes_with_env(marker) == [], "processes of the timed-out run survived it"
 
 
 def test_runs_the_chosen_venvs_ansible(project: Path, tmp_path: Path) -> None:

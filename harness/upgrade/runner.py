@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from rich.markup import escape
 
@@ -67,14 +68,16 @@ class _Progress:
         self._line: Callable[[str], None] = lambda _line: None
         self._play: str | None = None
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> Self:
         if self._step is not None:
             self._line = self._step.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._step is not None:
-            self._step.__exit__(*exc)
+            self._step.__exit__(exc_type, exc, tb)
 
     def update(self, b: TimelineBuilder) -> None:
         if self._step is None:
@@ -111,7 +114,7 @@ def run_playbook(
     turns on the progress line (harness.progress). `task_tags` fills the timeline's tags from a
     `--list-tasks` preview, since ansible-runner's events do not carry them.
     """
-    import ansible_runner  # imported lazily: planning and tests of pure code do not need it
+    import ansible_runner  # type: ignore[import-untyped]  # lazily: planning and pure tests do not need it
 
     private_data_dir.mkdir(parents=True, exist_ok=True)
     binary = ansible_binary(venv)
@@ -124,6 +127,8 @@ def run_playbook(
     if venv is not None:
         env["VIRTUAL_ENV"] = str(venv)
     env.update(envvars or {})
+    mark = interrupt.new_run_mark()
+    env[interrupt.RUN_MARK] = mark  # finds the run's processes after a timeout (harness.interrupt.kill_run)
 
     artifacts = private_data_dir / "artifacts" / ident
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -169,12 +174,19 @@ def run_playbook(
 
     rc = int(r.rc) if r.rc is not None else -1
     status = str(r.status)
+    survivors: set[int] = set()
+    if status in ("timeout", "canceled"):
+        # ansible-runner kills only ansible-playbook's process group; Ansible's workers run tasks in
+        # groups of their own and would go on (a drain, a `sleep`) after the run was given up.
+        survivors = interrupt.kill_run(mark)
     recap = builder.recap
     summary = "" if rc == 0 and status == "successful" else summarize(builder.records, recap)
     if status == "timeout":
         summary = f"{playbook} timed out after {int(timeout or 0)}s during [{builder.current_play}] {builder.current_task!r}\n" + summary
     elif rc != 0 and not summary.strip():
         summary = f"{playbook} failed (rc={rc}, status={status}) before any task ran; see {artifacts / 'stdout'}"
+    if survivors:
+        summary += f"\nprocesses of the run still alive after SIGKILL: {', '.join(map(str, sorted(survivors)))}"
     mask_artifacts(artifacts)
     (artifacts / "summary.txt").write_text(summary + ("\n" if summary else ""))
     interrupt.raise_if_requested()  # after masking: an interrupted run leaves no secret behind either
