@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from harness.errors import HarnessError
 from harness.plan.versions import Ref
 
 PROVIDERS = ("lab", "vagrant", "static")
 KEEP = ("never", "on-failure", "always")
+# What Vagrant itself falls back to is virtualbox; the harness's own machines run libvirt.
+DEFAULT_VAGRANT_PROVIDER = "libvirt"
+VAGRANT_PROVIDER_NAME = re.compile(r"^[a-z0-9_-]+$")
+_VAGRANT_OPTION_KEY = re.compile(r"^(ssh\.)?[a-z_][a-z0-9_]*$")
 
 
 class OptionError(HarnessError):
@@ -29,6 +38,9 @@ class Options:
     scenario_files: tuple[Path, ...] = ()
     box: str | None = None
     worker: str = "main"
+    vagrant_provider: str = DEFAULT_VAGRANT_PROVIDER
+    # Provider config setters (`driver: qemu`) and `ssh.NAME` keys for config.ssh, values as YAML read them.
+    vagrant_options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def resolve(
@@ -43,6 +55,8 @@ class Options:
         artifacts: str,
         scenario_files: list[str] | None,
         box: str | None = None,
+        vagrant_provider: str | None = None,
+        vagrant_options: Sequence[str] | None = None,
     ) -> Options:
         """Check every value and say which option was wrong; create nothing."""
         if provider not in PROVIDERS:
@@ -71,6 +85,14 @@ class Options:
         for f in files:
             if not f.exists():
                 raise OptionError(f"--scenarios {f}: no such file or folder")
+        if provider == "vagrant" and not box:
+            raise OptionError("--provider vagrant needs --box NAME (a box your Vagrant provider can boot)")
+        if vagrant_provider:
+            vp, where = vagrant_provider, "--vagrant-provider"
+        else:
+            vp, where = os.environ.get("VAGRANT_DEFAULT_PROVIDER") or DEFAULT_VAGRANT_PROVIDER, "VAGRANT_DEFAULT_PROVIDER"
+        if not VAGRANT_PROVIDER_NAME.match(vp):
+            raise OptionError(f"{where} {vp!r}: not a Vagrant provider name (libvirt, virtualbox, ...)")
         return cls(
             kubespray=ks,
             from_ref=from_ref,
@@ -82,4 +104,31 @@ class Options:
             scenario_files=files,
             box=box,
             worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),
+            vagrant_provider=vp,
+            vagrant_options=parse_vagrant_options(vagrant_options or ()),
         )
+
+
+def parse_vagrant_options(items: Sequence[str]) -> dict[str, Any]:
+    """`--vagrant-option KEY=VALUE` (repeatable): VALUE read as a YAML scalar (`2`, `true`, `qemu`);
+    a later KEY wins. `ssh.NAME=VALUE` keys set config.ssh instead of the provider's config."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not _VAGRANT_OPTION_KEY.match(key):
+            raise OptionError(
+                f"--vagrant-option {item!r}: expected KEY=VALUE, KEY a provider option such as driver"
+                " (driver=qemu) or ssh.NAME (ssh.username=vagrant)"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise OptionError(f"--vagrant-option {item!r}: VALUE is not a YAML scalar: {e}") from None
+        if isinstance(value, (dict, list)):
+            raise OptionError(f"--vagrant-option {item!r}: VALUE must be a single value, not a YAML {type(value).__name__}")
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            # A YAML date or timestamp: the Vagrantfile reads JSON, which has none; quote it to mean the text.
+            raise OptionError(f"--vagrant-option {item!r}: VALUE reads as a YAML {type(value).__name__}; quote it")
+        out[key] = value
+    return out

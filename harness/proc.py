@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -88,9 +90,18 @@ def stream(
         text=True,
         env=dict(env) if env is not None else None,
         cwd=cwd,
+        # A process group of its own, so a kill reaches what the child started too (vagrant's, debootstrap's).
+        start_new_session=True,
     ) as child:
+
+        def kill() -> None:
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
         # A timer rather than polling: the read loop blocks on output.
-        timer = threading.Timer(timeout, child.kill) if timeout else None
+        timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.start()
         try:
@@ -101,7 +112,7 @@ def stream(
                     on_line(line.rstrip("\n"))
             rc = child.wait()
         except BaseException:
-            child.kill()  # Ctrl-C or SIGTERM: never leave the child running
+            kill()  # Ctrl-C or SIGTERM: never leave the child, or anything it started, running
             raise
         finally:
             if timer:

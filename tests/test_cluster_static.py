@@ -142,3 +142,93 @@ def test_a_harness_inventory_reads_back_through_its_ssh_config(tmp_path: Path) -
     resolved = _ssh_g(cluster.ssh_config, "node1")
     assert resolved["hostname"] == "192.168.121.9"  # from the included lab config, not the alias
     assert resolved["proxycommand"] == "ip netns exec ksh-x nc %h %p"
+
+
+# -- how each host is reached and whom commands run as: the inventory's connection and become vars --
+
+ACCESS_INI = """\
+[all]
+here    ansible_connection=local ansible_user=someone-else ansible_become=false ansible_python_interpreter="{{ ansible_playbook_python }}"
+rooted  ansible_host=10.0.0.1 ansible_user=root
+admin   ansible_host=10.0.0.2 ansible_user=admin
+as-etcd ansible_host=10.0.0.3 ansible_user=admin ansible_become=yes ansible_become_user=etcd
+plain   ansible_host=10.0.0.4 ansible_user=admin ansible_become=False
+
+[etcd]
+here
+rooted
+admin
+as-etcd
+plain
+"""
+
+
+def _me() -> str:
+    import os
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def test_access_follows_connection_and_become_vars(write) -> None:
+    cluster = StaticProvider(write("hosts.ini", ACCESS_INI)).cluster()
+    sudo = {name: a.sudo_user for name, a in cluster.access.items()}
+    # local runs as this process whatever ansible_user says; root logs in as root and needs no sudo;
+    # a plain login becomes root as Kubespray's plays do; become settings are the inventory's when given.
+    assert sudo == {"here": None, "rooted": None, "admin": "root", "as-etcd": "etcd", "plain": None}
+    assert cluster.node("here").user == _me()
+    cfg = cluster.ssh_config
+    assert cluster.testinfra_url("here") == "local://"
+    assert cluster.testinfra_url("rooted") == f"ssh://rooted?ssh_config={cfg}"
+    assert cluster.testinfra_url("admin") == f"ssh://admin?ssh_config={cfg}&sudo=true"
+    assert cluster.testinfra_url("as-etcd") == f"ssh://as-etcd?ssh_config={cfg}&sudo=true&sudo_user=etcd"
+    assert "Host here" not in cfg.read_text() and "Host rooted" in cfg.read_text()
+
+
+def test_testinfra_and_run_reach_a_local_node_without_ssh_or_sudo(write) -> None:
+    """`ansible_connection: local` means this machine: commands run here, as this user, with no sudo
+    (which these machines do not even have)."""
+    cluster = StaticProvider(write("hosts.ini", ACCESS_INI)).cluster()
+    assert cluster.run("here", "id -un").stdout.strip() == _me()
+    host = cluster.testinfra_host("here")
+    assert host.backend.NAME == "local"
+    assert host.check_output("id -un") == _me()
+    assert host.file("/proc/self").exists
+
+
+def test_the_harness_inventory_carries_connection_and_become_on(write, tmp_path: Path) -> None:
+    """What the harness's playbooks get: the local host stays local, become settings stay the inventory's;
+    Ansible itself reads it back and runs a command on the local host."""
+    cluster = StaticProvider(write("hosts.ini", ACCESS_INI)).cluster()
+    inv = cluster.inventory()
+    here, etcd = inv["all"]["hosts"]["here"], inv["all"]["hosts"]["as-etcd"]
+    assert here["ansible_connection"] == "local" and "ansible_ssh_common_args" not in here
+    assert here["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
+    assert (etcd["ansible_become"], etcd["ansible_become_user"]) == (True, "etcd")
+    assert etcd["ansible_ssh_common_args"] == f"-F {cluster.ssh_config}"
+    path = tmp_path / "harness-inventory.yaml"
+    path.write_text(yaml.safe_dump(inv))
+    import sys
+
+    ansible = Path(sys.executable).with_name("ansible")
+    res = subprocess.run(
+        [str(ansible), "here", "-i", str(path), "-m", "command", "-a", "id -un"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, timeout=120,
+        env={**__import__("os").environ, "ANSIBLE_HOST_KEY_CHECKING": "false"},
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1:] == [_me()], res.stdout
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("h ansible_connection=docker", "host h: ansible_connection 'docker' is not supported"),
+        ("h ansible_user=admin ansible_become=true ansible_become_method=su", "host h: ansible_become_method 'su'"),
+        ("h ansible_user=admin ansible_become=maybe", "host h: ansible_become"),
+    ],
+)
+def test_access_the_harness_cannot_give_is_refused_naming_file_and_host(write, line: str, message: str) -> None:
+    path = write("hosts.ini", f"[etcd]\n{line}\n")
+    with pytest.raises(ClusterError, match=f"inventory {path}: {message}"):
+        StaticProvider(path).cluster()

@@ -83,7 +83,7 @@ class Cluster(ABC):
         return f"ssh://{node}?ssh_config={self.ssh_config}&sudo=true"
 
     def testinfra_host(self, node: str) -> Any:
-        import testinfra  # imported lazily: only checks need it
+        import testinfra  # type: ignore[import-untyped]  # imported lazily: only checks need it
 
         return testinfra.get_host(self.testinfra_url(node))
 
@@ -91,18 +91,19 @@ class Cluster(ABC):
         """What Ansible needs to reach nodes the same way ssh does."""
         return f"-F {shlex.quote(str(self.ssh_config))}"
 
+    def host_vars(self, node: Node) -> dict[str, Any]:
+        """One host's inventory variables: how Ansible reaches it, and its addresses."""
+        return {
+            "ansible_host": node.name,  # resolved through the ssh config
+            "ansible_user": node.user,
+            "ansible_ssh_common_args": self.ansible_ssh_args(),
+            "ip": node.address,
+            "access_ip": node.address,
+        }
+
     def inventory(self) -> dict[str, Any]:
         """An Ansible YAML inventory in Kubespray's groups, connection details included."""
-        hosts = {
-            n.name: {
-                "ansible_host": n.name,  # resolved through the ssh config
-                "ansible_user": n.user,
-                "ansible_ssh_common_args": self.ansible_ssh_args(),
-                "ip": n.address,
-                "access_ip": n.address,
-            }
-            for n in self.nodes
-        }
+        hosts = {n.name: self.host_vars(n) for n in self.nodes}
         groups: dict[str, dict[str, Any]] = {g: {"hosts": {}} for g in ROLE_GROUPS.values()}
         for n in self.nodes:
             for g in n.groups:

@@ -1,17 +1,25 @@
 """Existing hosts from an Ansible inventory (YAML or INI): nothing to bring up, nothing to snapshot.
 
 The inventory is read by ansible-core's own InventoryManager, so whatever Ansible accepts (group vars,
-children, ranges, INI or YAML) means the same here. Roles come from Kubespray's groups.
+children, ranges, INI or YAML) means the same here. Roles come from Kubespray's groups; how each host
+is reached and whom commands run as come from its connection and become variables, as Ansible reads
+them: `ansible_connection: local` runs commands here, a root login runs them without sudo.
 """
 
 from __future__ import annotations
 
 import getpass
 import hashlib
+import os
+import pwd
 import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+from harness import proc
 from harness.cluster.base import Cluster, ClusterSpec, Node, Provider
 from harness.errors import ClusterError
 from harness.settings import state_dir
@@ -25,15 +33,66 @@ GROUP_ROLES = {
     "kube-node": "worker",
 }
 _ROLE_ORDER = ("control-plane", "etcd", "worker")
+SSH_CONNECTIONS = ("ssh", "smart", "paramiko")
+# Connection and become variables the harness's own inventory carries on for its playbooks
+# (never a password: inventories the harness writes end up in artifacts).
+CARRIED_VARS = ("ansible_become", "ansible_become_user", "ansible_become_method", "ansible_python_interpreter")
+
+
+@dataclass(frozen=True)
+class Access:
+    """How the harness reaches one inventory host and whom its commands there run as."""
+
+    local: bool = False
+    # Commands go through `sudo -u sudo_user`; None: they run as the connecting user, no sudo at all.
+    sudo_user: str | None = "root"
+    ansible_vars: Mapping[str, Any] = field(default_factory=dict)
+
+
+def access_of(host: str, hv: Mapping[str, Any], *, source: Path) -> Access:
+    """The inventory's own answer: `ansible_connection`, the login user and the become settings.
+
+    Without `ansible_become`, the harness does what Kubespray's plays do (`become: true`): a login
+    that is not the become user (root by default) goes through sudo, and root runs commands as is."""
+    from ansible.module_utils.parsing.convert_bool import boolean  # type: ignore[import-untyped]
+
+    connection = str(hv.get("ansible_connection") or "ssh")
+    if connection not in (*SSH_CONNECTIONS, "local"):
+        raise ClusterError(
+            f"inventory {source}: host {host}: ansible_connection {connection!r} is not supported"
+            f" (use ssh or local)"
+        )
+    local = connection == "local"
+    # A local connection runs as this process's user whatever ansible_user says, as Ansible does.
+    user = pwd.getpwuid(os.geteuid()).pw_name if local else str(hv.get("ansible_user") or getpass.getuser())
+    become_user = str(hv.get("ansible_become_user") or "root")
+    try:
+        become = boolean(hv["ansible_become"], strict=True) if "ansible_become" in hv else True
+    except TypeError as e:
+        raise ClusterError(f"inventory {source}: host {host}: ansible_become: {e}") from None
+    method = str(hv.get("ansible_become_method") or "sudo")
+    if become and method != "sudo" and user != become_user:
+        raise ClusterError(
+            f"inventory {source}: host {host}: ansible_become_method {method!r} is not supported"
+            f" (the harness's probes run commands with sudo)"
+        )
+    # Plain values: Ansible hands out its own str subclasses, which a YAML dump of the inventory refuses.
+    carried: dict[str, Any] = {k: str(hv[k]) for k in CARRIED_VARS if k in hv}
+    if "ansible_become" in hv:
+        carried["ansible_become"] = become
+    if local:
+        carried["ansible_connection"] = "local"
+    return Access(local=local, sudo_user=become_user if become and user != become_user else None, ansible_vars=carried)
 
 
 def read_inventory(path: Path) -> list[tuple[Node, dict[str, Any]]]:
     """(node, its Ansible variables) for every host that has at least one Kubespray role."""
     if not path.is_file():
         raise ClusterError(f"inventory {path} does not exist")
-    from ansible.inventory.manager import InventoryManager  # ansible is slow to import; only here
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.vars.manager import VariableManager
+    # ansible is slow to import; only here
+    from ansible.inventory.manager import InventoryManager  # type: ignore[import-untyped]
+    from ansible.parsing.dataloader import DataLoader  # type: ignore[import-untyped]
+    from ansible.vars.manager import VariableManager  # type: ignore[import-untyped]
 
     loader = DataLoader()
     inventory = InventoryManager(loader=loader, sources=[str(path)])
@@ -48,11 +107,12 @@ def read_inventory(path: Path) -> list[tuple[Node, dict[str, Any]]]:
         roles = tuple(r for r in _ROLE_ORDER if any(GROUP_ROLES.get(g) == r for g in groups))
         if not roles:
             continue
+        local = hv.get("ansible_connection") == "local"
         node = Node(
             name=host.name,
             roles=roles,
             address=str(hv.get("ip") or hv.get("access_ip") or hv.get("ansible_host") or host.name),
-            user=str(hv.get("ansible_user") or getpass.getuser()),
+            user=pwd.getpwuid(os.geteuid()).pw_name if local else str(hv.get("ansible_user") or getpass.getuser()),
             port=int(hv.get("ansible_port") or 22),
         )
         out.append((node, hv))
@@ -87,6 +147,8 @@ def render_static_ssh_config(hosts: list[tuple[Node, dict[str, Any]]]) -> str:
     """An ssh config giving each inventory host its name as alias, with the inventory's connection vars."""
     out = ["# Written by kubespray-upgrade-harness from an Ansible inventory."]
     for node, hv in hosts:
+        if hv.get("ansible_connection") == "local":
+            continue  # reached without ssh
         config, options = _ssh_options(
             f"{hv.get('ansible_ssh_common_args', '')} {hv.get('ansible_ssh_extra_args', '')}"
         )
@@ -108,6 +170,32 @@ def render_static_ssh_config(hosts: list[tuple[Node, dict[str, Any]]]) -> str:
 class StaticCluster(Cluster):
     provider = "static"
     supports_snapshots = False
+
+    def __init__(self, name: str, nodes: list[Node], ssh_config: Path, access: Mapping[str, Access]) -> None:
+        super().__init__(name, nodes, ssh_config)
+        self.access = dict(access)
+
+    def run(self, node: str, command: str, *, check: bool = True, timeout: float | None = 300) -> proc.Result:
+        self.node(node)
+        if self.access[node].local:
+            return proc.run(["sh", "-c", command], check=check, timeout=timeout)
+        return super().run(node, command, check=check, timeout=timeout)
+
+    def testinfra_url(self, node: str) -> str:
+        self.node(node)
+        access = self.access[node]
+        query: dict[str, str] = {} if access.local else {"ssh_config": str(self.ssh_config)}
+        if access.sudo_user is not None:
+            query["sudo"] = "true"
+            if access.sudo_user != "root":
+                query["sudo_user"] = access.sudo_user
+        spec = "local://" if access.local else f"ssh://{node}"
+        return f"{spec}?{urlencode(query, safe='/')}" if query else spec
+
+    def host_vars(self, node: Node) -> dict[str, Any]:
+        access = self.access[node.name]
+        base = {"ip": node.address, "access_ip": node.address} if access.local else super().host_vars(node)
+        return {**base, **access.ansible_vars}
 
     def snapshot(self, name: str) -> None:
         raise ClusterError(f"static cluster {self.name!r} cannot snapshot: its hosts are not ours to roll back")
@@ -137,12 +225,13 @@ class StaticProvider(Provider):
     def cluster(self) -> StaticCluster:
         if self._cluster is None:
             hosts = read_inventory(self.inventory_file)
+            access = {n.name: access_of(n.name, hv, source=self.inventory_file) for n, hv in hosts}
             digest = hashlib.sha256(str(self.inventory_file).encode()).hexdigest()[:10]
             root = state_dir() / "static" / f"{self.inventory_file.stem}-{digest}"
             root.mkdir(parents=True, exist_ok=True)
             ssh_config = root / "ssh_config"
             ssh_config.write_text(render_static_ssh_config(hosts))
-            self._cluster = StaticCluster(self.inventory_file.stem, [n for n, _ in hosts], ssh_config)
+            self._cluster = StaticCluster(self.inventory_file.stem, [n for n, _ in hosts], ssh_config, access)
         return self._cluster
 
     def up(self, spec: ClusterSpec) -> Cluster:

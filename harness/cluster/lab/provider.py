@@ -1,4 +1,9 @@
-"""The embedded lab: Vagrant + vagrant-libvirt + QEMU, each lab in a network namespace of its own.
+"""The embedded lab: the vagrant provider (harness/cluster/vagrant.py) with libvirt, the offline box and
+the lab's private libvirtd, run inside a network namespace of the lab's own.
+
+What is the lab's own lives here: the namespace and its libvirt daemons (setup.py), the offline box
+(box.py), the accelerator verdict (accel.py), the stale-lab sweep and the ssh ProxyCommand into the
+namespace. Up, snapshot, restore and destroy are the vagrant cluster's.
 
 A lab is named (`LabProvider(name=...)`, default `lab` or `lab-gwN` under pytest-xdist); every
 resource carries the prefix `ksh-<name>`: the namespace, libvirt domains (`ksh-<name>-node1`) and
@@ -12,27 +17,31 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import interrupt, proc, progress
-from harness.cluster.base import Cluster, ClusterSpec, Node, Provider
+from harness import interrupt, progress
+from harness.cluster.base import ClusterSpec, Node, Provider
 from harness.cluster.lab import accel
 from harness.cluster.lab.box import Box, ensure_box
 from harness.cluster.lab.paths import lab_prefix, labs_root, vagrant_home
 from harness.cluster.lab.setup import LabNet, check_prerequisites
-from harness.cluster.vagrant import VagrantEnv, close_masters, nodes_from, render_ssh_config, spec_document
-from harness.errors import ClusterError
+from harness.cluster.vagrant import (
+    VagrantCluster,
+    VagrantEnv,
+    close_masters,
+    connect,
+    control_dir_for,
+    spec_document,
+    vagrant_up,
+)
+from harness.errors import ClusterError, HarnessError
 from harness.scenario.model import NodeSpec
 from harness.settings import file_lock
-
-SSH_WAIT_SECONDS = 180.0
 
 
 def default_lab_name() -> str:
@@ -86,9 +95,7 @@ class LabPaths:
 
     @property
     def control_dir(self) -> Path:
-        # ssh control sockets must fit in 108 bytes, which a deep state directory would not.
-        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:10]
-        return Path(tempfile.gettempdir()) / f"ksh-cm-{digest}"
+        return control_dir_for(self.root)
 
     def net(self) -> LabNet:
         return LabNet(netns=self.prefix, libvirt_dir=self.root / "libvirt")
@@ -113,22 +120,33 @@ def _owner_alive(owner: dict[str, Any]) -> bool:
     return _process_start(int(owner["pid"])) == owner.get("start")
 
 
-class LabCluster(Cluster):
+class LabCluster(VagrantCluster):
+    """A vagrant cluster inside the lab's namespace, reached through a ProxyCommand into it. Adds what
+    is the lab's own: its daemons must run, and destroying it removes the namespace with them."""
+
     provider = "lab"
-    supports_snapshots = True
 
     def __init__(self, name: str, nodes: list[Node], paths: LabPaths) -> None:
-        super().__init__(name, nodes, paths.ssh_config)
+        super().__init__(
+            name,
+            nodes,
+            paths.ssh_config,
+            paths.vagrant(),
+            netns=paths.prefix,  # the files repo the guests fetch from is served there
+            control_dir=paths.control_dir,
+            console_dir=paths.console,
+        )
         self.paths = paths
         self.prefix = paths.prefix
         self.net = paths.net()
-        self.vagrant = paths.vagrant()
-        self.netns = paths.prefix  # where a server the guests must reach runs (the files repo)
 
     @property
     def state_root(self) -> Path:
-        """Where records that live and die with this lab go (baseline keys)."""
         return self.paths.root
+
+    @property
+    def label(self) -> str:
+        return f"lab {self.prefix}"
 
     def domain(self, node: str) -> str:
         return f"{self.prefix}-{node}"
@@ -137,61 +155,19 @@ class LabCluster(Cluster):
         if not self.net.running():
             raise ClusterError(f"lab {self.prefix} is not running (its libvirtd is gone); run `harness lab up` again")
 
-    # Snapshots go straight to libvirt, which is what `vagrant snapshot` calls underneath (vagrant
-    # still lists them): a restore of 2 nodes took 12.2 s through vagrant and 4.6 s through virsh.
-
     def snapshot(self, name: str) -> None:
         self._require_running()
-        _on_every_node(self, lambda dom: self._save(dom, name))
-
-    def _save(self, dom: str, name: str) -> None:
-        if name in self._domain_snapshots(dom):
-            # Saving replaces, like `vagrant snapshot save --force`.
-            self.net.virsh("snapshot-delete", dom, name, timeout=300)
-        self.net.virsh("snapshot-create-as", dom, name, "harness snapshot", timeout=600)
+        super().snapshot(name)
 
     def restore(self, name: str) -> None:
         self._require_running()
-        if not self.has_snapshot(name):
-            raise ClusterError(
-                f"lab {self.prefix} has no snapshot {name!r}; snapshots: {', '.join(self.snapshots()) or 'none'}"
-            )
-        # The masters' TCP connections die with the restore; close them rather than let a command hit one.
-        close_masters(self.ssh_config, [n.name for n in self.nodes])
-        with progress.step(f"restoring snapshot {name} of lab {self.prefix}"):
-            _on_every_node(self, lambda dom: self.net.virsh("snapshot-revert", dom, name, "--running", timeout=600))
-            # A restored guest's clock is where the snapshot left it; certificates, leases and probe
-            # timestamps need today's. Setting it doubles as the wait for ssh (~3 s after a revert).
-            _on_every_node(self, lambda dom: self._wait_ssh(dom.removeprefix(self.prefix + "-"), set_clock=True))
-
-    def _domain_snapshots(self, dom: str) -> set[str]:
-        res = self.net.virsh("snapshot-list", dom, "--name", check=False)
-        return set(res.stdout.split()) if res.ok else set()
-
-    def snapshots(self) -> list[str]:
-        """Snapshot names every node has."""
-        sets = [self._domain_snapshots(self.domain(n.name)) for n in self.nodes]
-        return sorted(set.intersection(*sets)) if sets else []
+        super().restore(name)
 
     def has_snapshot(self, name: str) -> bool:
-        return self.net.running() and name in self.snapshots()
-
-    def _wait_ssh(self, node: str, *, set_clock: bool = False) -> None:
-        deadline = time.monotonic() + SSH_WAIT_SECONDS
-        while True:
-            command = f"sudo date -u -s @{time.time():.3f} >/dev/null" if set_clock else "true"
-            res = self.run(node, command, check=False, timeout=60)
-            if res.ok:
-                return
-            if time.monotonic() > deadline:
-                raise ClusterError(
-                    f"node {node} of lab {self.prefix} is not reachable over ssh after {SSH_WAIT_SECONDS:.0f} s:"
-                    f" {res.stderr.strip()[-300:]}; console log: {self.paths.console / (node + '.log')}"
-                )
-            time.sleep(0.5)
+        return self.net.running() and super().has_snapshot(name)
 
     def _set_hostname(self, node: str) -> None:
-        self._wait_ssh(node)
+        self.wait_ssh(node)
         self.run(
             node,
             f"sudo sh -c 'hostname {node} && echo {node} > /etc/hostname"
@@ -200,6 +176,12 @@ class LabCluster(Cluster):
         )
 
     def destroy(self) -> None:
+        """The vagrant cluster's destroy, then what is the lab's: box volume, network, daemons, namespace."""
+        if self.net.running():
+            try:
+                super().destroy()
+            except HarnessError as e:  # the sweep below removes the domains through libvirt instead
+                progress.console().print(f"vagrant destroy of lab {self.prefix} failed: {e}", highlight=False)
         teardown(self.paths)
 
     def release(self) -> None:
@@ -218,13 +200,6 @@ class LabCluster(Cluster):
         name = self.prefix.removeprefix("ksh-")
         return (f"harness lab ssh --name {name} {first}  (or ssh -F {self.ssh_config} {first});"
                 f" `harness lab inventory --name {name}` for verify/ansible; `harness lab down --name {name}` removes it")
-
-
-def _on_every_node(cluster: LabCluster, action: Callable[[str], object]) -> None:
-    """Run `action(domain)` for all nodes at once: QEMU saves and loads guest memory in parallel."""
-    with ThreadPoolExecutor(max_workers=len(cluster.nodes) or 1) as pool:
-        for future in [pool.submit(action, cluster.domain(n.name)) for n in cluster.nodes]:
-            future.result()
 
 
 def teardown(paths: LabPaths) -> None:
@@ -438,29 +413,23 @@ class LabProvider(Provider):
             "created": time.time(),
         }
         _write_state(paths, state)
-        net = paths.net()
-        net.start()
-        env = paths.vagrant()
-        env.write(doc)
-        try:
-            with progress.step(f"vagrant up: {len(spec.nodes)} node(s) in lab {paths.prefix}") as on_line:
-                env.up("libvirt", on_line=on_line)
-            hosts = env.ssh_config()
-        except proc.CommandError as e:
-            raise ClusterError(
-                f"vagrant up of lab {paths.prefix} failed; guest consoles are in {paths.console}\n{e}"
-            ) from e
-        nodes = nodes_from(spec, hosts)
-        paths.control_dir.mkdir(mode=0o700, exist_ok=True)
-        paths.ssh_config.write_text(
-            render_ssh_config(
-                [hosts[n.name] for n in spec.nodes],
-                proxy_command=f"ip netns exec {paths.prefix} nc %h %p",
-                control_dir=paths.control_dir,
-            )
+        paths.net().start()
+        hosts = vagrant_up(
+            paths.vagrant(),
+            spec,
+            doc,
+            title=f"vagrant up: {len(spec.nodes)} node(s) in lab {paths.prefix}",
+            hint=f"; guest consoles are in {paths.console}",
+        )
+        nodes = connect(
+            spec,
+            hosts,
+            paths.ssh_config,
+            proxy_command=f"ip netns exec {paths.prefix} nc %h %p",
+            control_dir=paths.control_dir,
         )
         cluster = LabCluster(spec.name, nodes, paths)
-        _on_every_node(cluster, lambda dom: cluster._set_hostname(dom.removeprefix(paths.prefix + "-")))
+        cluster.each_node(cluster._set_hostname)
         state.update(ready=True, nodes=[_node_json(n) for n in nodes])
         _write_state(paths, state)
         return cluster
