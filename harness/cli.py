@@ -61,7 +61,7 @@ def main() -> None:
 
 @main.command()
 @click.option("-k", "expr", metavar="EXPR", help="Select scenarios like `pytest -k` (e.g. 'etcd and not graceful').")
-@click.option("--file", "files", multiple=True, type=click.Path(), help="Scenario file or folder (repeatable); default: scenarios/.")
+@click.option("--file", "files", multiple=True, type=click.Path(readable=False), help="Scenario file or folder (repeatable); default: scenarios/.")
 @handles_errors
 def scenarios(expr: str | None, files: tuple[str, ...]) -> None:
     """List and validate the scenario catalogue (exit 2 on an invalid file)."""
@@ -147,7 +147,7 @@ def _placed(ks: Kubespray, ref: Ref, commit: str, released: list[str]) -> Ref:
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["github", "gitlab", "json"]), default="github", show_default=True)
 @click.option("-k", "expr", metavar="EXPR", help="Select scenarios like `pytest -k`.")
-@click.option("--file", "files", multiple=True, type=click.Path(), help="Scenario file or folder (repeatable).")
+@click.option("--file", "files", multiple=True, type=click.Path(readable=False), help="Scenario file or folder (repeatable).")
 @handles_errors
 def matrix(fmt: str, expr: str | None, files: tuple[str, ...]) -> None:
     """CI matrix rows from the catalogue (one job per scenario)."""

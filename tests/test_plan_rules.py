@@ -9,7 +9,9 @@ from harness.plan.rules import (
     check_component_step,
     check_kube_version_step,
     check_minor_skip,
+    check_ref_step,
     known_releases,
+    place,
     plan_hops,
 )
 from harness.plan.versions import Ref, Version, kubespray_uses_v_prefix, same_version
@@ -146,3 +148,69 @@ def test_component_downgrade_refused():
     with pytest.raises(PlanError, match="etcd_version 3.5.16 -> 3.4.23 is a downgrade"):
         check_component_step("etcd_version", "3.5.16", "3.4.23")
     check_component_step("etcd_version", "3.5.16", "3.4.23", allow_downgrade=True)
+
+
+@pytest.mark.parametrize("value", [3.5, 3.1, 3, True, None, "3.5", "v3.5"])
+def test_pinned_versions_refuse_numbers_and_major_minor(value):
+    with pytest.raises(PlanError, match="MAJOR.MINOR.PATCH"):
+        Version.pinned(value)
+
+
+def test_pinned_versions_accept_full_ones():
+    assert Version.pinned("3.5.16") == Version.pinned("v3.5.16") == Version(3, 5, 16)
+    assert Version.pinned("3.6.0-rc.1").pre == "rc.1"
+
+
+def test_parse_never_turns_a_number_into_a_version():
+    with pytest.raises(PlanError, match="not a version string"):
+        Version.parse(3.1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["v2.31", 2.31])
+def test_release_tag_without_patch_or_as_a_number_refused(text):
+    with pytest.raises(PlanError, match="vMAJOR.MINOR.PATCH|not a ref"):
+        Ref.parse(text)
+
+
+@pytest.mark.parametrize("src,dst", [("v2.30.0", "master"), ("46dbdd3", "v2.31.0"), ("vX.Y", "v2.31.0")])
+def test_unordered_refs_refused_until_placed(src, dst):
+    with pytest.raises(PlanError, match="cannot be checked without a Kubespray checkout"):
+        plan_hops(src, dst, known=KNOWN)
+
+
+def test_placed_refs_are_planned_like_releases():
+    master = place(Ref.parse("master"), tags_at_commit=[], declared="2.32.0", released=KNOWN_REFS)
+    assert master.at == Version(2, 32, 0, "dev") and master.at < Version(2, 32, 0)
+    assert [str(h) for h in plan_hops("v2.30.0", master, known=KNOWN).hops] == ["v2.30.0", "v2.31.0", "master"]
+    assert [str(h) for h in plan_hops("v2.31.0", master, known=KNOWN).hops] == ["v2.31.0", "master"]
+    with pytest.raises(PlanError, match="is a downgrade.*master: 2.32.0 in development"):
+        plan_hops(master, "v2.31.0", known=KNOWN)
+    # A release branch past its tag (galaxy.yml still says the released version) sorts after it.
+    branch = place(Ref.parse("release-2.30"), tags_at_commit=[], declared="2.30.2", released=KNOWN_REFS)
+    assert Version(2, 30, 2) < branch.at < Version(2, 30, 3)
+    # A commit a release tag points at is that release.
+    sha = place(Ref.parse("0c6a295"), tags_at_commit=["v2.29.1", "not-a-release"], declared="2.29.1", released=KNOWN_REFS)
+    assert sha.at == Version(2, 29, 1) and sha.at.pre is None
+    with pytest.raises(PlanError, match="cannot place Kubespray branch 'old'"):
+        place(Ref.parse("old"), tags_at_commit=[], declared=None, released=KNOWN_REFS)
+
+
+KNOWN_REFS = [Ref.parse(k) for k in KNOWN if k != "junk"]
+
+
+@pytest.mark.parametrize(
+    "src,dst,words",
+    [
+        ("v2.29.0", "v2.31.0", "skips a Kubespray minor"),
+        ("v2.31.0", "v2.30.0", "is a downgrade"),
+        ("v2.31.0", "v3.0.0", "crosses a major release"),
+        ("v2.30.0", "v2.31.0", None),
+        ("v2.30.0", "master", None),  # unordered: left to the run, which has the checkout
+    ],
+)
+def test_ref_step(src, dst, words):
+    if words:
+        with pytest.raises(PlanError, match=words):
+            check_ref_step(Ref.parse(src), Ref.parse(dst))
+    else:
+        check_ref_step(Ref.parse(src), Ref.parse(dst))

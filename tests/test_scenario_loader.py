@@ -100,3 +100,142 @@ def test_component_scenario_leaves_untouched_components_at_baseline(write):
     assert sc.upgraded_components() == {"etcd"}
     assert sc.expected_versions() == {"etcd": "3.5.16", "containerd": "1.6.20"}
     assert "containerd" not in sc.test_id
+
+
+# -- versions are pinned: MAJOR.MINOR.PATCH, written as strings ----------------------------------
+
+@pytest.mark.parametrize(
+    "written,words",
+    [
+        ("3.5", "3.5 is a YAML number"),  # a float: YAML's reading, never turned into '3.5'
+        ("3.10", "3.1 is a YAML number"),  # ...which would even have become 3.1
+        ("3", "3 is a YAML number"),
+        ("'3.5'", "'3.5' has no patch number"),
+        ("v3.5", "'v3.5' has no patch number"),
+    ],
+)
+def test_versions_must_be_full_and_quoted_when_yaml_would_read_a_number(write, written, words):
+    path = write("v.yaml", GOOD_SCENARIO.replace("etcd_version: 3.5.16", f"etcd_version: {written}"))
+    with pytest.raises(ScenarioError) as exc:
+        load_file(path)
+    msg = str(exc.value)
+    assert "field 'target.versions.etcd_version'" in msg and words in msg
+    assert "MAJOR.MINOR.PATCH" in msg
+
+
+def test_quoted_and_v_prefixed_full_versions_load(write):
+    [sc] = load_file(write("v.yaml", GOOD_SCENARIO.replace("etcd_version: 3.5.16", "etcd_version: 'v3.5.16'")))
+    assert sc.target.versions == {"etcd_version": "v3.5.16"}
+
+
+def test_ref_written_as_a_number_is_refused(write):
+    text = KUBESPRAY.replace("target: {ref: v2.31.0}", "target: {ref: 2.31}")
+    with pytest.raises(ScenarioError, match=r"field 'target.ref'.*2.31 is a YAML float"):
+        load_file(write("r.yaml", text))
+
+
+# -- the plan rules that need no cluster apply at load time ----------------------------------------
+
+KUBESPRAY = """\
+id: ks-demo
+description: a Kubespray scenario
+installer: kubespray
+topology:
+  nodes:
+    - {name: node1, roles: [control-plane, etcd, worker]}
+baseline: {ref: v2.30.0}
+target: {ref: v2.31.0}
+path: full
+"""
+
+
+@pytest.mark.parametrize(
+    "text,field,words",
+    [
+        (GOOD_SCENARIO.replace("etcd_version: 3.4.23", "etcd_version: 3.5.20"),
+         "target.versions.etcd_version", "etcd_version 3.5.20 -> 3.5.16 is a downgrade"),
+        (KUBESPRAY.replace("baseline: {ref: v2.30.0}", "baseline: {ref: v2.31.0, versions: {kube_version: 1.33.5}}")
+         .replace("target: {ref: v2.31.0}", "target: {ref: v2.31.0, versions: {kube_version: 1.35.4}}"),
+         "target.versions.kube_version", "kube_version 1.33.5 -> 1.35.4 jumps more than one minor"),
+        (KUBESPRAY.replace("v2.30.0", "v2.29.0"), "target.ref", "v2.29.0 -> v2.31.0 skips a Kubespray minor"),
+        (KUBESPRAY.replace("{ref: v2.31.0}", "{ref: v2.29.0}"), "target.ref", "v2.30.0 -> v2.29.0 is a downgrade"),
+    ],
+    ids=["etcd-downgrade", "kube-minor-skip", "ref-minor-skip", "ref-downgrade"],
+)
+def test_plan_rules_refuse_at_load_time(write, text, field, words):
+    with pytest.raises(ScenarioError) as exc:
+        load_file(write("p.yaml", text))
+    assert f"field {field!r}" in str(exc.value) and words in str(exc.value)
+
+
+def test_every_rule_broken_is_reported_not_only_the_first(write):
+    text = GOOD_SCENARIO.replace("etcd_version: 3.5.16", "etcd_version: 3.4.0").replace(
+        "baseline: {versions: {etcd_version: 3.4.23}}",
+        "baseline: {versions: {etcd_version: 3.4.23, containerd_version: 1.7.24}}",
+    ).replace("target: {versions: {etcd_version: 3.4.0}}", "target: {versions: {etcd_version: 3.4.0, containerd_version: 1.6.20}}")
+    with pytest.raises(ScenarioError) as exc:
+        load_file(write("p.yaml", text))
+    msg = str(exc.value)
+    assert "etcd_version 3.4.23 -> 3.4.0 is a downgrade" in msg
+    assert "containerd_version 1.7.24 -> 1.6.20 is a downgrade" in msg
+
+
+# -- tags must be able to move what the target changes ---------------------------------------------
+
+@pytest.mark.parametrize(
+    "tags,words",
+    [
+        ("[master]", "tag 'control-plane' moves none of what this scenario changes (etcd)"),
+        ("[download]", "tag 'download' moves none"),
+        ("[etcd-secrets]", "tag 'etcd-secrets' moves none"),
+        ("[node, network]", "tags 'node', 'network' move none"),
+    ],
+)
+def test_tags_that_cannot_move_the_changed_component_are_refused(write, tags, words):
+    with pytest.raises(ScenarioError) as exc:
+        load_file(write("t.yaml", GOOD_SCENARIO.replace("tags: [etcd]", f"tags: {tags}")))
+    msg = str(exc.value)
+    assert "field 'tags'" in msg and words in msg and "green no-op" in msg and "etcd]" in msg
+
+
+@pytest.mark.parametrize("tags", ["[download, etcd]", "[etcd, etcd-secrets]", "[etcd, node]", "[docker, etcd]"])
+def test_companion_and_extra_tags_beside_a_moving_one_load(write, tags):
+    [sc] = load_file(write("t.yaml", GOOD_SCENARIO.replace("tags: [etcd]", f"tags: {tags}")))
+    assert "etcd" in sc.tags
+
+
+def test_component_tag_on_a_ref_only_change_loads(write):
+    text = KUBESPRAY.replace("path: full", "path: component\ntags: [control-plane]")
+    [sc] = load_file(write("t.yaml", text))
+    assert sc.tags == ("control-plane",)
+
+
+def test_a_target_that_changes_nothing_is_refused_for_a_tagged_path(write):
+    text = GOOD_SCENARIO.replace("etcd_version: 3.5.16", "etcd_version: v3.4.23")
+    with pytest.raises(ScenarioError, match=r"field 'target': changes no component version"):
+        load_file(write("t.yaml", text))
+
+
+def test_unknown_tag_suggests_the_close_one(write):
+    with pytest.raises(ScenarioError, match=r"unknown tag\(s\) 'etdc' \(did you mean 'etcd'\?\)"):
+        load_file(write("t.yaml", GOOD_SCENARIO.replace("tags: [etcd]", "tags: [etdc]")))
+
+
+# -- every error, unknown keys first -----------------------------------------------------------------
+
+def test_typoed_key_comes_first_with_every_other_error(write):
+    text = GOOD_SCENARIO.replace("target:", "tragets:").replace("roles:", "rols:")
+    with pytest.raises(ScenarioError) as exc:
+        load_file(write("k.yaml", text))
+    e = exc.value
+    assert e.field in ("tragets", "topology.nodes[0].rols")  # the exception's field is the first error's
+    lines = str(e).splitlines()
+    assert "unknown field; did you mean" in lines[0]
+    assert "and field 'tragets': unknown field; did you mean 'target'?" in str(e) or "did you mean 'target'?" in lines[0]
+    assert lines[-1].endswith("field 'target': is required")
+    assert "too_short" not in str(e) and "at least 1 item" not in str(e)  # a consequence, not a mistake
+
+
+def test_unknown_top_level_key_suggests_scenarios(write):
+    with pytest.raises(ScenarioError, match=r"field 'scenarioss': unknown top-level key .*did you mean 'scenarios'\?"):
+        load_file(write("m.yaml", "scenarios: []\nscenarioss: []\n"))

@@ -9,6 +9,7 @@ line naming the file. A scenario that does not validate lists every error, unkno
 from __future__ import annotations
 
 import difflib
+import stat
 import types
 import typing
 from collections.abc import Iterable
@@ -188,15 +189,22 @@ def load_catalogue(paths: Iterable[str | Path] | None = None) -> list[Scenario]:
     files: list[Path] = []
     for entry in paths if paths is not None else [default_catalogue_dir()]:
         p = Path(entry)
-        if p.is_dir():
-            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            raise ScenarioError(str(p), None, None, "no such file or folder") from None
+        except OSError as e:  # a folder on the way that may not be searched, a loop of links...
+            raise ScenarioError(str(p), None, None, f"cannot read: {e.strerror or e}") from None
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+            except OSError as e:
+                raise ScenarioError(str(p), None, None, f"cannot list the folder: {e.strerror or e}") from None
             if not found:
                 raise ScenarioError(str(p), None, None, "a folder with no scenario file (*.yaml, *.yml) in it")
             files.extend(found)
-        elif p.exists():
-            files.append(p)
         else:
-            raise ScenarioError(str(p), None, None, "no such file or folder")
+            files.append(p)
     seen: dict[str, Path] = {}
     out: list[Scenario] = []
     for f in files:
