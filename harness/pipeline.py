@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -26,8 +26,12 @@ from harness import progress
 from harness.cluster.base import Cluster, ClusterSpec, Provider
 from harness.errors import HarnessError
 from harness.options import Options
-from harness.probes.facts import EtcdFacts, HostFacts, PreUpgradeRecord, VersionSample, to_jsonable
+from harness.probes.facts import PreUpgradeRecord, VersionSample, to_jsonable
 from harness.scenario.model import Scenario
+
+if TYPE_CHECKING:
+    from harness.checks.suite import Facts
+    from harness.probes.hosts import SampleSource
 
 # Steps after which the cluster is at baseline and measuring it makes sense.
 MEASURABLE = ("baseline",)
@@ -56,19 +60,15 @@ class ScenarioRun:
     stages: list[Any] = field(default_factory=list)  # harness.upgrade.paths.Stage
     results: dict[str, Any] = field(default_factory=dict)  # stage purpose -> runner.RunResult
     before: PreUpgradeRecord | None = None
-    hosts: list[HostFacts] = field(default_factory=list)
-    etcd: EtcdFacts | None = None
-    etcd_keys: dict[str, str | None] = field(default_factory=dict)
     planted_keys: dict[str, str] = field(default_factory=dict)
     samples: list[VersionSample] = field(default_factory=list)
+    sample_errors: dict[str, str] = field(default_factory=dict)  # source -> why its last sampling round failed
     resolved: dict[str, str] = field(default_factory=dict)
     baseline_outcome: str | None = None
-    # Kubernetes API facts (scenarios with a control plane only)
     kubeconfig: Path | None = None
-    kube: Any = None  # probes.facts.KubeFacts
-    kube_before: PreUpgradeRecord | None = None
-    pod_tokens: list[Any] | None = None  # probes.facts.PodTokenFacts
-    minted_review: Any = None  # probes.facts.TokenReviewResult of the token minted before the upgrade
+    kube_before: PreUpgradeRecord | None = None  # pod restarts and canary UIDs before the upgrade (plant stage)
+    # Everything the checks read after the upgrade, collected once by the 'after' step (harness.checks.suite)
+    facts: Facts | None = None
 
     def ok(self, step: str) -> bool:
         o = self.outcomes.get(step)
@@ -105,12 +105,15 @@ class ScenarioRun:
         }
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "run.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        from dataclasses import replace
+
+        # The timeline stays in the upgrade's timeline.jsonl; the samples are saved once, here.
         facts = {
             "before": to_jsonable(self.before),
-            "hosts": to_jsonable(self.hosts),
-            "etcd": to_jsonable(self.etcd),
-            "etcd_keys": self.etcd_keys,
+            "kube_before": to_jsonable(self.kube_before),
             "samples": to_jsonable(self.samples),
+            "sample_errors": self.sample_errors,
+            "facts": to_jsonable(replace(self.facts, timeline=(), samples=())) if self.facts is not None else None,
         }
         (self.dir / "facts.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
 
@@ -348,21 +351,23 @@ class Session:
 
     @contextmanager
     def _sampling(self, run: ScenarioRun) -> Iterator[None]:
-        """Sample every node's versions in the background while the upgrade runs."""
-        from harness.probes.hosts import HostProbe
+        """Sample versions in the background while the upgrade runs: every node's tools over ssh and,
+        with a Kubernetes API, each control-plane node's own apiserver and every kubelet (the order
+        and skew checks replay them)."""
+        from harness.probes.hosts import HostProbe, sample_sources, take_samples
 
         assert run.cluster is not None
         stop = threading.Event()
         probe = HostProbe(run.cluster, installer=run.scenario.installer)
 
+        sources = sample_sources(probe, self._api_sampler(run))
+
         def loop() -> None:
             while not stop.is_set():
-                try:
-                    at = datetime.now(UTC)
-                    for node, comp, version in probe.version_samples():
-                        run.samples.append(VersionSample(at, node, comp, version))
-                except Exception:  # a node mid-restart does not answer: the next sample will
-                    pass
+                # Each source on its own: a node or an apiserver mid-restart costs only its own samples.
+                samples, errors = take_samples(datetime.now(UTC), sources)
+                run.samples += samples
+                run.sample_errors.update(errors)
                 stop.wait(SAMPLE_SECONDS)
 
         t = threading.Thread(target=loop, name=f"sampler-{run.scenario.id}", daemon=True)
@@ -373,16 +378,45 @@ class Session:
             stop.set()
             t.join(timeout=120)
 
-    def _after(self, run: ScenarioRun) -> None:
-        from harness.probes.hosts import HostProbe
+    def _api_sampler(self, run: ScenarioRun) -> SampleSource | None:
+        """The API's sampling source, for scenarios with Kubernetes; none (and why) without a kubeconfig."""
+        if "kubernetes" not in run.scenario.requirements():
+            return None
+        from harness.probes.hosts import kube_version_samples
+        from harness.probes.kube import load_config
 
         assert run.cluster is not None
-        probe = HostProbe(run.cluster, installer=run.scenario.installer)
-        run.hosts = probe.all_host_facts()
-        if run.cluster.with_role("etcd"):
-            run.etcd, run.etcd_keys = probe.etcd(keys=sorted(run.planted_keys))
+        try:
+            cfg = load_config(self._kubeconfig(run))
+        except Exception as e:  # noqa: BLE001  no API samples: the skew check fails saying why
+            run.sample_errors["api"] = f"no kubeconfig to sample the API with: {e}"
+            return None
+        control_plane = run.cluster.with_role("control-plane")
+        return lambda: kube_version_samples(cfg, control_plane)
+
+    def _after(self, run: ScenarioRun) -> None:
+        """The one collection after the upgrade (harness.checks.suite.collect): hosts, etcd, the API and
+        pod tokens, with the run's samples, timeline and playbook runs. What cannot be collected is
+        recorded in the facts, for the checks that need it to fail saying why."""
+        from harness.checks import suite
+
+        assert run.cluster is not None
+        api, errors = None, {}
         if "kubernetes" in run.scenario.requirements():
-            self._kube_after(run)
+            minted = sorted((run.dir / "secrets").glob("token-*"))
+            try:
+                api = suite.ApiAccess(self._kubeconfig(run), CANARIES,
+                                      pods_budget=max(run.scenario.budgets.values(), default=300.0),
+                                      minted_token=minted[0] if minted else None)
+            except HarnessError as e:
+                errors["api"] = str(e)
+        if run.sample_errors:
+            errors["samples"] = "; ".join(f"{k}: {v}" for k, v in sorted(run.sample_errors.items()))
+        run.facts = suite.collect(
+            run.cluster, installer=suite.scenario_installer(run.scenario), etcd_keys=sorted(run.planted_keys),
+            api=api, no_api="the scenario has no Kubernetes control plane", samples=run.samples,
+            timeline=suite.run_timeline(run.results), runs=suite.run_records(run.results), errors=errors,
+        )
 
     # -- Kubernetes API ---------------------------------------------------------------
 
@@ -409,23 +443,6 @@ class Session:
         run.kube_before = PreUpgradeRecord(
             taken_at=datetime.now(UTC), pod_restarts=restarts, pod_names=names, canary_uids=uids
         )
-
-    def _kube_after(self, run: ScenarioRun) -> None:
-        from pydantic import SecretStr
-
-        from harness.probes.kube import api_client, collect_kube_facts, load_config
-        from harness.probes.tokens import collect_pod_tokens, review_token
-
-        assert run.cluster is not None
-        cfg = load_config(self._kubeconfig(run))
-        budget = max(run.scenario.budgets.values(), default=300.0)
-        run.kube = collect_kube_facts(cfg, run.cluster.with_role("control-plane"), CANARIES, pods_budget=budget)
-        with api_client(cfg) as api:
-            run.pod_tokens = collect_pod_tokens(api, run.kube.pods)
-            minted = sorted((run.dir / "secrets").glob("token-*"))
-            if minted:
-                # The token is read, used and dropped here; it never reaches a message or an artifact.
-                run.minted_review = review_token(api, SecretStr(minted[0].read_text().strip()))
 
     # -- end of scenario / session ------------------------------------------------------
 

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from harness.checks.order import (
+    at,
     check_etcd_before_control_plane,
     check_one_at_a_time,
     check_sample_order,
@@ -13,15 +14,18 @@ from harness.checks.order import (
     check_version_skew,
     phase_of,
 )
-from harness.probes.facts import TimelineEvent, VersionSample, timeline_from_jsonl
+from harness.probes.facts import VersionSample
+from harness.upgrade.timeline import TaskRecord
 
 T0 = datetime(2025, 1, 15, 10, 0, tzinfo=UTC)
 
 
 def ev(host: str, minute: float, tags: list[str], task: str = "t", changed: bool = True, dur: float = 0.5,
-       status: str = "changed") -> TimelineEvent:
+       status: str = "changed") -> TaskRecord:
+    """A timeline record as the runner writes it (times as ansible-runner's ISO strings)."""
     start = T0 + timedelta(minutes=minute)
-    return TimelineEvent(host, "play", task, tuple(tags), start, start + timedelta(minutes=dur), status, changed)
+    return TaskRecord(host, "play", task, tuple(tags), start.isoformat(), (start + timedelta(minutes=dur)).isoformat(),
+                      status, changed)
 
 
 def s(minute: float, node: str, comp: str, version: str | None) -> VersionSample:
@@ -35,12 +39,18 @@ def test_phase_of() -> None:
     assert phase_of(ev("n", 0, ["preinstall"])) is None
 
 
-def test_timeline_jsonl_round_trip() -> None:
+def test_checks_read_the_runners_timeline_records() -> None:
+    """One record type: what the runner writes to timeline.jsonl is what the order checks read."""
     line = json.dumps({"host": "cp1", "play": "Upgrade", "task": "etcd | Restart", "tags": ["etcd"],
-                       "start": "2025-01-15T10:00:00+00:00", "end": "2025-01-15T10:00:05+00:00",
-                       "status": "changed", "changed": True})
-    (e,) = timeline_from_jsonl(line + "\n\n")
-    assert e.host == "cp1" and e.tags == ("etcd",) and e.end - e.start == timedelta(seconds=5)  # type: ignore[operator]
+                       "start": "2025-01-15T10:00:00.5+00:00", "end": "2025-01-15T10:00:05Z",
+                       "status": "changed", "changed": True, "msg": None})
+    e = TaskRecord.from_dict(json.loads(line))
+    assert e.tags == ("etcd",) and phase_of(e) == "etcd"
+    assert at(e.end) - at(e.start) == timedelta(seconds=4.5)  # type: ignore[operator]
+    assert at("2025-01-15T10:00:00") == datetime(2025, 1, 15, 10, tzinfo=UTC)  # naive: UTC
+    assert at(None) is None and at("not a time") is None
+    # A record without a start (an event the runner could not time) is left out, not a crash.
+    assert check_task_order([e, TaskRecord("cp1", "p", "t", ("control-plane",), None, None, "changed", True)]).passed
 
 
 def test_task_order_pass_and_fail() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,11 +21,13 @@ ETCD_STATUS = ('[{"Endpoint":"https://10.0.0.1:2379","Status":{"header":{"cluste
                '"raftAppliedIndex":8,"dbSizeInUse":16384}}]')
 
 
-def _versions(etcd: str) -> str:
+def _versions(etcd: str, etcdutl: str | None = None) -> str:
+    """The versions script's output on a lab node; etcdutl at etcd's version unless given ("" = absent)."""
+    etcdutl = etcd if etcdutl is None else etcdutl
     sec = {"containerd": ("0", "containerd github.com/containerd/containerd 1.7.24~ds1 1.7.24~ds1-6+deb13u1\n"),
            "runc": ("0", "runc version 1.1.15\n"), "etcd": ("0", f"etcd Version: {etcd}\n"),
            "etcdctl": ("0", f"etcdctl version: {etcd}\nAPI version: 3.5\n"),
-           "etcdutl": ("0", f"etcdutl version: {etcd}\nAPI version: 3.5\n")}
+           "etcdutl": ("0", f"etcdutl version: {etcdutl}\nAPI version: 3.5\n") if etcdutl else ("absent", "")}
     for k in ("kubelet", "kubeadm", "kubectl", "crictl", "calicoctl", "cni"):
         sec[k] = ("absent", "")
     return "".join(f"@@section {k}\n{b}@@rc {rc}\n" for k, (rc, b) in sec.items())
@@ -36,20 +39,20 @@ def _etcd(version: str) -> str:
         "members": '{"header":{"cluster_id":1},"members":[{"ID":2,"name":"node1","peerURLs":["https://10.0.0.1:2380"],'
                    '"clientURLs":["https://10.0.0.1:2379"]}]}\n',
         "status": ETCD_STATUS % version + "\n",
-        "version": '{"etcdserver":"%s","etcdcluster":"3.5.0"}\n' % version,
+        "version": json.dumps({"etcdserver": version, "etcdcluster": "3.5.0"}) + "\n",
     }
     return "".join(f"@@section {k}\n{b}@@rc 0\n" for k, b in parts.items())
 
 
 class _Host:
-    def __init__(self, etcd: str) -> None:
-        self.etcd = etcd
+    def __init__(self, etcd: str, etcdutl: str | None = None) -> None:
+        self.etcd, self.etcdutl = etcd, etcdutl
 
     def run(self, command: str, *a: Any, **k: Any) -> Any:
         """Answers each probe script the harness sends with what a lab node would print."""
         out = ""
         if "@@section kubelet" in command:
-            out += _versions(self.etcd)
+            out += _versions(self.etcd, self.etcdutl)
         if "endpoint health" in command:
             out += _etcd(self.etcd)
         if "openssl x509" in command:
@@ -62,12 +65,12 @@ class _Host:
 class _LabCluster(Cluster):
     """A cluster whose testinfra hosts answer with recorded output (no ssh on the build machine)."""
 
-    def __init__(self, etcd: str) -> None:
+    def __init__(self, etcd: str, etcdutl: str | None = None) -> None:
         super().__init__("lab", [Node("node1", ("etcd", "worker"), "10.0.0.1")], Path("/dev/null"))
-        self.etcd = etcd
+        self.etcd, self.etcdutl = etcd, etcdutl
 
     def testinfra_host(self, node: str) -> Any:
-        return _Host(self.etcd)
+        return _Host(self.etcd, self.etcdutl)
 
     def snapshot(self, name: str) -> None: ...
     def restore(self, name: str) -> None: ...
@@ -101,9 +104,27 @@ def test_load_expectation_expands_variables(tmp_path: Path) -> None:
 def test_run_verify_lab_api_checks_are_na(tmp_path: Path) -> None:
     exp = Expectation(installer="lab", versions={"etcd": "3.5.16", "containerd": "1.7.24", "runc": "1.1.15"})
     report = run_verify(_LabCluster("3.5.16"), exp)
-    na = [r for r in report.results if not r.applicable]
-    assert report.ok and na and all("no Kubernetes API" in r.summary for r in na)
+    na = {r.name: r.summary for r in report.results if not r.applicable}
+    assert report.ok
+    api = {"apiserver versions", "nodes ready", "node versions", "static pods", "kube-proxy", "dns", "pods",
+           "canaries", "service-account tokens"}
+    assert api <= set(na) and all(na[n] == "no Kubernetes API: the lab installer runs no Kubernetes" for n in api)
+    assert na.keys() - api == {"planted state"}  # no etcd_keys in the file
+    # Checks about an upgrade run are not part of verify at all.
+    assert not {"playbook run", "untouched components", "upgrade order", "version skew"} & {r.name for r in report.results}
     assert ("node1", "etcd", "3.5.16", "3.5.16", "pass") in report.rows
+
+
+def test_verify_checks_etcdutl_when_the_node_has_it() -> None:
+    """The etcd pin covers etcdutl: a node that has it must run it at the pin; one without it is not judged."""
+    exp = Expectation(installer="lab", versions={"etcd": "3.5.16", "containerd": "1.7.24", "runc": "1.1.15"})
+    assert ("node1", "etcdutl", "3.5.16", "3.5.16", "pass") in run_verify(_LabCluster("3.5.16"), exp).rows
+    stale = run_verify(_LabCluster("3.5.16", etcdutl="3.5.9"), exp)
+    assert not stale.ok and ("node1", "etcdutl", "3.5.16", "3.5.9", "FAIL") in stale.rows
+    target = next(r for r in stale.results if r.name == "target versions")
+    assert target.rows == (("node1", "etcdutl", "3.5.16", "3.5.9"),)
+    without = run_verify(_LabCluster("3.5.16", etcdutl=""), exp)
+    assert without.ok and not any(row[1] == "etcdutl" for row in without.rows)
 
 
 def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, etcd: str) -> Any:

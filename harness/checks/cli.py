@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from harness.checks.certs import DEFAULT_MIN_DAYS
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.checks.verify import VerifyReport
 
 
 def _static_cluster(inventory: Path) -> Any:
@@ -24,12 +27,20 @@ def _static_cluster(inventory: Path) -> Any:
     return provider.up(ClusterSpec(name=f"verify-{inventory.stem}", nodes=()))
 
 
-def _render(report: Any) -> None:
+def _render(report: VerifyReport) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)  # a CI log: no cut columns
     colour = {"pass": "green", "FAIL": "bold red", "n/a": "dim"}
+    for r in report.remedies:
+        console.print(f"[bold]remedy[/] {escape(r.name)}: [{colour[r.status]}]{r.status}[/] {escape(r.summary)}",
+                      highlight=False)
+        if r.details:
+            console.print(r.details, markup=False, highlight=False)
+    if report.remedies:
+        console.print("collected and checked again after the remedy:\n")
     versions = Table(title="versions per node")
     for h in ("node", "component", "expected", "observed", "status"):
         versions.add_column(h)
@@ -40,11 +51,14 @@ def _render(report: Any) -> None:
     for h in ("check", "status", "summary"):
         checks.add_column(h)
     for r in report.results:
-        checks.add_row(r.name, f"[{colour[r.status]}]{r.status}[/]", r.summary)
+        checks.add_row(escape(r.name), f"[{colour[r.status]}]{r.status}[/]", escape(r.summary))
+        if len(r.parts) > 1:  # a family of checks: each one on its own line
+            for part in r.parts:
+                checks.add_row(f"  {escape(part.name)}", f"[{colour[part.status]}]{part.status}[/]", escape(part.summary))
     console.print(checks)
     for r in report.results:
         if r.applicable and not r.passed and r.details:
-            console.print(f"\n[bold red]{r.name}[/]: {r.summary}", highlight=False)
+            console.print(f"\n[bold red]{escape(r.name)}[/]: {escape(r.summary)}", highlight=False)
             console.print(r.details, markup=False, highlight=False)
     applicable = [r for r in report.results if r.applicable]
     passed = sum(r.passed for r in applicable)
@@ -62,20 +76,22 @@ def _render(report: Any) -> None:
 @click.option("--cert-days", type=click.IntRange(min=0), default=DEFAULT_MIN_DAYS, show_default=True,
               help="Fail certificates expiring within this many days.")
 @click.option("--fix-stale-tokens", is_flag=True, help="Delete pods whose service-account token no longer"
-              " authenticates, and check their replacements.")
+              " authenticates (their controllers recreate them), then collect and check everything again.")
 def verify(inventory: Path, expect_file: Path, kubeconfig: Path | None, cert_days: int, fix_stale_tokens: bool) -> None:
     """Check an existing cluster against expected versions without upgrading it.
 
     Exits 0 only when every applicable check passes; checks that cannot apply (no Kubernetes API)
     are shown as n/a and not counted."""
-    from harness.checks.verify import load_expectation, run_verify
+    from dataclasses import replace
+
+    from harness.checks.verify import api_access, load_expectation, run_verify
 
     try:
-        expect = load_expectation(expect_file)
+        expect = replace(load_expectation(expect_file), cert_days=cert_days)
         if kubeconfig is None:
             default = inventory.parent / "artifacts" / "admin.conf"
             kubeconfig = default if default.exists() and expect.installer == "kubespray" else None
-        report = run_verify(_static_cluster(inventory), expect, kubeconfig, cert_days, fix_stale_tokens)
+        report = run_verify(_static_cluster(inventory), expect, api_access(expect, kubeconfig), fix_stale_tokens)
     except HarnessError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)

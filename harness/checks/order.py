@@ -14,13 +14,15 @@ no kubelet more than three minors behind, etcd upgraded before the control plane
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from harness.checks.result import CheckResult, text_table
 from harness.errors import PlanError
 from harness.plan.versions import Version
-from harness.probes.facts import TimelineEvent, VersionSample
+from harness.probes.facts import VersionSample
+from harness.upgrade.timeline import TaskRecord
 
 PHASES: tuple[str, ...] = ("container-engine", "etcd", "node", "control-plane", "network", "apps")
 GRACEFUL_CONTROL_PLANE: tuple[str, ...] = ("etcd", "container-engine", "node", "control-plane", "network", "apps")
@@ -69,7 +71,18 @@ COMPONENT_PHASE: dict[str, str] = {
 }
 
 
-def phase_of(event: TimelineEvent) -> str | None:
+def at(timestamp: str | None) -> datetime | None:
+    """A timeline record's time (ISO 8601, as ansible-runner writes it); naive times are UTC."""
+    if not timestamp:
+        return None
+    try:
+        t = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def phase_of(event: TaskRecord) -> str | None:
     tags = set(event.tags)
     if tags & IGNORED_TAGS:
         return None
@@ -109,18 +122,18 @@ def _describe(order: Sequence[str] | Mapping[str, Sequence[str]]) -> str:
     return "; ".join(f"{', '.join(hosts)}: {' -> '.join(o)}" for o, hosts in by_order.items())
 
 
-def check_task_order(events: Iterable[TimelineEvent],
+def check_task_order(events: Iterable[TaskRecord],
                      order: Sequence[str] | Mapping[str, Sequence[str]] = PHASES) -> CheckResult:
     """Per host, every changed task of an earlier phase starts before the first changed task of a
     later one. `order` is one order for every host, or one per host (`phase_order`)."""
     name = "per-node phase order (timeline)"
     spans: dict[str, dict[str, tuple[datetime, datetime]]] = {}
     for e in events:
-        phase = phase_of(e)
-        if not e.changed or phase not in _order_for(order, e.host):
+        phase, start = phase_of(e), at(e.start)
+        if not e.changed or phase is None or start is None or phase not in _order_for(order, e.host):
             continue
-        first, last = spans.setdefault(e.host, {}).get(phase, (e.start, e.start))
-        spans[e.host][phase] = (min(first, e.start), max(last, e.start))
+        first, last = spans.setdefault(e.host, {}).get(phase, (start, start))
+        spans[e.host][phase] = (min(first, start), max(last, start))
     if not spans:
         return CheckResult.not_applicable(name, "no changed task in a known phase")
     rows = []
@@ -138,21 +151,23 @@ def check_task_order(events: Iterable[TimelineEvent],
     return CheckResult.ok(name, f"{len(spans)} node(s) changed in order {_describe(order)}")
 
 
-def check_one_at_a_time(events: Iterable[TimelineEvent], phase: str, hosts: Iterable[str] | None = None) -> CheckResult:
+def check_one_at_a_time(events: Iterable[TaskRecord], phase: str, hosts: Iterable[str] | None = None) -> CheckResult:
     """Graceful paths: a node's tasks of `phase` finish before the next node's start (serial: 1)."""
     name = f"one node at a time ({phase})"
     only = set(hosts) if hosts is not None else None
     spans: dict[str, list[datetime]] = {}
     for e in events:
-        if e.status == "skipped" or phase_of(e) != phase or (only is not None and e.host not in only):
+        start = at(e.start)
+        if e.status == "skipped" or start is None or phase_of(e) != phase or (only is not None and e.host not in only):
             continue
-        s = spans.setdefault(e.host, [e.start, e.end or e.start])
-        s[0], s[1] = min(s[0], e.start), max(s[1], e.end or e.start)
+        end = at(e.end) or start
+        s = spans.setdefault(e.host, [start, end])
+        s[0], s[1] = min(s[0], start), max(s[1], end)
     if len(spans) < 2:
         return CheckResult.not_applicable(name, f"{len(spans)} node(s) ran {phase} tasks; nothing to serialise")
     ordered = sorted(spans.items(), key=lambda kv: kv[1][0])
     rows = []
-    for (a, (_a0, a1)), (b, (b0, _b1)) in zip(ordered, ordered[1:]):
+    for (a, (_a0, a1)), (b, (b0, _b1)) in itertools.pairwise(ordered):
         if b0 < a1:
             rows.append((b, f"started {_fmt(b0)}", f"before {a} finished ({_fmt(a1)})"))
     if rows:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,8 @@ class CheckResult:
     applicable: bool = True
     # node -> component -> (expected, observed) for mismatches; the CLI turns it into its table
     rows: tuple[tuple[str, str, str, str], ...] = field(default=())
+    # The results `combine` folded into this one, so a report can still list each of them.
+    parts: tuple[CheckResult, ...] = field(default=())
 
     @classmethod
     def ok(cls, name: str, summary: str, details: str = "") -> CheckResult:
@@ -69,13 +71,14 @@ def assert_check(result: CheckResult) -> None:
 
 def combine(name: str, results: Sequence[CheckResult]) -> CheckResult:
     """Fold several results into one (used when a pytest item covers a family of checks)."""
+    parts = tuple(results)
     applicable = [r for r in results if r.applicable]
     if not applicable:
-        return CheckResult.not_applicable(name, "; ".join(r.summary for r in results) or "nothing to check")
+        reason = "; ".join(r.summary for r in results) or "nothing to check"
+        return replace(CheckResult.not_applicable(name, reason), parts=parts)
     failed = [r for r in applicable if not r.passed]
     if not failed:
-        return CheckResult.ok(name, f"{len(applicable)} checks passed")
+        return replace(CheckResult.ok(name, f"{len(applicable)} checks passed"), parts=parts)
     rows = tuple(row for r in failed for row in r.rows)
-    return CheckResult.fail(
-        name, f"{len(failed)} of {len(applicable)} checks failed", "\n\n".join(r.message for r in failed), rows
-    )
+    details = "\n\n".join(r.message for r in failed)
+    return replace(CheckResult.fail(name, f"{len(failed)} of {len(applicable)} checks failed", details, rows), parts=parts)

@@ -48,21 +48,26 @@ def expected_versions_per_node(
     installer: str = "kubespray",
     pre: PreUpgradeRecord | None = None,
     upgraded: Iterable[str] | None = None,
+    present: Mapping[str, Mapping[str, str | None]] | None = None,
 ) -> dict[str, dict[str, str]]:
     """node -> component -> expected version.
 
     `nodes` maps node -> roles; `versions` maps component -> version (a scenario's
     `expected_versions()` or a verify file). Components the run must not touch (`upgraded` given and
     the component not in it) that `versions` does not pin are expected at their pre-upgrade version.
+    Optional tools (OPTIONAL) are expected where the pre-upgrade record saw them, and where `present`
+    (what is observed now) shows them and a pin covers them: etcdutl on a node that has it must be at
+    the etcd pin.
     """
     moved = set(upgraded) if upgraded is not None else None
     out: dict[str, dict[str, str]] = {}
     for node, roles in nodes.items():
         roles = tuple(roles)
         wanted = list(components_for_roles(roles, installer))
-        # Optional tools are checked when they were there before the run, or when pinned.
         seen_before = pre.versions.get(node, {}) if pre else {}
-        wanted += [c for c in OPTIONAL if c not in wanted and seen_before.get(c)]
+        here = present.get(node, {}) if present else {}
+        wanted += [c for c in OPTIONAL if c not in wanted
+                   and (seen_before.get(c) or (here.get(c) and OBSERVED_AS.get(c, c) in versions))]
         per: dict[str, str] = {}
         for comp in wanted:
             key = OBSERVED_AS.get(comp, comp)
@@ -80,14 +85,20 @@ def expected_for_scenario(
     scenario: Scenario, nodes: Mapping[str, Iterable[str]], pre: PreUpgradeRecord | None = None,
     resolved: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, str]]:
-    """The scenario's expectation per node. `resolved`: versions the installer resolved from the
-    target ref's defaults for upgraded components the scenario does not pin."""
+    """The scenario's expectation per node (see `scenario_versions`)."""
+    return expected_versions_per_node(nodes, scenario_versions(scenario, resolved), scenario.installer, pre,
+                                      scenario.upgraded_components())
+
+
+def scenario_versions(scenario: Scenario, resolved: Mapping[str, str] | None = None) -> dict[str, str]:
+    """component -> version a scenario's run must end at: its pins, and for upgraded components it
+    does not pin, what the installer resolved from the target ref's defaults (`resolved`)."""
     versions = dict(scenario.expected_versions())
     upgraded = scenario.upgraded_components()
     for comp, v in (resolved or {}).items():
         if comp in upgraded:
             versions.setdefault(comp, v)
-    return expected_versions_per_node(nodes, versions, scenario.installer, pre, upgraded)
+    return versions
 
 
 def observed_from_kube(facts: KubeFacts, static_pod_tags: Mapping[str, Mapping[str, str | None]] | None = None,

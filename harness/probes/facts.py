@@ -250,20 +250,6 @@ class VersionSample:
     version: str | None
 
 
-@dataclass(frozen=True)
-class TimelineEvent:
-    """One Ansible task on one host, as the upgrade runner records it (a JSON line each)."""
-
-    host: str
-    play: str
-    task: str
-    tags: tuple[str, ...]
-    start: datetime
-    end: datetime | None
-    status: str  # ok | changed | failed | skipped | unreachable
-    changed: bool
-
-
 # -- JSON ---------------------------------------------------------------------
 
 
@@ -314,8 +300,3 @@ def from_jsonable(tp: Any, data: Any) -> Any:
 def from_json(cls: type[T], text: str) -> T:
     result: T = from_jsonable(cls, json.loads(text))
     return result
-
-
-def timeline_from_jsonl(text: str) -> list[TimelineEvent]:
-    """Read the upgrade runner's timeline: one JSON object per line, blank lines ignored."""
-    return [from_jsonable(TimelineEvent, json.loads(line)) for line in text.splitlines() if line.strip()]

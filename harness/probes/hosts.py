@@ -19,7 +19,15 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from harness.cluster.base import Cluster, Node
-from harness.probes.facts import CertExpiry, EtcdEndpointHealth, EtcdFacts, EtcdMember, HostFacts, UnitState
+from harness.probes.facts import (
+    CertExpiry,
+    EtcdEndpointHealth,
+    EtcdFacts,
+    EtcdMember,
+    HostFacts,
+    UnitState,
+    VersionSample,
+)
 
 T = TypeVar("T")
 
@@ -579,6 +587,65 @@ class HostProbe:
         for n, (versions, _errors) in zip(self.cluster.nodes, self._each_node(lambda n: self.versions(n.name))):
             out += [(n.name, c, v) for c, v in versions.items() if wanted is None or c in wanted]
         return out
+
+
+# -- version samples while an upgrade runs (the order and skew checks replay them) ----------------
+
+Sample = tuple[str, str, str | None]  # (node, component, version)
+SampleSource = Callable[[], tuple[list[Sample], dict[str, str]]]
+
+
+def kube_version_samples(
+    cfg: Any, control_plane: Sequence[Node], *, server_for: Callable[[Node], str] | None = None, timeout: float = 5.0,
+) -> tuple[list[Sample], dict[str, str]]:
+    """What the host probes cannot see, as the skew policy states it: each control-plane node's own
+    apiserver (its `/version`, not the load-balanced endpoint's) and every node's kubelet (nodeInfo).
+
+    An apiserver that does not answer (restarting mid-upgrade) gives no sample, not a None: unknown
+    is not absent, and a None would read as a version change. Its error is returned instead."""
+    from harness.probes import kube
+
+    versions, errors = kube.apiserver_versions(cfg, control_plane, timeout=timeout, server_for=server_for)
+    out: list[Sample] = [(node, "kube-apiserver", v) for node, v in versions.items() if v]
+    with kube.api_client(cfg) as api:
+        out += [(n.name, "kubelet", n.kubelet_version) for n in kube.collect_nodes(api) if n.kubelet_version]
+    return out, errors
+
+
+def sample_sources(probe: HostProbe, api: SampleSource | None = None) -> dict[str, SampleSource]:
+    """What a sampling round asks: every node's tools over ssh and, with an API, its apiservers and
+    kubelets. With an API the running kubelet is the API's to report: the kubelet binary is replaced
+    before the kubelet restarts, and two answers under one name would show a kubelet as upgraded
+    (and the skew policy as broken) while the old one still runs."""
+    if api is None:
+        return {"hosts": lambda: (probe.version_samples(), {})}
+    tools = [t.component for t in TOOLS if t.component != "kubelet"] + ["cni"]
+    return {"hosts": lambda: (probe.version_samples(tools), {}), "api": api}
+
+
+def take_samples(at: datetime, sources: Mapping[str, SampleSource]) -> tuple[list[VersionSample], dict[str, str]]:
+    """One sampling round stamped `at`, each source on its own: one that fails (a node or an apiserver
+    mid-restart) costs only its own samples this round, and says why in the errors (source -> why)."""
+    samples: list[VersionSample] = []
+    errors: dict[str, str] = {}
+    for name, source in sources.items():
+        try:
+            got, errs = source()
+        except Exception as e:  # noqa: BLE001  the next round asks again; the error is kept for the report
+            errors[name] = _short_error(e)
+            continue
+        samples += [VersionSample(at, node, comp, version) for node, comp, version in got]
+        errors.update({f"{name}: {what}": why for what, why in errs.items()})
+    return samples, errors
+
+
+def _short_error(e: Exception) -> str:
+    """One line; an API error as its status only (a response body may echo what was sent)."""
+    status = getattr(e, "status", None)
+    if status is not None:
+        return f"HTTP {status} {getattr(e, 'reason', '') or ''}".strip()
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200] if text else ''}"
 
 
 def observed_versions(facts: Iterable[HostFacts]) -> dict[str, dict[str, str | None]]:

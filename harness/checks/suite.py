@@ -1,0 +1,676 @@
+"""The check suite: collect once, judge once.
+
+`collect` gathers one `Facts` bundle from a cluster (host probes, etcd, the Kubernetes API, pod
+tokens, the pre-upgrade token's review) together with what a run recorded (version samples, the
+upgrade's timeline, the playbook runs). `judge` runs the table `CHECKS` over (facts, `Expectation`).
+The pytest items (scenarios/test_upgrade.py, one per entry of the table) and `harness verify` call
+these same two functions, so a check is added here once and both report it the same way.
+
+Remedies are their own step: `fix_stale_tokens` deletes pods whose token went stale; the caller then
+collects and judges again, so a verdict is always about the cluster as it is.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from harness.checks import certs as cert_checks
+from harness.checks import etcd as etcd_checks
+from harness.checks import kube as kube_checks
+from harness.checks import order as order_checks
+from harness.checks import tokens as token_checks
+from harness.checks.result import CheckResult, combine
+from harness.checks.state import PlantedState, check_planted_state
+from harness.checks.units import check_units
+from harness.checks.versions import (
+    OBSERVED_AS,
+    check_unchanged,
+    check_versions,
+    expected_versions_per_node,
+    observed_from_kube,
+    scenario_versions,
+)
+from harness.cluster.base import Cluster, Node
+from harness.plan.tags import COMPONENT_VARS
+from harness.probes import kube as kube_probe
+from harness.probes import tokens as token_probe
+from harness.probes.facts import (
+    EtcdFacts,
+    HostFacts,
+    KubeFacts,
+    PodTokenFacts,
+    PreUpgradeRecord,
+    StateFacts,
+    TokenReviewResult,
+    VersionSample,
+)
+from harness.probes.hosts import EtcdTLS, HostProbe, merge_observed, observed_versions
+from harness.scenario.model import ExpectedFailure, Scenario
+from harness.upgrade.timeline import TaskRecord, read_timeline
+
+# Versions only the Kubernetes API can show; without an API they are not expected (its checks say n/a).
+API_ONLY: tuple[str, ...] = ("kube-apiserver", *kube_probe.STATIC_COMPONENTS[1:], "kube-proxy")
+
+# -- facts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One playbook run as the checks read it (from `harness.upgrade.runner.RunResult`)."""
+
+    ok: bool
+    status: str
+    rc: int
+    summary: str = ""
+    failed_at: tuple[str, ...] = ()  # "host: [play] task" where each host first failed
+    changed: dict[str, int] = field(default_factory=dict)  # host -> changed= in the recap
+
+    @classmethod
+    def of(cls, result: Any) -> RunRecord:
+        return cls(
+            ok=bool(result.ok), status=str(result.status), rc=int(result.rc), summary=str(result.summary),
+            failed_at=tuple(f"{h}: [{r.play}] {r.task}" for h, r in sorted(result.failures().items())),
+            changed={h: int(c.get("changed", 0)) for h, c in result.recap.items()},
+        )
+
+
+def run_records(results: Mapping[str, Any]) -> dict[str, RunRecord]:
+    """stage purpose -> its run, from a pipeline's `RunResult`s."""
+    return {purpose: RunRecord.of(r) for purpose, r in results.items()}
+
+
+def run_timeline(results: Mapping[str, Any]) -> tuple[TaskRecord, ...]:
+    """The upgrade run's timeline, as the runner wrote it (the one timeline record type)."""
+    upgrade = results.get("upgrade")
+    path = Path(upgrade.timeline_path) if upgrade is not None else None
+    return tuple(read_timeline(path)) if path is not None and path.exists() else ()
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the checks read, collected once. No secret: tokens are reviewed, never kept."""
+
+    nodes: dict[str, tuple[str, ...]]  # inventory node -> roles
+    addresses: dict[str, str] = field(default_factory=dict)  # node -> address (etcd members match by it)
+    hosts: tuple[HostFacts, ...] = ()
+    etcd: EtcdFacts | None = None  # None: no etcd node, or not collected (see errors)
+    etcd_keys: dict[str, str | None] = field(default_factory=dict)  # sentinel keys read back
+    kube: KubeFacts | None = None  # None: no API (see no_api), or not readable (see errors)
+    no_api: str = "no Kubernetes API was asked"
+    pod_tokens: tuple[PodTokenFacts, ...] | None = None
+    minted_review: TokenReviewResult | None = None  # the token minted before the upgrade, reviewed now
+    samples: tuple[VersionSample, ...] = ()
+    timeline: tuple[TaskRecord, ...] = ()
+    runs: dict[str, RunRecord] = field(default_factory=dict)  # stage purpose -> run
+    # hosts | etcd | api | samples -> why it could not be collected: a check that needs it fails saying so
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def with_role(self, role: str) -> list[str]:
+        return sorted(n for n, roles in self.nodes.items() if role in roles)
+
+    @property
+    def observed(self) -> dict[str, dict[str, str | None]]:
+        """node -> component -> version, host probes and the API merged: the one place they meet.
+
+        A host probe's answer wins where both report (kubelet: the binary installed is what the node
+        runs after a restart; nodeInfo is judged by its own check); the API adds what no host probe
+        can see: each apiserver's /version, controller-manager and scheduler static pods, kube-proxy."""
+        host = observed_versions(self.hosts)
+        if self.kube is None:
+            return host
+        api = observed_from_kube(self.kube, kube_probe.static_pod_tags(self.kube.pods, self.with_role("control-plane")))
+        return merge_observed(api, host)
+
+
+@dataclass(frozen=True)
+class ApiAccess:
+    """How `collect` reaches the Kubernetes API. The defaults are the real client; tests hand in a
+    fake apiserver's config, address and token reader."""
+
+    kubeconfig: Path
+    canaries: tuple[str, ...] = ()  # namespace/name Deployments to read
+    pods_budget: float = 120.0  # seconds to wait for nodes and pods to settle
+    minted_token: Path | None = None  # a token minted before the upgrade: read, reviewed, dropped
+    load_config: Callable[[Path], Any] = kube_probe.load_config
+    server_for: Callable[[Node], str] | None = None  # a control-plane node's own apiserver URL
+    token_reader: token_probe.TokenReader = token_probe.read_pod_token
+
+
+def collect(
+    cluster: Cluster,
+    *,
+    installer: str,
+    tls: EtcdTLS | None = None,
+    etcd_keys: Sequence[str] = (),
+    api: ApiAccess | None = None,
+    no_api: str = "no kubeconfig",
+    samples: Iterable[VersionSample] = (),
+    timeline: Iterable[TaskRecord] = (),
+    runs: Mapping[str, RunRecord] | None = None,
+    errors: Mapping[str, str] | None = None,
+    probe: HostProbe | None = None,
+) -> Facts:
+    """One facts bundle for the checks. What cannot be collected is recorded in `errors`, not raised:
+    the checks that need it fail saying why, the others still report (a broken API does not hide
+    the host versions)."""
+    probe = probe or HostProbe(cluster, tls=tls, installer=installer)
+    errs = dict(errors or {})
+    hosts: list[HostFacts] = []
+    try:
+        hosts = probe.all_host_facts()
+    except Exception as e:  # noqa: BLE001  an unreachable node is a finding, reported by the checks
+        errs["hosts"] = _why(e)
+    etcd: EtcdFacts | None = None
+    keys: dict[str, str | None] = {}
+    if cluster.with_role("etcd"):
+        try:
+            etcd, keys = probe.etcd(keys=list(etcd_keys))
+        except Exception as e:  # noqa: BLE001
+            errs["etcd"] = _why(e)
+    kube: KubeFacts | None = None
+    tokens: tuple[PodTokenFacts, ...] | None = None
+    review: TokenReviewResult | None = None
+    if api is not None:
+        try:
+            kube, tokens, review = _collect_api(cluster, api)
+        except Exception as e:  # noqa: BLE001  status and reason only: an API error body may echo a token
+            errs["api"] = kube_probe._api_error(e)
+    return Facts(
+        nodes={n.name: tuple(n.roles) for n in cluster.nodes},
+        addresses={n.name: n.address for n in cluster.nodes},
+        hosts=tuple(hosts), etcd=etcd, etcd_keys=keys, kube=kube, no_api=no_api if api is None else "",
+        pod_tokens=tokens, minted_review=review, samples=tuple(samples), timeline=tuple(timeline),
+        runs=dict(runs or {}), errors=errs,
+    )
+
+
+def _collect_api(cluster: Cluster, api: ApiAccess) -> tuple[KubeFacts, tuple[PodTokenFacts, ...], TokenReviewResult | None]:
+    cfg = api.load_config(api.kubeconfig)
+    k8s_nodes = [n.name for n in cluster.nodes if {"control-plane", "worker"} & set(n.roles)]
+    kube = kube_probe.collect_kube_facts(cfg, cluster.with_role("control-plane"), api.canaries,
+                                         pods_budget=api.pods_budget, server_for=api.server_for,
+                                         expected_nodes=k8s_nodes)
+    review = None
+    with kube_probe.api_client(cfg) as client:
+        tokens = token_probe.collect_pod_tokens(client, kube.pods, api.token_reader)
+        if api.minted_token is not None:
+            # The token lives only in this SecretStr and the review's request.
+            review = token_probe.review_token(client, SecretStr(api.minted_token.read_text().strip()))
+    return kube, tuple(tokens), review
+
+
+def _why(e: Exception) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:300] if text else ''}".rstrip(": ")
+
+
+# -- the remedy ---------------------------------------------------------------------------------
+
+
+def fix_stale_tokens(facts: Facts, api: ApiAccess, timeout: float = 300, interval: float = 5) -> CheckResult:
+    """Delete each pod whose token was rejected so its controller recreates it with a fresh one.
+    Not a check: the caller collects and judges again afterwards."""
+    stale = token_checks.stale_pods(facts.pod_tokens or ())
+    if not stale:
+        return CheckResult.not_applicable("fix stale tokens", "no stale token to fix")
+    with kube_probe.api_client(api.load_config(api.kubeconfig)) as client:
+        return token_checks.fix_stale_tokens(client, stale, api.token_reader, timeout=timeout, interval=interval)
+
+
+# -- the expectation --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpgradeExpectation:
+    """What an upgrade run adds: what moves, what was there before, how the run must end."""
+
+    path: str  # full | graceful | component
+    upgraded: frozenset[str]  # components the path moves; the rest must stay put
+    before: PreUpgradeRecord  # host versions before the upgrade
+    kube_before: PreUpgradeRecord | None = None  # pod restarts and canary UIDs before (plant stage)
+    expect_failure: ExpectedFailure | None = None  # a documented failure the run must hit
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the cluster must look like: from a scenario and its before-facts (`for_scenario`), or from
+    an `--expect` file (harness.checks.verify.load_expectation). `upgrade` is None for the latter."""
+
+    installer: str = "kubespray"  # which components each role must have (versions.REQUIRED)
+    versions: dict[str, str] = field(default_factory=dict)  # component -> version
+    nodes: dict[str, dict[str, str]] = field(default_factory=dict)  # per-node overrides
+    kube_proxy_remove: bool = False
+    canaries: tuple[str, ...] = ()  # namespace/name Deployments that must exist and be available
+    etcd_tls: EtcdTLS = field(default_factory=EtcdTLS)
+    etcd_keys: dict[str, str] = field(default_factory=dict)  # sentinel keys that must read back
+    require_planted: bool = False  # a scenario plants keys: none planted is a failure, not n/a
+    pods_budget: float = 120.0
+    cert_days: int = cert_checks.DEFAULT_MIN_DAYS
+    rotates_sa_key: bool = False
+    upgrade: UpgradeExpectation | None = None
+
+    @classmethod
+    def for_scenario(
+        cls, scenario: Scenario, before: PreUpgradeRecord | None, resolved: Mapping[str, str] | None = None,
+        planted_keys: Mapping[str, str] | None = None, kube_before: PreUpgradeRecord | None = None,
+    ) -> Expectation:
+        return cls(
+            installer=scenario_installer(scenario),
+            versions=scenario_versions(scenario, resolved),
+            kube_proxy_remove=bool(scenario.extra_vars.get("kube_proxy_remove", False)),
+            etcd_keys=dict(planted_keys or {}),
+            require_planted=True,
+            pods_budget=max(scenario.budgets.values(), default=300.0),
+            rotates_sa_key=scenario.rotates_sa_key,
+            upgrade=UpgradeExpectation(
+                path=scenario.path,
+                upgraded=frozenset(scenario.upgraded_components()),
+                before=before or PreUpgradeRecord(taken_at=datetime.now(UTC)),
+                kube_before=kube_before,
+                expect_failure=scenario.expect_failure,
+            ),
+        )
+
+    def version_for(self, component: str) -> str | None:
+        """The version `component` must run cluster-wide: pinned (or resolved), or for a component the
+        upgrade does not move, the one version the pre-upgrade record saw for it or for a component
+        sharing its variable (kube-apiserver follows kubelet and kubeadm: all are kube_version)."""
+        if component in self.versions:
+            return self.versions[component]
+        up = self.upgrade
+        if up is None or component in up.upgraded:
+            return None
+        var = COMPONENT_VARS.get(component)
+        siblings = {c for c, v in COMPONENT_VARS.items() if v == var} if var else {component}
+        seen = {v for per in up.before.versions.values() for c, v in per.items()
+                if v and OBSERVED_AS.get(c, c) in siblings}
+        return seen.pop() if len(seen) == 1 else None
+
+
+def scenario_installer(scenario: Scenario) -> str:
+    """Which component table a scenario's nodes are held to: Kubernetes components only where the
+    scenario has Kubernetes (Kubespray's etcd and engine roles over a lab baseline install no kubelet)."""
+    return scenario.installer if "kubernetes" in scenario.requirements() else "lab"
+
+
+def expected_per_node(facts: Facts, expect: Expectation) -> dict[str, dict[str, str]]:
+    """node -> component -> expected version, for the nodes the facts describe."""
+    up = expect.upgrade
+    out = expected_versions_per_node(facts.nodes, expect.versions, expect.installer,
+                                     pre=up.before if up else None, upgraded=up.upgraded if up else None,
+                                     present=facts.observed)
+    for node, overrides in expect.nodes.items():
+        out.setdefault(node, {}).update(overrides)
+    if facts.kube is None and "api" not in facts.errors:
+        # No API, and none expected: these cannot be observed; the API checks say n/a and why.
+        out = {node: {c: v for c, v in per.items() if c not in API_ONLY} for node, per in out.items()}
+    return out
+
+
+def _split(expected: Mapping[str, Mapping[str, str]], moved: frozenset[str], upgraded: bool) -> dict[str, dict[str, str]]:
+    return {node: {c: v for c, v in per.items() if (OBSERVED_AS.get(c, c) in moved) == upgraded}
+            for node, per in expected.items()}
+
+
+# -- the checks ---------------------------------------------------------------------------------------
+
+
+def _hosts_missing(facts: Facts, name: str) -> CheckResult | None:
+    if "hosts" in facts.errors:
+        return CheckResult.fail(name, f"host facts could not be collected: {facts.errors['hosts']}")
+    return None
+
+
+def _etcd_missing(facts: Facts, name: str) -> CheckResult | None:
+    if not facts.with_role("etcd"):
+        return CheckResult.not_applicable(name, "no etcd node in the inventory")
+    if facts.etcd is None:
+        return CheckResult.fail(name, f"etcd facts could not be collected: {facts.errors.get('etcd', 'not collected')}")
+    return None
+
+
+def _api(facts: Facts, name: str) -> KubeFacts | CheckResult:
+    if facts.kube is not None:
+        return facts.kube
+    if "api" in facts.errors:
+        return CheckResult.fail(name, f"the Kubernetes API could not be read: {facts.errors['api']}")
+    return CheckResult.not_applicable(name, f"no Kubernetes API: {facts.no_api}")
+
+
+def _upgrade(expect: Expectation) -> UpgradeExpectation:
+    if expect.upgrade is None:
+        raise ValueError("an upgrade-run check was asked of an expectation without an upgrade")
+    return expect.upgrade
+
+
+def _playbook(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "playbook run"
+    run = facts.runs.get("upgrade")
+    if run is None:
+        return CheckResult.fail(name, "no upgrade run was recorded")
+    said = f"upgrade run ended {run.status} (rc={run.rc})"
+    documented = _upgrade(expect).expect_failure
+    if documented is None:
+        return CheckResult.ok(name, said) if run.ok else CheckResult.fail(name, said, run.summary)
+    if run.ok:
+        return CheckResult.fail(name, f"the documented failure did not happen: the run succeeded, so"
+                                f" '{documented.task}' may be fixed; drop expect_failure from the scenario")
+    if not any(documented.task.lower() in where.lower() for where in run.failed_at):
+        return CheckResult.fail(name, f"the run failed, but not at '{documented.task}'", run.summary)
+    return CheckResult.ok(name, f"failed at '{documented.task}' as documented: {documented.reason};"
+                          f" remedy: {documented.remedy}")
+
+
+def _target_versions(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "target versions"
+    if missing := _hosts_missing(facts, name):
+        return missing
+    expected = expected_per_node(facts, expect)
+    if expect.upgrade is not None:
+        expected = _split(expected, expect.upgrade.upgraded, upgraded=True)
+    return check_versions(facts.observed, expected, name)
+
+
+def _untouched(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "untouched components"
+    if missing := _hosts_missing(facts, name):
+        return missing
+    up = _upgrade(expect)
+    observed = facts.observed
+    untouched = {OBSERVED_AS.get(c, c) for comps in up.before.versions.values() for c in comps} - up.upgraded
+    return combine(name, [
+        check_versions(observed, _split(expected_per_node(facts, expect), up.upgraded, upgraded=False),
+                       "untouched at baseline"),
+        check_unchanged(up.before.versions, observed, untouched),
+    ])
+
+
+def _units(facts: Facts, expect: Expectation) -> CheckResult:
+    return _hosts_missing(facts, "units") or check_units(facts.hosts)
+
+
+def _certificates(facts: Facts, expect: Expectation) -> CheckResult:
+    return _hosts_missing(facts, "certificates") or cert_checks.check_certs(facts.hosts, expect.cert_days)
+
+
+def _etcd_nodes(facts: Facts) -> dict[str, str]:
+    return {n: facts.addresses.get(n, "") for n in facts.with_role("etcd")}
+
+
+def _store_health(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "etcd health"
+    if missing := _etcd_missing(facts, name):
+        return missing
+    assert facts.etcd is not None
+    members = _etcd_nodes(facts)
+    return combine(name, [etcd_checks.check_etcd_healthy(facts.etcd, len(members)),
+                          etcd_checks.check_etcd_members(facts.etcd, members)])
+
+
+def _store_versions(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "etcd versions"
+    if missing := _etcd_missing(facts, name):
+        return missing
+    assert facts.etcd is not None
+    want = expect.version_for("etcd")
+    if not want:
+        return CheckResult.not_applicable(name, "no etcd version expected (pin etcd_version)")
+    # The cluster version is MAJOR.MINOR.0: check_etcd_cluster_version compares minor lines.
+    return combine(name, [etcd_checks.check_etcd_member_versions(facts.etcd, want, _etcd_nodes(facts)),
+                          etcd_checks.check_etcd_cluster_version(facts.etcd, want)])
+
+
+def _planted(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "planted state"
+    if not facts.with_role("etcd"):
+        return CheckResult.not_applicable(name, "no etcd node in the inventory")
+    if not expect.etcd_keys:
+        if expect.require_planted:
+            return CheckResult.fail(name, "no etcd sentinel key was planted before the upgrade (see the plant stage)")
+        return CheckResult.not_applicable(name, "no sentinel key to read back (etcd_keys)")
+    if missing := _etcd_missing(facts, name):
+        return missing
+    return check_planted_state(PlantedState(etcd_keys=dict(expect.etcd_keys)), StateFacts(etcd_keys=dict(facts.etcd_keys)))
+
+
+def _order(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "upgrade order"
+    up = _upgrade(expect)
+    if "upgrade" not in facts.runs:
+        return CheckResult.fail(name, "no upgrade run was recorded")
+    orders = {n: order_checks.phase_order(up.path, roles) for n, roles in facts.nodes.items()}
+    results = [order_checks.check_task_order(facts.timeline, orders),
+               order_checks.check_sample_order(facts.samples, orders)]
+    if up.path == "graceful":
+        touched = {order_checks.COMPONENT_PHASE[c] for c in up.upgraded if c in order_checks.COMPONENT_PHASE}
+        for phase, hosts in order_checks.serial_phases(expect.installer, facts.nodes):
+            if phase in touched:
+                results.append(order_checks.check_one_at_a_time(facts.timeline, phase, hosts))
+    return combine(name, results)
+
+
+def _idempotence(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "idempotence"
+    second = facts.runs.get("idempotence")
+    if second is None:
+        return CheckResult.fail(name, "no second run was recorded")
+    if not second.ok:
+        return CheckResult.fail(name, f"the second run failed ({second.status})", second.summary)
+    changed = {h: n for h, n in second.changed.items() if n}
+    if changed:
+        return CheckResult.fail(name, "the second run of the same path changed things: "
+                                + ", ".join(f"{h} changed={n}" for h, n in sorted(changed.items())))
+    return CheckResult.ok(name, "second run: changed=0 on every host")
+
+
+def _skew(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "version skew"
+    skew = order_checks.check_version_skew(facts.samples)
+    if not skew.applicable and facts.with_role("control-plane"):
+        # With a control plane every sampling round asks each apiserver and every kubelet: no
+        # evaluable sample means the sampler failed, which must not pass as "n/a".
+        why = facts.errors.get("samples")
+        return CheckResult.fail(name, f"no version sample during the upgrade had both a kube-apiserver and a"
+                                f" kubelet version ({len(facts.samples)} samples)" + (f"; sampling: {why}" if why else ""))
+    return combine(name, [skew, order_checks.check_etcd_before_control_plane(facts.samples)])
+
+
+def _apiserver_versions(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "apiserver versions"
+    kube = _api(facts, name)
+    if isinstance(kube, CheckResult):
+        return kube
+    want = expect.version_for("kube-apiserver")
+    if not want:
+        return CheckResult.not_applicable(name, "no kube version expected (pin kube_version)")
+    return kube_checks.check_apiserver_versions(kube, facts.with_role("control-plane"), want)
+
+
+def _k8s_nodes(facts: Facts) -> list[str]:
+    """Kubernetes nodes: control-plane and worker hosts (Kubespray registers no etcd-only host)."""
+    return sorted(n for n, roles in facts.nodes.items() if {"control-plane", "worker"} & set(roles))
+
+
+def _nodes_ready(facts: Facts, expect: Expectation) -> CheckResult:
+    kube = _api(facts, "nodes ready")
+    if isinstance(kube, CheckResult):
+        return kube
+    return kube_checks.check_nodes_ready(kube, _k8s_nodes(facts), expect.pods_budget)
+
+
+def _node_versions(facts: Facts, expect: Expectation) -> CheckResult:
+    kube = _api(facts, "node versions")
+    if isinstance(kube, CheckResult):
+        return kube
+    return kube_checks.check_node_versions(kube, expect.version_for("kubelet"), expect.version_for("containerd"))
+
+
+def _static_pods(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "static pods"
+    kube = _api(facts, name)
+    if isinstance(kube, CheckResult):
+        return kube
+    want = expect.version_for("kube-apiserver")
+    if not want:
+        return CheckResult.not_applicable(name, "no kube version expected (pin kube_version)")
+    return kube_checks.check_static_pods(kube, facts.with_role("control-plane"), want)
+
+
+def _kube_proxy(facts: Facts, expect: Expectation) -> CheckResult:
+    kube = _api(facts, "kube-proxy")
+    if isinstance(kube, CheckResult):
+        return kube
+    return kube_checks.check_kube_proxy(kube, expect.kube_proxy_remove, _k8s_nodes(facts),
+                                        expect.version_for("kube-proxy"))
+
+
+def _dns(facts: Facts, expect: Expectation) -> CheckResult:
+    kube = _api(facts, "dns")
+    return kube if isinstance(kube, CheckResult) else kube_checks.check_coredns(kube)
+
+
+def _pods(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "pods"
+    kube = _api(facts, name)
+    if isinstance(kube, CheckResult):
+        return kube
+    results = [kube_checks.check_pods_healthy(kube, expect.pods_budget)]
+    before = expect.upgrade.kube_before if expect.upgrade else None
+    if before is not None:
+        results.append(kube_checks.check_restarts(kube, before))
+    return combine(name, results)
+
+
+def _canaries(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "canaries"
+    kube = _api(facts, name)
+    if isinstance(kube, CheckResult):
+        return kube
+    if expect.upgrade is not None:
+        if expect.upgrade.kube_before is None:
+            return CheckResult.fail(name, "no pre-upgrade record of the canary Deployments (plant stage)")
+        return kube_checks.check_canaries(kube, expect.upgrade.kube_before)
+    # Without a pre-upgrade record there are no UIDs to compare: each listed canary must exist and be available.
+    if not expect.canaries:
+        return CheckResult.not_applicable(name, "no canary Deployment listed (canaries)")
+    found = {d.key: d for d in kube.canaries}
+    bad = []
+    for key in sorted(expect.canaries):
+        d = found.get(key)
+        if d is None:
+            bad.append(f"{key}: missing")
+        elif d.replicas == 0 or d.ready_replicas < d.replicas:
+            bad.append(f"{key}: {d.ready_replicas}/{d.replicas} ready")
+    if bad:
+        return CheckResult.fail(name, f"{len(bad)} of {len(expect.canaries)} canary Deployment(s) missing or"
+                                " unavailable", "\n".join(bad))
+    return CheckResult.ok(name, f"{len(expect.canaries)} canary Deployment(s) available")
+
+
+def _tokens(facts: Facts, expect: Expectation) -> CheckResult:
+    name = "service-account tokens"
+    kube = _api(facts, name)
+    if isinstance(kube, CheckResult):
+        return kube
+    if facts.pod_tokens is None:
+        return CheckResult.fail(name, "pod tokens were not collected")
+    return combine(name, [token_checks.check_pod_tokens(facts.pod_tokens, expect.rotates_sa_key),
+                          token_checks.check_pre_upgrade_token(facts.minted_review, expect.rotates_sa_key)])
+
+
+# -- the table -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check. `item` is its pytest item (ids and JUnit names stay stable for `-k`);
+    `needs` which scenarios get the item (the pytest plugin's `check` marker: etcd | kubernetes |
+    idempotence); `requires` the pipeline steps whose failure fails the item before judging."""
+
+    name: str
+    item: str
+    judge: Callable[[Facts, Expectation], CheckResult]
+    doc: str
+    upgrade_only: bool = False  # about an upgrade run: not part of `harness verify`
+    needs: str | None = None
+    requires: tuple[str, ...] = ("after",)
+    after_upgrade: bool = True  # False: not xfailed when the scenario documents a failure
+
+
+CHECKS: dict[str, Check] = {c.name: c for c in (
+    Check("playbook run", "test_playbook_run", _playbook,
+          "The run ended as the scenario expects: success, or the documented failure at its task.",
+          upgrade_only=True, requires=("plan", "cluster", "baseline", "before", "upgrade"), after_upgrade=False),
+    Check("target versions", "test_target_versions", _target_versions,
+          "Every component the path upgrades (verify: every expected one) is at its version on every node that has it."),
+    Check("untouched components", "test_others_unchanged", _untouched,
+          "Components outside the path stay at their baseline version (a tagged run moves only its tags).",
+          upgrade_only=True, requires=("before", "after")),
+    Check("units", "test_units_active", _units, "Each role's systemd units exist, run and are enabled."),
+    Check("etcd health", "test_store_health", _store_health, "etcd: every member healthy and listed.",
+          needs="etcd"),
+    Check("etcd versions", "test_store_member_versions", _store_versions,
+          "etcd: each member's server version and the cluster version.", needs="etcd"),
+    Check("certificates", "test_certificates", _certificates, "No certificate expires within the limit."),
+    Check("planted state", "test_planted_state", _planted, "State planted before the upgrade is intact after it.",
+          needs="etcd", requires=("after", "plant")),
+    Check("upgrade order", "test_upgrade_order", _order,
+          "Per node, components changed in the installer's order; graceful paths went one node at a time.",
+          upgrade_only=True, requires=("upgrade",)),
+    Check("idempotence", "test_second_run_changes_nothing", _idempotence,
+          "A second run of the same path changes nothing.", upgrade_only=True, needs="idempotence",
+          requires=("idempotence",)),
+    Check("version skew", "test_version_skew", _skew,
+          "At every sample: no kubelet newer than the oldest apiserver nor too far behind; etcd before the control plane.",
+          upgrade_only=True, needs="kubernetes", requires=("upgrade",)),
+    Check("apiserver versions", "test_apiserver_versions", _apiserver_versions,
+          "Each control-plane node's own apiserver serves the expected version.", needs="kubernetes"),
+    Check("nodes ready", "test_all_ready", _nodes_ready, "Every Kubernetes node is registered, Ready and schedulable.",
+          needs="kubernetes"),
+    Check("node versions", "test_agent_versions", _node_versions, "nodeInfo: kubelet and container runtime versions.",
+          needs="kubernetes"),
+    Check("static pods", "test_static_pods", _static_pods,
+          "Control-plane static pods Running, Ready, at the expected image.", needs="kubernetes"),
+    Check("kube-proxy", "test_proxy_daemonset", _kube_proxy,
+          "kube-proxy runs everywhere, or is absent when the inventory removed it.", needs="kubernetes"),
+    Check("dns", "test_resolver_service", _dns, "CoreDNS Service ports target the containers' ports and have endpoints.",
+          needs="kubernetes"),
+    Check("pods", "test_pods_healthy", _pods, "Every pod Running and Ready; none restarted during the upgrade.",
+          needs="kubernetes"),
+    Check("canaries", "test_canaries_kept", _canaries,
+          "Canary Deployments kept their UID (verify: exist) and are available.", needs="kubernetes"),
+    Check("service-account tokens", "test_service_account_tokens", _tokens,
+          "Pods' service-account tokens, and one minted before the upgrade, still authenticate.", needs="kubernetes"),
+)}
+
+
+def judge(facts: Facts, expect: Expectation, names: Iterable[str] | None = None) -> list[CheckResult]:
+    """The named checks (all that apply by default: an upgrade's every check, a plain cluster's all
+    but the upgrade-run ones), each result named as in the table. A check that crashes is a FAIL
+    with its traceback; the other verdicts stand."""
+    if names is None:
+        chosen = [c for c in CHECKS.values() if expect.upgrade is not None or not c.upgrade_only]
+    else:
+        unknown = [n for n in names if n not in CHECKS]
+        if unknown:
+            raise KeyError(f"no check named {', '.join(map(repr, unknown))}; known: {', '.join(CHECKS)}")
+        chosen = [CHECKS[n] for n in names]
+    out = []
+    for check in chosen:
+        if check.upgrade_only and expect.upgrade is None:
+            out.append(CheckResult.not_applicable(check.name, "not an upgrade run"))
+            continue
+        try:
+            result = check.judge(facts, expect)
+        except Exception as e:  # noqa: BLE001  a bug in one check must not hide the other verdicts
+            result = CheckResult.fail(check.name, f"the check crashed: {type(e).__name__}: {e}",
+                                      "".join(traceback.format_exception(e)[-6:]))
+        out.append(result if result.name == check.name else replace(result, name=check.name))
+    return out
