@@ -325,3 +325,25 @@ def test_current_netns_is_none_in_the_root_namespace() -> None:
     if shutil.which("ip") is None:
         pytest.skip("needs iproute2")
     assert current_netns() is None
+
+
+def test_machines_an_earlier_run_left_are_destroyed_before_up(fake_vagrant, tmp_path: Path, monkeypatch) -> None:
+    """A run killed with its machines up leaves them in the cluster's directory: the next up of the same
+    name destroys them first (vagrant's own `status` says which exist)."""
+    monkeypatch.setenv("HARNESS_STATE", str(tmp_path / "state"))
+    calls = tmp_path / "calls"
+    fake_vagrant(
+        f'echo "$1" >> {calls}\n'
+        'case "$1" in\n'
+        '  status) echo "1,node1,provider-name,libvirt"; echo "1,node1,state,running";'
+        ' echo "1,node2,provider-name,libvirt"; echo "1,node2,state,not_created";;\n'
+        '  up) exit 1;;\n'
+        "esac\n"
+    )
+    left = tmp_path / "state" / "vagrant" / "t-t"
+    (left / ".vagrant" / "machines" / "node1").mkdir(parents=True)
+    VagrantEnv(left).write(spec_document(SPEC, provider="libvirt", box="b"))
+    with pytest.raises(ClusterError):
+        VagrantProvider("libvirt", "b", name="t").up(SPEC)
+    # status, destroy (the earlier run's node1), then this run's up, which fails and is destroyed in turn
+    assert calls.read_text().split() == ["status", "destroy", "up", "destroy"]
