@@ -310,9 +310,7 @@ class VagrantEnv(vagrant.Vagrant):
         raise NotImplementedError("VagrantEnv streams output through reporting(); do not pass stream_output=True")
 
 
-def vagrant_up(
-    env: VagrantEnv, spec: ClusterSpec, doc: Mapping[str, Any], *, title: str, hint: str = ""
-) -> dict[str, SshHost]:
+def vagrant_up(env: VagrantEnv, doc: Mapping[str, Any], *, title: str, hint: str = "") -> dict[str, SshHost]:
     """Write the cluster's Vagrantfile input, bring every node up and read how ssh reaches them."""
     env.write(doc)
     try:
@@ -477,9 +475,7 @@ class VagrantProvider(Provider):
         env = VagrantEnv(state_dir() / "vagrant" / cluster_id)
         _sweep(env)
         try:
-            hosts = vagrant_up(
-                env, spec, self.document(spec), title=f"vagrant up: {len(spec.nodes)} node(s) of {cluster_id}"
-            )
+            hosts = vagrant_up(env, self.document(spec), title=f"vagrant up: {len(spec.nodes)} node(s) of {cluster_id}")
             control_dir = control_dir_for(env.dir)
             nodes = connect(spec, hosts, env.dir / "ssh_config", control_dir=control_dir)
             cluster = VagrantCluster(

@@ -416,7 +416,6 @@ class LabProvider(Provider):
         paths.net().start()
         hosts = vagrant_up(
             paths.vagrant(),
-            spec,
             doc,
             title=f"vagrant up: {len(spec.nodes)} node(s) in lab {paths.prefix}",
             hint=f"; guest consoles are in {paths.console}",
