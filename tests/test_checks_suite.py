@@ -446,3 +446,47 @@ def test_verify_fix_that_leaves_a_stale_token_exits_1(server: FakeApiserver, tmp
     assert [r.status for r in report.remedies] == ["FAIL"]
     tokens = next(r for r in report.results if r.name == "service-account tokens")
     assert not tokens.passed and "canary-7d9c6b8f5d-q8r5t" in tokens.details
+
+
+# -- the pipeline's 'after' step ------------------------------------------------------------------------------
+
+
+def test_pipeline_after_step_collects_one_bundle(server: FakeApiserver, tmp_path: Path) -> None:
+    """The 'after' step hands collect() the run's samples, timeline and runs, and finds the API through
+    the admin.conf Kubespray left; the bundle is saved without the timeline (it has its own file)."""
+    import json
+
+    from harness.options import Options
+    from harness.pipeline import Session
+
+    session = Session(Options(artifacts=tmp_path))
+    run = ScenarioRun(_scenario(), tmp_path / "ks-two", cluster=FakeCluster())
+    admin = run.dir / "runner" / "00-baseline" / "inventory" / "artifacts" / "admin.conf"
+    admin.parent.mkdir(parents=True)
+    admin.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": server.url}}],
+        "users": [{"name": "fake", "user": {}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+    }))
+    timeline = tmp_path / "timeline.jsonl"
+    timeline.write_text(TaskRecord("cp1", "Upgrade", "etcd : Restart", ("etcd",), "2025-01-15T10:00:00+00:00",
+                                   "2025-01-15T10:00:05+00:00", "changed", True).to_json() + "\n")
+    run.results["upgrade"] = SimpleNamespace(ok=True, status="successful", rc=0, summary="", recap={"cp1": {"changed": 1}},
+                                             failures=dict, timeline_path=timeline, artifacts_dir=tmp_path)
+    run.planted_keys = dict(SENTINEL)
+    run.samples = [VersionSample(datetime(2025, 1, 15, 10, tzinfo=UTC), "cp1", "etcd", "3.5.9")]
+    run.sample_errors = {"api": "HTTP 503 Service Unavailable"}
+
+    session._after(run)
+
+    facts = run.facts
+    assert facts is not None and facts.kube is not None
+    assert [n.name for n in facts.kube.nodes] == ["cp1", "node2"]
+    assert facts.etcd_keys == {"/harness/sentinel": "planted-before"}
+    assert facts.samples == tuple(run.samples) and len(facts.timeline) == 1
+    assert facts.runs["upgrade"] == RunRecord(True, "successful", 0, "", (), {"cp1": 1})
+    assert facts.errors == {"samples": "api: HTTP 503 Service Unavailable"}
+    run.save()
+    saved = json.loads((run.dir / "facts.json").read_text())
+    assert saved["facts"]["timeline"] == [] and len(saved["facts"]["hosts"]) == 2 and len(saved["samples"]) == 1

@@ -19,7 +19,7 @@ WORDS = sorted({*COMPONENT_TAGS, *(v.removesuffix("_version") for v in COMPONENT
 
 def _collect(*args: str) -> list[str]:
     r = subprocess.run([sys.executable, "-m", "pytest", "scenarios/", "--collect-only", "-q", *args],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
+                       check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode in (0, 5), r.stdout + r.stderr
     return [line for line in r.stdout.splitlines() if "::" in line]
 
@@ -47,3 +47,11 @@ def test_every_scenario_gets_the_common_checks(all_ids):
         else:
             assert not api & mine
         assert ("test_second_run_changes_nothing" in mine) == sc.idempotence
+
+
+def test_the_items_are_the_suites_table(all_ids):
+    """A check is added once, in harness.checks.suite.CHECKS: each entry is an item, and nothing else is."""
+    from harness.checks.suite import CHECKS
+
+    names = {i.split("::")[1].split("[")[0] for i in all_ids}
+    assert names == {c.item for c in CHECKS.values()}
