@@ -49,13 +49,22 @@ class Access:
     ansible_vars: Mapping[str, Any] = field(default_factory=dict)
 
 
-def access_of(host: str, hv: Mapping[str, Any], *, source: Path) -> Access:
+def _login(hv: Mapping[str, Any]) -> str:
+    """Whom commands on a host run as before any become: a local connection runs as this process's
+    user whatever ansible_user says, as Ansible does."""
+    if hv.get("ansible_connection") == "local":
+        return pwd.getpwuid(os.geteuid()).pw_name
+    return str(hv.get("ansible_user") or getpass.getuser())
+
+
+def access_of(node: Node, hv: Mapping[str, Any], *, source: Path) -> Access:
     """The inventory's own answer: `ansible_connection`, the login user and the become settings.
 
     Without `ansible_become`, the harness does what Kubespray's plays do (`become: true`): a login
     that is not the become user (root by default) goes through sudo, and root runs commands as is."""
     from ansible.module_utils.parsing.convert_bool import boolean  # type: ignore[import-untyped]
 
+    host, user = node.name, node.user
     connection = str(hv.get("ansible_connection") or "ssh")
     if connection not in (*SSH_CONNECTIONS, "local"):
         raise ClusterError(
@@ -63,8 +72,6 @@ def access_of(host: str, hv: Mapping[str, Any], *, source: Path) -> Access:
             f" (use ssh or local)"
         )
     local = connection == "local"
-    # A local connection runs as this process's user whatever ansible_user says, as Ansible does.
-    user = pwd.getpwuid(os.geteuid()).pw_name if local else str(hv.get("ansible_user") or getpass.getuser())
     become_user = str(hv.get("ansible_become_user") or "root")
     try:
         become = boolean(hv["ansible_become"], strict=True) if "ansible_become" in hv else True
@@ -107,12 +114,11 @@ def read_inventory(path: Path) -> list[tuple[Node, dict[str, Any]]]:
         roles = tuple(r for r in _ROLE_ORDER if any(GROUP_ROLES.get(g) == r for g in groups))
         if not roles:
             continue
-        local = hv.get("ansible_connection") == "local"
         node = Node(
             name=host.name,
             roles=roles,
             address=str(hv.get("ip") or hv.get("access_ip") or hv.get("ansible_host") or host.name),
-            user=pwd.getpwuid(os.geteuid()).pw_name if local else str(hv.get("ansible_user") or getpass.getuser()),
+            user=_login(hv),
             port=int(hv.get("ansible_port") or 22),
         )
         out.append((node, hv))
@@ -225,7 +231,7 @@ class StaticProvider(Provider):
     def cluster(self) -> StaticCluster:
         if self._cluster is None:
             hosts = read_inventory(self.inventory_file)
-            access = {n.name: access_of(n.name, hv, source=self.inventory_file) for n, hv in hosts}
+            access = {n.name: access_of(n, hv, source=self.inventory_file) for n, hv in hosts}
             digest = hashlib.sha256(str(self.inventory_file).encode()).hexdigest()[:10]
             root = state_dir() / "static" / f"{self.inventory_file.stem}-{digest}"
             root.mkdir(parents=True, exist_ok=True)
