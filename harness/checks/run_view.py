@@ -34,7 +34,7 @@ def facts_of(run: ScenarioRun) -> Facts:
 
 
 def _sampling_errors(run: ScenarioRun) -> dict[str, str]:
-    errors = getattr(run, "sample_errors", {})
+    errors = run.sample_errors
     return {"samples": "; ".join(f"{k}: {v}" for k, v in sorted(errors.items()))} if errors else {}
 
 

@@ -140,7 +140,13 @@ class ApiAccess:
     minted_token: Path | None = None  # a token minted before the upgrade: read, reviewed, dropped
     load_config: Callable[[Path], Any] = kube_probe.load_config
     server_for: Callable[[Node], str] | None = None  # a control-plane node's own apiserver URL
-    token_reader: token_probe.TokenReader = token_probe.read_pod_token
+    # None: exec `cat` in the pod, else the token file on the pod's node over the cluster's ssh
+    token_reader: token_probe.TokenReader | None = None
+
+    def reader(self, cluster: Cluster) -> token_probe.TokenReader:
+        if self.token_reader is not None:
+            return self.token_reader
+        return token_probe.token_reader(lambda node, command: cluster.run(node, command).stdout)
 
 
 def collect(
@@ -199,7 +205,7 @@ def _collect_api(cluster: Cluster, api: ApiAccess) -> tuple[KubeFacts, tuple[Pod
                                          expected_nodes=k8s_nodes)
     review = None
     with kube_probe.api_client(cfg) as client:
-        tokens = token_probe.collect_pod_tokens(client, kube.pods, api.token_reader)
+        tokens = token_probe.collect_pod_tokens(client, kube.pods, api.reader(cluster))
         if api.minted_token is not None:
             # The token lives only in this SecretStr and the review's request.
             review = token_probe.review_token(client, SecretStr(api.minted_token.read_text().strip()))
@@ -214,14 +220,15 @@ def _why(e: Exception) -> str:
 # -- the remedy ---------------------------------------------------------------------------------
 
 
-def fix_stale_tokens(facts: Facts, api: ApiAccess, timeout: float = 300, interval: float = 5) -> CheckResult:
+def fix_stale_tokens(cluster: Cluster, facts: Facts, api: ApiAccess, timeout: float = 300,
+                     interval: float = 5) -> CheckResult:
     """Delete each pod whose token was rejected so its controller recreates it with a fresh one.
     Not a check: the caller collects and judges again afterwards."""
     stale = token_checks.stale_pods(facts.pod_tokens or ())
     if not stale:
         return CheckResult.not_applicable("fix stale tokens", "no stale token to fix")
     with kube_probe.api_client(api.load_config(api.kubeconfig)) as client:
-        return token_checks.fix_stale_tokens(client, stale, api.token_reader, timeout=timeout, interval=interval)
+        return token_checks.fix_stale_tokens(client, stale, api.reader(cluster), timeout=timeout, interval=interval)
 
 
 # -- the expectation --------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ def run_verify(
     first = facts()
     if not (fix_stale_tokens and api is not None and first.pod_tokens):
         return report(first, expect)
-    fixed = suite.fix_stale_tokens(first, api)
+    fixed = suite.fix_stale_tokens(cluster, first, api)
     if not fixed.applicable:  # nothing was stale: the first collection stands
         return report(first, expect)
     return report(facts(), expect, [fixed])
