@@ -54,6 +54,9 @@ TAG_COMPONENTS: dict[str, tuple[str, ...]] = {
 COMPANION_TAGS = frozenset({"download", "etcd-secrets"})
 
 
+_TAGGED_COMPONENTS = frozenset(c for comps in TAG_COMPONENTS.values() for c in comps)
+
+
 def normalise_tag(tag: str) -> str:
     """Map a doc's tag to today's name; refuse a removed tag, saying what replaced it."""
     t = tag.strip()
@@ -87,8 +90,7 @@ def check_tags_move(tags: Sequence[str], changed: Collection[str]) -> None:
     upgrade (`--tags=master`, today's `control-plane`, on an etcd bump). Refuse that, naming the tags,
     the components and the tags that would move them. A component no tag is known to move (an older
     release's `docker_version`) cannot be judged, so it passes; companions alone move nothing."""
-    known = {c for comps in TAG_COMPONENTS.values() for c in comps}
-    if not changed or not set(changed) <= known:
+    if not changed or not set(changed) <= _TAGGED_COMPONENTS:
         return
     if any(set(TAG_COMPONENTS.get(t, ())) & set(changed) for t in tags):
         return

@@ -6,6 +6,7 @@ Kubespray wrote versions as `v1.28.6` until 2.28 and `1.35.4` since, so both par
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from functools import total_ordering
@@ -37,6 +38,10 @@ class Version:
         if not isinstance(text, str):
             # YAML reads `3.10` as the number 3.1: a number is never silently turned into a version.
             raise PlanError(f"bad version {text!r}: a {type(text).__name__}, not a version string")
+        return _parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Version:
         s = text.strip()
         m = _VERSION.match(s)
         if not m:
@@ -105,6 +110,12 @@ class Version:
 
     def __str__(self) -> str:
         return self.render(self.had_v)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> Version:
+    """Versions are frozen: one parse per distinct text (a large catalogue repeats the same few)."""
+    return Version._parse(text)
 
 
 def same_version(a: str, b: str) -> bool:

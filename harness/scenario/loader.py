@@ -22,9 +22,13 @@ from pydantic import BaseModel, ValidationError
 from harness.errors import ScenarioError
 from harness.scenario.model import FieldProblems, Scenario
 
-# libyaml's parser when PyYAML was built with it: about 4x less CPU on a large catalogue
-# (bench/catalogue.py); the pure-Python loader otherwise, with the same results.
+# libyaml's parser when PyYAML was built with it (a fraction of the pure-Python loader's CPU on a
+# large catalogue: bench/catalogue.py); the pure-Python one otherwise, with the same results.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Parts a catalogue shares through YAML anchors (`topology: *topology`, `baseline: *baseline`) arrive
+# as one Python object in every scenario that names them: validated once, then reused as the model.
+_SHAREABLE = ("topology", "baseline", "target")
 
 
 def default_catalogue_dir() -> Path:
@@ -74,7 +78,7 @@ def _documents(path: Path) -> list[tuple[str, Any]]:
     """A file holds one scenario (a mapping) or several under `scenarios:`. Returns (where, data)."""
     text = _read_text(path)
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as e:
         raise ScenarioError(str(path), None, None, f"not valid YAML: {_one_line_yaml_error(e)}") from None
     if data is None:
@@ -168,19 +172,31 @@ def _errors(e: ValidationError) -> list[tuple[str | None, str]]:
 def load_file(path: str | Path) -> list[Scenario]:
     p = Path(path)
     out: list[Scenario] = []
+    # id() of an anchored mapping -> its validated model; the parsed document keeps every mapping
+    # alive while this runs, so an id cannot be reused by another object meanwhile.
+    validated: dict[int, BaseModel] = {}
     for where, raw in _documents(p):
         sid = raw.get("id") if isinstance(raw, dict) else None
         label = str(sid) if sid else (where or None)
         if not isinstance(raw, dict):
             raise ScenarioError(str(p), label, None, "a scenario must be a mapping")
+        data = raw
+        shared = [k for k in _SHAREABLE if id(raw.get(k)) in validated]
+        if shared:
+            # pydantic takes a model instance for a model field as it is (revalidate_instances='never').
+            data = {**raw, **{k: validated[id(raw[k])] for k in shared}}
         try:
-            out.append(Scenario.model_validate(raw))
+            sc = Scenario.model_validate(data)
+            out.append(sc)
         except ValidationError as e:
             errors = _errors(e)
             field, msg = errors[0]
             for f, m in errors[1:]:
                 msg += f"\n  and {f'field {f!r}: ' if f else ''}{m}"
             raise ScenarioError(str(p), label, field, msg) from None
+        for k in _SHAREABLE:
+            if isinstance(raw.get(k), dict):
+                validated[id(raw[k])] = getattr(sc, k)
     return out
 
 

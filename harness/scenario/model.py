@@ -306,20 +306,28 @@ class Scenario(_Strict):
                 req.add("kubernetes")
         return req
 
+    def _memo(self) -> dict[str, Any]:
+        # Straight to pydantic's private storage: `self._derived` goes through BaseModel.__getattr__,
+        # which cost more than the views themselves on a 5,000-scenario catalogue.
+        memo: dict[str, Any] = self.__pydantic_private__["_derived"]  # type: ignore[index]
+        return memo
+
     def changed_versions(self) -> dict[str, tuple[str | None, str]]:
         """Version variables the target sets differently from the baseline."""
-        if "changed" not in self._derived:
+        memo = self._memo()
+        if "changed" not in memo:
             out: dict[str, tuple[str | None, str]] = {}
             for var, new in self.target.versions.items():
                 old = self.baseline.versions.get(var)
                 if old is None or Version.parse(old) != Version.parse(new):
                     out[var] = (old, new)
-            self._derived["changed"] = out
-        return dict(self._derived["changed"])
+            memo["changed"] = out
+        return dict(memo["changed"])
 
     def upgraded_components(self) -> set[str]:
         """Components this path is expected to move to the target version; the rest stay put."""
-        if "upgraded" not in self._derived:
+        memo = self._memo()
+        if "upgraded" not in memo:
             changed: set[str] = set()
             for var in self.changed_versions():
                 changed.update(components_of_var(var))
@@ -328,8 +336,8 @@ class Scenario(_Strict):
             elif self.baseline.ref != self.target.ref:
                 # A ref bump re-deploys every component at the new ref's defaults.
                 changed.update(REF_BUMP_COMPONENTS)
-            self._derived["upgraded"] = frozenset(changed)
-        return set(self._derived["upgraded"])
+            memo["upgraded"] = frozenset(changed)
+        return set(memo["upgraded"])
 
     def expected_versions(self) -> dict[str, str]:
         """Component -> version the cluster must show after the upgrade, where the scenario pins it."""
@@ -344,18 +352,20 @@ class Scenario(_Strict):
 
     def components(self) -> list[str]:
         """Short names of what the scenario touches, for ids and `-k` selection."""
-        if "components" not in self._derived:
+        memo = self._memo()
+        if "components" not in memo:
             names: list[str] = list(self.tags) if self.path == "component" else []
             vars_touched = {COMPONENT_VARS[c] for c in self.upgraded_components() if c in COMPONENT_VARS}
             for var in sorted(vars_touched):
                 short = var.removesuffix("_version")
                 if short not in names:
                     names.append(short)
-            self._derived["components"] = tuple(names)
-        return list(self._derived["components"])
+            memo["components"] = tuple(names)
+        return list(memo["components"])
 
     @property
     def test_id(self) -> str:
-        if "test_id" not in self._derived:
-            self._derived["test_id"] = f"{self.id}:{self.path}:{'+'.join(self.components())}"
-        return str(self._derived["test_id"])
+        memo = self._memo()
+        if "test_id" not in memo:
+            memo["test_id"] = f"{self.id}:{self.path}:{'+'.join(self.components())}"
+        return str(memo["test_id"])
