@@ -325,9 +325,16 @@ class Scenario(_Strict):
         return dict(memo["changed"])
 
     def upgraded_components(self) -> set[str]:
-        """Components this path is expected to move to the target version; the rest stay put."""
+        """Components this path is expected to move to the target version; the rest stay put. A
+        documented failure moves nothing: its checks measure that the cluster was left as it was."""
+        if self.expect_failure is not None:
+            return set()
+        return self.attempted_components()
+
+    def attempted_components(self) -> set[str]:
+        """Components the run sets out to move (what ids and `-k` name), whether or not it can."""
         memo = self._memo()
-        if "upgraded" not in memo:
+        if "attempted" not in memo:
             changed: set[str] = set()
             for var in self.changed_versions():
                 changed.update(components_of_var(var))
@@ -336,8 +343,8 @@ class Scenario(_Strict):
             elif self.baseline.ref != self.target.ref:
                 # A ref bump re-deploys every component at the new ref's defaults.
                 changed.update(REF_BUMP_COMPONENTS)
-            memo["upgraded"] = frozenset(changed)
-        return set(memo["upgraded"])
+            memo["attempted"] = frozenset(changed)
+        return set(memo["attempted"])
 
     def expected_versions(self) -> dict[str, str]:
         """Component -> version the cluster must show after the upgrade, where the scenario pins it."""
@@ -355,7 +362,7 @@ class Scenario(_Strict):
         memo = self._memo()
         if "components" not in memo:
             names: list[str] = list(self.tags) if self.path == "component" else []
-            vars_touched = {COMPONENT_VARS[c] for c in self.upgraded_components() if c in COMPONENT_VARS}
+            vars_touched = {COMPONENT_VARS[c] for c in self.attempted_components() if c in COMPONENT_VARS}
             for var in sorted(vars_touched):
                 short = var.removesuffix("_version")
                 if short not in names:
