@@ -239,3 +239,22 @@ def test_typoed_key_comes_first_with_every_other_error(write):
 def test_unknown_top_level_key_suggests_scenarios(write):
     with pytest.raises(ScenarioError, match=r"field 'scenarioss': unknown top-level key .*did you mean 'scenarios'\?"):
         load_file(write("m.yaml", "scenarios: []\nscenarioss: []\n"))
+
+
+def test_loading_leaves_the_garbage_collector_as_it_found_it(write):
+    """The loader pauses the cyclic GC while it parses (a large catalogue's CPU halves); a bad file
+    must not leave it off, and a caller that had it off keeps it off."""
+    import gc
+
+    assert gc.isenabled()
+    with pytest.raises(ScenarioError):
+        load_catalogue([write("bad.yaml", "id: [unclosed")])
+    assert gc.isenabled()
+    load_catalogue([write("good.yaml", GOOD_SCENARIO)])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load_catalogue([write("good.yaml", GOOD_SCENARIO)])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
