@@ -178,7 +178,7 @@ def test_version_number_and_major_minor_refused_through_the_cli(tmp_path: Path) 
     "replace,field,words",
     [
         ({"etcd_version: 3.5.16": "etcd_version: 3.4.0"}, "target.versions.etcd_version", "3.4.23 -> 3.4.0 is a downgrade"),
-        ({"tags: [etcd]": "tags: [master]"}, "tags", "'control-plane' moves none of what this scenario changes (etcd)"),
+        ({"tags: [etcd]": "tags: [master]"}, "tags", "'control-plane' moves none of what this scenario changes (etcd): the run could only be a green no-op upgrade; use tags: [etcd]"),
     ],
     ids=["downgrade", "tag-moves-nothing"],
 )
