@@ -284,12 +284,12 @@ class Session:
             raise UpgradeRunError(f"baseline deploy failed:\n{result.summary}")
 
     def _before(self, run: ScenarioRun) -> None:
-        from harness.probes.hosts import HostProbe, observed_versions
+        from harness.probes.hosts import HostProbe, pre_upgrade_record
 
         assert run.cluster is not None
         probe = HostProbe(run.cluster, installer=run.scenario.installer)
         hosts = probe.all_host_facts()
-        run.before = PreUpgradeRecord(taken_at=datetime.now(UTC), versions=observed_versions(hosts))
+        run.before = pre_upgrade_record(hosts, datetime.now(UTC))  # boot ids too: the reboot check reads them
         (run.dir / "before.json").parent.mkdir(parents=True, exist_ok=True)
         (run.dir / "before.json").write_text(json.dumps(to_jsonable(hosts), indent=2, default=str) + "\n")
 

@@ -12,6 +12,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,8 +74,8 @@ KUBECTL_JSON = """{
         (h.parse_kubeadm_version, "v1.31.4\n", "v1.31.4"),
         (h.parse_kubectl_version, KUBECTL_JSON, "v1.31.4"),
         (h.parse_crictl_version, "crictl version v1.31.1\n", "v1.31.1"),
-        (h.parse_calicoctl_version, "Client Version:    v3.28.1\nGit commit:        601856343\n"
-                                    "Unable to retrieve Cluster Version or Type: connection refused\n", "v3.28.1"),
+        (h.parse_calicoctl_version, ("Client Version:    v3.28.1\nGit commit:        601856343\n"
+                                     "Unable to retrieve Cluster Version or Type: connection refused\n"), "v3.28.1"),
         (h.parse_cni_version, CNI_DEBIAN, "1.1.1"),
         (h.parse_cni_version, CNI_UPSTREAM, "v1.4.0"),
     ],
@@ -367,3 +368,25 @@ def test_etcd_script_output_parses_when_a_tool_ends_without_a_newline(tmp_path) 
     facts, values = h.parse_etcd_facts("node1", out, ["/harness/sentinel"])
     assert facts.errors == {}
     assert facts.cluster_version == "3.5.0" and values == {"/harness/sentinel": "hello"}
+
+
+def test_boot_id_section() -> None:
+    """The boot id as the host script prints it (measured: this machine's /proc), and what is not one."""
+    from harness import proc
+
+    res = proc.run(["sh", "-c", h.BOOT_ID_SCRIPT])
+    boot_id, why = h.parse_boot_id(res.stdout)
+    assert why is None and boot_id == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert h.parse_boot_id("@@section boot_id\ncat: /proc/sys/kernel/random/boot_id: No such file or directory\n@@rc 1\n") \
+        == (None, "unreadable boot id (rc=1): 'cat: /proc/sys/kernel/random/boot_id: No such file or directory'")
+    assert h.parse_boot_id("@@section kubelet\n@@rc absent\n")[0] is None
+
+
+def test_host_facts_without_a_boot_id_say_why() -> None:
+    """A node whose script printed no boot id section (an older guest, an interrupted script) keeps
+    its other facts; the boot id's absence is an error of its own, not a reboot."""
+    host = _FakeHost({}, {})
+    node = Node("node1", ("etcd",), "10.0.0.1")
+    facts = h.HostProbe(_Cluster([node]), installer="lab", host_factory=lambda _n: host).host_facts(node)  # type: ignore[arg-type]
+    assert facts.error is None and facts.boot_id is None and "boot_id" in facts.errors
+    assert "; cat /proc/sys/kernel/random/boot_id" in host.commands[0]

@@ -16,8 +16,12 @@ def check_certs(hosts: Iterable[HostFacts], min_days: int = DEFAULT_MIN_DAYS, no
     now = now or datetime.now(UTC)
     limit = now + timedelta(days=min_days)
     rows: list[tuple[str, str, str]] = []
+    unreachable: list[str] = []
     total = 0
     for h in hosts:
+        if h.error is not None:
+            unreachable.append(h.error)  # its certificates are unknown: the error is the finding
+            continue
         for path, c in sorted(h.certs.items()):
             total += 1
             if c.not_after is None:
@@ -26,6 +30,11 @@ def check_certs(hosts: Iterable[HostFacts], min_days: int = DEFAULT_MIN_DAYS, no
                 days = (c.not_after - now).total_seconds() / 86400
                 state = "EXPIRED" if days < 0 else f"{days:.0f} days left"
                 rows.append((h.node, path, f"{c.not_after:%Y-%m-%d %H:%M} UTC ({state})"))
+    if unreachable:
+        other = (f"; {len(rows)} of {total} certificate(s) on the other nodes expire within {min_days} days or are"
+                 " unreadable") if rows else ""
+        return CheckResult.fail(name, "; ".join(unreachable) + other,
+                                text_table(("node", "certificate", "notAfter"), rows) if rows else "")
     if total == 0:
         return CheckResult.fail(name, "no certificate found on any node (wrong paths?)")
     if rows:

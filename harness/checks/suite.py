@@ -28,7 +28,7 @@ from harness.checks import order as order_checks
 from harness.checks import tokens as token_checks
 from harness.checks.result import CheckResult, combine
 from harness.checks.state import PlantedState, check_planted_state
-from harness.checks.units import check_units
+from harness.checks.units import check_reboots, check_units
 from harness.checks.versions import (
     OBSERVED_AS,
     check_unchanged,
@@ -50,6 +50,7 @@ from harness.probes.facts import (
     StateFacts,
     TokenReviewResult,
     VersionSample,
+    unprobed,
 )
 from harness.probes.hosts import EtcdTLS, HostProbe, merge_observed, observed_versions
 from harness.scenario.model import ExpectedFailure, Scenario
@@ -375,6 +376,17 @@ def _playbook(facts: Facts, expect: Expectation) -> CheckResult:
                           f" remedy: {documented.remedy}")
 
 
+def _with_unprobed(facts: Facts, name: str, result: CheckResult, before: Mapping[str, str] | None = None) -> CheckResult:
+    """`result` judged the nodes that were probed; each node whose probe failed (now, or `before` the
+    upgrade) fails the check too, with its one line (never a version row per component it could not read)."""
+    bad = unprobed(facts.hosts)
+    lines = [bad[n] for n in sorted(bad)] + [f"before the upgrade: {why}" for _n, why in sorted((before or {}).items())]
+    if not lines:
+        return result
+    failed = CheckResult.fail(name, "; ".join(lines))
+    return failed if not result.applicable else combine(name, [result, failed])
+
+
 def _target_versions(facts: Facts, expect: Expectation) -> CheckResult:
     name = "target versions"
     if missing := _hosts_missing(facts, name):
@@ -382,7 +394,9 @@ def _target_versions(facts: Facts, expect: Expectation) -> CheckResult:
     expected = expected_per_node(facts, expect)
     if expect.upgrade is not None:
         expected = _split(expected, expect.upgrade.upgraded, upgraded=True)
-    return check_versions(facts.observed, expected, name)
+    bad = unprobed(facts.hosts)
+    expected = {n: per for n, per in expected.items() if n not in bad}
+    return _with_unprobed(facts, name, check_versions(facts.observed, expected, name))
 
 
 def _untouched(facts: Facts, expect: Expectation) -> CheckResult:
@@ -392,15 +406,22 @@ def _untouched(facts: Facts, expect: Expectation) -> CheckResult:
     up = _upgrade(expect)
     observed = facts.observed
     untouched = {OBSERVED_AS.get(c, c) for comps in up.before.versions.values() for c in comps} - up.upgraded
-    return combine(name, [
-        check_versions(observed, _split(expected_per_node(facts, expect), up.upgraded, upgraded=False),
-                       "untouched at baseline"),
-        check_unchanged(up.before.versions, observed, untouched),
-    ])
+    bad = unprobed(facts.hosts)
+    expected = {n: per for n, per in expected_per_node(facts, expect).items() if n not in bad}
+    before = {n: comps for n, comps in up.before.versions.items() if n not in bad}
+    return _with_unprobed(facts, name, combine(name, [
+        check_versions(observed, _split(expected, up.upgraded, upgraded=False), "untouched at baseline"),
+        check_unchanged(before, observed, untouched),
+    ]), up.before.unprobed)
 
 
 def _units(facts: Facts, expect: Expectation) -> CheckResult:
     return _hosts_missing(facts, "units") or check_units(facts.hosts)
+
+
+def _reboots(facts: Facts, expect: Expectation) -> CheckResult:
+    before = _upgrade(expect).before
+    return _hosts_missing(facts, "reboots") or check_reboots(before.boot_ids, facts.hosts, before.unprobed)
 
 
 def _certificates(facts: Facts, expect: Expectation) -> CheckResult:
@@ -621,6 +642,9 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
           "Components outside the path stay at their baseline version (a tagged run moves only its tags).",
           upgrade_only=True, requires=("before", "after")),
     Check("units", "test_units_active", _units, "Each role's systemd units exist, run and are enabled."),
+    Check("reboots", "test_boot_id_kept", _reboots,
+          "No node rebooted during the upgrade: its boot id is the one recorded before it.",
+          upgrade_only=True, requires=("before", "after")),
     Check("etcd health", "test_store_health", _store_health, "etcd: every member healthy and listed.",
           needs="etcd"),
     Check("etcd versions", "test_store_member_versions", _store_versions,

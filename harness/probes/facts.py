@@ -10,6 +10,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, Union
@@ -45,6 +46,15 @@ class HostFacts:
     certs: dict[str, CertExpiry] = field(default_factory=dict)
     # component or probe -> why it could not be read (distinct from "absent")
     errors: dict[str, str] = field(default_factory=dict)
+    # /proc/sys/kernel/random/boot_id: a new one at every boot (None: not read; see errors["boot_id"])
+    boot_id: str | None = None
+    # The node's probe did not run at all (one line: "node2 unreachable: ..."); nothing else is known
+    error: str | None = None
+
+
+def unprobed(hosts: Iterable[HostFacts]) -> dict[str, str]:
+    """node -> why its probe failed, for the nodes whose facts hold nothing but that."""
+    return {h.node: h.error for h in hosts if h.error is not None}
 
 
 # -- etcd -----------------------------------------------------------------
@@ -240,6 +250,8 @@ class PreUpgradeRecord:
     pod_restarts: dict[str, int] = field(default_factory=dict)  # pod uid -> restart count
     pod_names: dict[str, str] = field(default_factory=dict)  # pod uid -> namespace/name, for messages
     canary_uids: dict[str, str] = field(default_factory=dict)  # namespace/name -> Deployment uid
+    boot_ids: dict[str, str] = field(default_factory=dict)  # node -> boot id before the upgrade
+    unprobed: dict[str, str] = field(default_factory=dict)  # node -> why its host probe failed then
 
 
 @dataclass(frozen=True)

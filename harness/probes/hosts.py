@@ -11,6 +11,8 @@ import base64
 import json
 import re
 import shlex
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,12 +21,14 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from harness.cluster.base import Cluster, Node
+from harness.errors import ClusterError
 from harness.probes.facts import (
     CertExpiry,
     EtcdEndpointHealth,
     EtcdFacts,
     EtcdMember,
     HostFacts,
+    PreUpgradeRecord,
     UnitState,
     VersionSample,
 )
@@ -269,6 +273,25 @@ def parse_units(text: str) -> dict[str, UnitState]:
     return out
 
 
+# -- boot id (pure) -------------------------------------------------------------------
+
+# A new boot id means the node rebooted: the kernel draws a fresh one at every boot.
+BOOT_ID_SCRIPT = "echo '@@section boot_id'; cat /proc/sys/kernel/random/boot_id 2>&1; echo \"@@rc $?\""
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def parse_boot_id(text: str) -> tuple[str | None, str | None]:
+    """The boot_id section -> (boot id, None), or (None, why it could not be read)."""
+    sections = split_sections(text)
+    if "boot_id" not in sections:
+        return None, "the probe printed no boot id (script interrupted?)"
+    rc, body = sections["boot_id"]
+    value = body.strip()
+    if rc == "0" and _UUID.match(value):
+        return value, None
+    return None, f"unreadable boot id (rc={rc}): {value[:100]!r}"
+
+
 # -- etcd (pure) -----------------------------------------------------------------------
 
 
@@ -489,6 +512,53 @@ class _TestinfraHost(Protocol):
     def run(self, command: str, *args: Any, **kwargs: Any) -> Any: ...
 
 
+# ssh's own words for a node that is (re)starting: sshd not listening yet, or dropping connections
+# while it comes up (`kex_exchange_identification: Connection closed by remote host` right after a
+# reboot). Worth another try; anything else (auth, sudo, a missing host) will not heal by waiting.
+TRANSIENT_SSH = re.compile(r"kex_exchange_identification|Connection refused|Connection reset|timed out", re.IGNORECASE)
+# Seconds to wait before each retry of a transient failure: three retries, 14 s in all.
+RETRY_DELAYS: tuple[float, ...] = (2.0, 4.0, 8.0)
+SSH_FAILED = 255  # ssh's exit status when ssh itself failed (not the remote command)
+
+
+class ProbeError(ClusterError):
+    """A node's probe script did not run. The message is one line naming the node and what ssh (or
+    the shell) said last, never the script; `transient` when a retry may succeed."""
+
+    def __init__(self, node: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.node = node
+        self.transient = transient
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _result_failure(node: str, rc: int, stderr: str) -> ProbeError:
+    said = _last_line(stderr)
+    if rc == SSH_FAILED:
+        return ProbeError(node, f"{node} unreachable: {said or 'ssh exited 255'}", transient=bool(TRANSIENT_SSH.search(said)))
+    return ProbeError(node, f"{node} probe failed (rc={rc}): {said or 'no output'}")
+
+
+def probe_failure(node: str, error: Exception) -> ProbeError:
+    """What running a probe raised, as one line. testinfra's ssh backend raises
+    `RuntimeError(CommandResult)` on exit 255, whose text is the whole command (the probe script);
+    only ssh's own last stderr line is kept."""
+    if isinstance(error, ProbeError):
+        return error
+    result: Any = error.args[0] if error.args else None
+    if result is not None and hasattr(result, "rc") and hasattr(result, "stderr"):
+        return _result_failure(node, int(result.rc), str(result.stderr or ""))
+    text = _last_line(str(error).split("@@section", 1)[0])  # never the script, should one be quoted
+    said = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return ProbeError(node, f"{node} unreachable: {said}", transient=True)
+    return ProbeError(node, f"{node} probe failed: {said}")
+
+
 # systemd units each role runs under Kubespray (and the lab installer: containerd everywhere, etcd on etcd nodes).
 UNITS_BY_ROLE: dict[str, tuple[str, ...]] = {
     "etcd": ("etcd",),
@@ -510,7 +580,10 @@ def units_for(roles: Iterable[str], installer: str = "kubespray") -> tuple[str, 
 
 
 class HostProbe:
-    """Collects host facts for one cluster, holding one testinfra host per node (connections reused)."""
+    """Collects host facts for one cluster, holding one testinfra host per node (connections reused).
+
+    Nodes are probed in parallel and each on its own: a node whose probe fails (after retries of a
+    transient ssh failure) yields facts saying so (`HostFacts.error`); the other nodes' facts stand."""
 
     def __init__(
         self,
@@ -520,36 +593,72 @@ class HostProbe:
         cert_globs: Sequence[str] = CERT_GLOBS,
         installer: str = "kubespray",
         host_factory: Callable[[str], _TestinfraHost] | None = None,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.cluster = cluster
         self.tls = tls or EtcdTLS()
         self.cert_globs = tuple(cert_globs)
         self.installer = installer
+        self.retry_delays = tuple(retry_delays)
+        self._sleep = sleep
         self._factory = host_factory or cluster.testinfra_host
         self._hosts: dict[str, _TestinfraHost] = {}
+        self._hosts_lock = threading.Lock()  # nodes are probed from a thread pool
 
     def host(self, node: str) -> _TestinfraHost:
-        if node not in self._hosts:
-            self._hosts[node] = self._factory(node)
-        return self._hosts[node]
+        with self._hosts_lock:
+            if node not in self._hosts:
+                self._hosts[node] = self._factory(node)
+            return self._hosts[node]
 
-    def _script(self, node: str, script: str) -> str:
-        res = self.host(node).run("sh -c " + shlex.quote(script))
-        return str(res.stdout)
+    def _attempt(self, node: str, command: str) -> str:
+        try:
+            res = self.host(node).run(command)
+        except Exception as e:  # noqa: BLE001  any way a run fails is this node's finding, in one line
+            raise probe_failure(node, e) from None  # `from None`: the chained error would quote the script
+        stdout = str(res.stdout)
+        rc = int(getattr(res, "rc", 0) or 0)
+        # Every probe script prints sections; none and a failure status means it never ran (ssh, sudo).
+        if rc != 0 and "@@section" not in stdout:
+            raise _result_failure(node, rc, str(getattr(res, "stderr", "") or ""))
+        return stdout
+
+    def _script(self, node: str, script: str, *, retry: bool = True) -> str:
+        """Run one probe script on `node`; a transient ssh failure is retried after each of
+        `retry_delays`, then reported as a ProbeError (one line)."""
+        command = "sh -c " + shlex.quote(script)
+        for delay in self.retry_delays if retry else ():
+            try:
+                return self._attempt(node, command)
+            except ProbeError as e:
+                if not e.transient:
+                    raise
+            self._sleep(delay)
+        return self._attempt(node, command)
 
     def versions(self, node: str) -> tuple[dict[str, str | None], dict[str, str]]:
-        return parse_versions(self._script(node, versions_script()))
+        # Not retried: version sampling asks again next round, and must not stall on a rebooting node.
+        return parse_versions(self._script(node, versions_script(), retry=False))
 
     def certs(self, node: str) -> dict[str, CertExpiry]:
         return parse_certs(self._script(node, certs_script(self.cert_globs)))
 
     def host_facts(self, node: Node) -> HostFacts:
-        """Versions, units and certificates in one round trip: a command costs ~1 s on an emulated guest."""
+        """Versions, units, certificates and the boot id in one round trip: a command costs ~1 s on an
+        emulated guest. A node the probe cannot reach gives facts with only `error` set."""
         script = "\n".join(
-            (versions_script(), units_script(units_for(node.roles, self.installer)), certs_script(self.cert_globs))
+            (versions_script(), units_script(units_for(node.roles, self.installer)), certs_script(self.cert_globs),
+             BOOT_ID_SCRIPT)
         )
-        text = self._script(node.name, script)
+        try:
+            text = self._script(node.name, script)
+        except ProbeError as e:
+            return HostFacts(node=node.name, roles=tuple(node.roles), error=str(e))
         versions, errors = parse_versions(text)
+        boot_id, why = parse_boot_id(text)
+        if why:
+            errors["boot_id"] = why
         return HostFacts(
             node=node.name,
             roles=tuple(node.roles),
@@ -557,6 +666,7 @@ class HostProbe:
             units=parse_units(text),
             certs=parse_certs(text),
             errors=errors,
+            boot_id=boot_id,
         )
 
     def all_host_facts(self) -> list[HostFacts]:
@@ -565,20 +675,24 @@ class HostProbe:
 
     def _each_node(self, fn: Callable[[Node], T]) -> list[T]:
         nodes = list(self.cluster.nodes)
-        for n in nodes:
-            self.host(n.name)  # made here, not in the threads: the host cache is a plain dict
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(nodes)))) as pool:
             return list(pool.map(fn, nodes))
 
     def etcd(self, node: Node | None = None, keys: Sequence[str] = ()) -> tuple[EtcdFacts, dict[str, str | None]]:
-        """etcd health, members, versions, read from one etcd node (the first by default) with its own certs."""
-        if node is None:
-            members = self.cluster.with_role("etcd")
-            if not members:
-                return EtcdFacts(queried_from="", errors={"etcd": "no node has the etcd role"}), {}
-            node = members[0]
-        text = self._script(node.name, etcd_script(node.name, node.address, self.tls, keys))
-        return parse_etcd_facts(node.name, text, keys)
+        """etcd health, members, versions, read from one etcd node with its own certs: `node`, or the
+        first etcd node that answers (one unreachable member does not hide the cluster's view)."""
+        candidates = [node] if node is not None else self.cluster.with_role("etcd")
+        if not candidates:
+            return EtcdFacts(queried_from="", errors={"etcd": "no node has the etcd role"}), {}
+        failures: list[str] = []
+        for n in candidates:
+            try:
+                text = self._script(n.name, etcd_script(n.name, n.address, self.tls, keys))
+            except ProbeError as e:
+                failures.append(str(e))
+                continue
+            return parse_etcd_facts(n.name, text, keys)
+        raise ProbeError(candidates[-1].name, "; ".join(failures))
 
     def version_samples(self, components: Iterable[str] | None = None) -> list[tuple[str, str, str | None]]:
         """(node, component, version) for every node now; the caller stamps the time."""
@@ -649,7 +763,21 @@ def _short_error(e: Exception) -> str:
 
 
 def observed_versions(facts: Iterable[HostFacts]) -> dict[str, dict[str, str | None]]:
-    return {h.node: dict(h.versions) for h in facts}
+    """node -> component -> version. A node whose probe failed is left out: nothing was observed
+    there (an empty entry would read as every tool absent); `HostFacts.error` says why."""
+    return {h.node: dict(h.versions) for h in facts if h.error is None}
+
+
+def pre_upgrade_record(facts: Iterable[HostFacts], taken_at: datetime) -> PreUpgradeRecord:
+    """The host side of the record taken before an upgrade: versions, boot ids (a different one
+    afterwards means the node rebooted) and the nodes that could not be probed, with why."""
+    hosts = list(facts)
+    return PreUpgradeRecord(
+        taken_at=taken_at,
+        versions=observed_versions(hosts),
+        boot_ids={h.node: h.boot_id for h in hosts if h.boot_id},
+        unprobed={h.node: h.error for h in hosts if h.error},
+    )
 
 
 def merge_observed(*maps: Mapping[str, Mapping[str, str | None]]) -> dict[str, dict[str, str | None]]:
