@@ -9,6 +9,7 @@ report what the cluster really is (a half-upgraded cluster is a result, not a cr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -25,9 +26,10 @@ from rich.console import Console
 from harness import progress
 from harness.cluster.base import Cluster, ClusterSpec, Provider
 from harness.errors import HarnessError
+from harness.installer.base import Installer
 from harness.options import Options
 from harness.probes.facts import PreUpgradeRecord, VersionSample, to_jsonable
-from harness.scenario.model import Scenario
+from harness.scenario.model import NodeSpec, Scenario
 
 if TYPE_CHECKING:
     from harness.checks.suite import Facts
@@ -69,6 +71,7 @@ class ScenarioRun:
     kube_before: PreUpgradeRecord | None = None  # pod restarts and canary UIDs before the upgrade (plant stage)
     # Everything the checks read after the upgrade, collected once by the 'after' step (harness.checks.suite)
     facts: Facts | None = None
+    notes: list[str] = field(default_factory=list)  # what an installer changed about the run (report)
 
     def ok(self, step: str) -> bool:
         o = self.outcomes.get(step)
@@ -94,6 +97,7 @@ class ScenarioRun:
             "scenario": self.scenario.id,
             "test_id": self.scenario.test_id,
             "baseline": self.baseline_outcome,
+            "notes": self.notes,
             "outcomes": [to_jsonable(o) for o in self.outcomes.values()],
             "stages": [
                 {"ident": s.ident, "purpose": s.purpose, "argv": s.argv()} for s in self.stages
@@ -129,6 +133,7 @@ class Session:
         self._clusters: dict[tuple[str, ...], Cluster] = {}
         self._kubespray: Any = None
         self._servers: dict[str, Any] = {}  # netns -> FilesServer
+        self._installers: dict[str, Installer] = {}
         self._keep: list[Cluster] = []
 
     # -- shared resources ---------------------------------------------------------
@@ -147,14 +152,39 @@ class Session:
             self._kubespray = Kubespray.open(str(self.options.kubespray))
         return self._kubespray
 
+    def installer(self, kind: str) -> Installer:
+        """One installer of each kind per session. On the lab both install from its offline files repo."""
+        if kind not in self._installers:
+            if kind == "lab":
+                from harness.installer.lab import LabInstaller
+
+                self._installers[kind] = LabInstaller(self.files_url)
+            elif kind == "kubespray":
+                from harness.installer.files_repo import build
+                from harness.installer.kubespray_installer import KubesprayInstaller
+
+                lab = self.options.provider == "lab"
+                self._installers[kind] = KubesprayInstaller(
+                    self.kubespray(), files_url=self.files_url if lab else None, files_repo=build if lab else None
+                )
+            else:
+                raise HarnessError(f"no installer {kind!r}; there are lab and kubespray")
+        return self._installers[kind]
+
     def cluster_for(self, scenario: Scenario) -> Cluster:
-        """One cluster per topology per session; scenarios sharing it restore baselines from snapshots."""
-        key = tuple(f"{n.name}:{','.join(n.roles)}:{n.cpus}:{n.memory}" for n in scenario.topology.nodes)
+        """One cluster per machine shape (names, cpus, memory) per session; scenarios sharing it restore
+        baselines from snapshots. Roles are inventory, not hardware: each scenario's roles are put on
+        the nodes before it runs, so a Kubespray scenario with a control-plane node shares the VMs of
+        the lab scenarios."""
+        key = tuple(f"{n.name}:{n.cpus}:{n.memory}" for n in scenario.topology.nodes)
         if key not in self._clusters:
             name = "c" + str(len(self._clusters) + 1) if self._clusters else ""
             spec = ClusterSpec(name=name, nodes=scenario.topology.nodes, box=self.options.box)
             self._clusters[key] = self.provider().up(spec)
-        return self._clusters[key]
+        cluster = self._clusters[key]
+        roles = {n.name: tuple(n.roles) for n in scenario.topology.nodes}
+        cluster.nodes = [dataclasses.replace(n, roles=roles.get(n.name, n.roles)) for n in cluster.nodes]
+        return cluster
 
     def files_url(self, cluster: Cluster) -> str:
         """The lab's offline files repo, built from the Debian archive and served inside the lab's netns."""
@@ -216,7 +246,7 @@ class Session:
 
     def _plan(self, run: ScenarioRun) -> None:
         """Everything that can be refused is refused here, before any VM exists."""
-        from harness.plan.rules import check_component_step, check_kube_version_step, check_minor_skip
+        from harness.plan.rules import check_component_step, check_kube_version_step
         from harness.upgrade.paths import pipeline
 
         sc = run.scenario
@@ -227,27 +257,12 @@ class Session:
                 check_kube_version_step(old, new)
             else:
                 check_component_step(var, old, new)
-        tags = None
+        if sc.baseline_installer != sc.installer:
+            self.installer(sc.baseline_installer).prepare(sc)
+        prepared = self.installer(sc.installer).prepare(sc)
         if sc.installer == "kubespray":
-            ks = self.kubespray()
-            base, target = sc.baseline.ref_obj, sc.target.ref_obj
-            if base and target:
-                check_minor_skip(base, target)
-            ref = sc.target.ref or sc.baseline.ref
-            if sc.path == "component":
-                tags = ks.list_tags(ref)
-            for var, version in sc.target.versions.items():
-                ks.checksum_known(ref, var.removesuffix("_version"), version, extra_vars=sc.extra_vars)
-            defaults = ks.default_versions(ref)
-            run.resolved = {c: v for c, v in _components_from_vars(defaults).items()}
-        else:
-            from harness.installer.files_repo import COMPONENTS
-
-            for rel in (sc.baseline, sc.target):
-                for var in rel.versions:
-                    if var.removesuffix("_version") not in COMPONENTS:
-                        raise HarnessError(f"scenario {sc.id}: the lab installer cannot install {var}")
-        run.stages = pipeline(sc, run.dir, available_tags=tags)
+            run.resolved = _components_from_vars(dict(prepared.defaults))
+        run.stages = pipeline(sc, run.dir, available_tags=prepared.tags)
 
     def _cluster(self, run: ScenarioRun) -> None:
         run.cluster = self.cluster_for(run.scenario)
@@ -257,26 +272,17 @@ class Session:
 
         sc, cluster = run.scenario, run.cluster
         assert cluster is not None
-        spec_key = ClusterSpec(name=cluster.name, nodes=sc.topology.nodes)
-        key = BaselineKey.of(self.options.provider, spec_key, sc.installer, sc.baseline.ref, sc.baseline.versions)
+        spec_key = ClusterSpec(name=cluster.name, nodes=_deployed_shape(sc))
+        key = BaselineKey.of(
+            self.options.provider, spec_key, sc.baseline_installer, sc.baseline.ref, sc.baseline.versions
+        )
         run.baseline_outcome = ensure_baseline(cluster, key, lambda: self._deploy_baseline(run))
-        if sc.installer == "lab":
+        if self.options.provider == "lab":
             self.files_url(cluster)  # a restored baseline still needs the server for the upgrade
         self.console.print(f"{sc.id}: baseline {run.baseline_outcome} ({key.snapshot_name})", highlight=False)
 
     def _deploy_baseline(self, run: ScenarioRun) -> None:
-        from harness.upgrade.paths import Stage
-
-        sc = run.scenario
-        if sc.installer == "lab":
-            stage = Stage("00-baseline", "baseline", "lab/cluster.yml", "harness", extravars=dict(sc.baseline.versions))
-        else:
-            from harness.upgrade.paths import KUBESPRAY_PLAYBOOKS
-
-            stage = Stage(
-                "00-baseline", "baseline", KUBESPRAY_PLAYBOOKS["full"], "kubespray", ref=sc.baseline.ref,
-                extravars=dict(sc.baseline.versions),
-            )
+        stage = self.installer(run.scenario.baseline_installer).baseline_stage(run.scenario)
         result = self._run_stage(run, stage)
         if not result.ok:
             from harness.errors import UpgradeRunError
@@ -287,7 +293,7 @@ class Session:
         from harness.probes.hosts import HostProbe, pre_upgrade_record
 
         assert run.cluster is not None
-        probe = HostProbe(run.cluster, installer=run.scenario.installer)
+        probe = HostProbe(run.cluster, installer=_probe_installer(run.scenario))
         hosts = probe.all_host_facts()
         run.before = pre_upgrade_record(hosts, datetime.now(UTC))  # boot ids too: the reboot check reads them
         (run.dir / "before.json").parent.mkdir(parents=True, exist_ok=True)
@@ -309,45 +315,40 @@ class Session:
         if not result.ok and not stage.may_fail and stage.purpose not in ("upgrade", "idempotence"):
             raise HarnessError(f"stage {stage.ident} ({stage.playbook}) failed:\n{result.summary}")
 
+    def _stage_installer(self, run: ScenarioRun, stage: Any) -> Installer:
+        """Kubespray runs Kubespray's playbooks, the lab installer its own; the harness's playbooks
+        (plant, collect) get the scenario's installer's variables."""
+        if stage.runner == "kubespray":
+            return self.installer("kubespray")
+        if stage.playbook.startswith("lab/"):
+            return self.installer("lab")
+        return self.installer(run.scenario.installer)
+
     def _run_stage(self, run: ScenarioRun, stage: Any) -> Any:
-        from harness.installer.inventory import harness_vars, write_inventory
+        import dataclasses
+
+        from harness.installer.inventory import write_inventory
         from harness.upgrade.runner import run_stage
 
-        sc, cluster = run.scenario, run.cluster
-        assert cluster is not None
+        assert run.cluster is not None
+        installer = self._stage_installer(run, stage)
         pdd = run.dir / "runner" / stage.ident
-        if sc.installer == "lab":
-            from harness.installer import files_repo
-            from harness.installer.lab import lab_vars
-
-            versions = {**sc.baseline.versions, **{k: v for k, v in stage.extravars.items() if k.endswith("_version")}}
-            group_vars = {**lab_vars(self.files_url(cluster), versions, files_repo.build()), **sc.extra_vars}
-        else:
-            ref = stage.ref or sc.target.ref or sc.baseline.ref
-            group_vars = harness_vars(sc.baseline.versions, ref, extra_vars=sc.extra_vars)
-        inventory = write_inventory(pdd, cluster.inventory(), group_vars)
+        inputs = installer.inputs(run.scenario, stage, run.cluster)
+        for note in inputs.notes:
+            if note not in run.notes:
+                run.notes.append(note)
+                shown = note if len(note) <= 240 else note[:240] + "... (whole note in run.json)"
+                self.console.print(f"{run.scenario.id}: {shown}", highlight=False)
+        inventory = write_inventory(pdd, run.cluster.inventory(), inputs.group_vars)
+        if inputs.extravars:
+            stage = dataclasses.replace(stage, extravars={**inputs.extravars, **stage.extravars})
         ks = self.kubespray() if stage.runner == "kubespray" else None
-        env = None
-        if sc.installer == "lab" and stage.runner == "harness" and stage.playbook.startswith("lab/"):
-            from harness.installer.lab import ansible_env
-
-            env = ansible_env()
-        return run_stage(stage, pdd, inventory, kubespray=ks, show_progress=True, timeout=_timeout(stage), envvars=env,
-                         task_tags=self._task_tags(stage, ks))
-
-    def _task_tags(self, stage: Any, ks: Any) -> dict[tuple[str, str], tuple[str, ...]] | None:
-        """Tags per (play, task) from a `--list-tasks` preview of the stage: ansible-runner's events do
-        not carry tags, and the order checks sort tasks into phases by them."""
-        if stage.purpose not in ("upgrade", "idempotence"):
-            return None
-        from harness.installer.kubespray import list_playbook_tasks
-        from harness.upgrade.paths import PLAYBOOKS_DIR
-
-        if ks is not None:
-            listed = ks.list_tasks(stage.ref, stage.playbook, stage.tags)
-        else:
-            listed = list_playbook_tasks(PLAYBOOKS_DIR, stage.playbook, stage.tags)
-        return {(t.play, t.name): tuple(sorted(t.tags)) for t in listed}
+        task_tags = None
+        if stage.purpose in ("upgrade", "idempotence"):
+            # ansible-runner's events carry no tags; the order checks sort tasks into phases by them.
+            task_tags = {(t.play, t.name): tuple(sorted(t.tags)) for t in installer.listed_tasks(stage)}
+        return run_stage(stage, pdd, inventory, kubespray=ks, show_progress=True, timeout=_timeout(stage),
+                         envvars=inputs.envvars, task_tags=task_tags)
 
     @contextmanager
     def _sampling(self, run: ScenarioRun) -> Iterator[None]:
@@ -358,7 +359,7 @@ class Session:
 
         assert run.cluster is not None
         stop = threading.Event()
-        probe = HostProbe(run.cluster, installer=run.scenario.installer)
+        probe = HostProbe(run.cluster, installer=_probe_installer(run.scenario))
 
         sources = sample_sources(probe, self._api_sampler(run))
 
@@ -468,6 +469,28 @@ class Session:
                 cluster.destroy()
         if self._provider is not None and not self._keep:
             self._provider.cleanup()
+
+
+def _probe_installer(scenario: Scenario) -> str:
+    """What the host probes expect to find: Kubernetes units only where the scenario has Kubernetes
+    (Kubespray's etcd and engine roles on the lab install no kubelet)."""
+    return scenario.installer if "kubernetes" in scenario.requirements() else "lab"
+
+
+def _deployed_shape(scenario: Scenario) -> tuple[NodeSpec, ...]:
+    """The topology as the baseline's installer sees it. The lab installer puts etcd on etcd nodes and
+    the container engine on every other Kubespray node, whatever their role: a control-plane role
+    (which Kubespray's inventory checks want) does not make another lab baseline."""
+    nodes = scenario.topology.nodes
+    if scenario.baseline_installer != "lab":
+        return nodes
+    out = []
+    for n in nodes:
+        roles = (("etcd",) if "etcd" in n.roles else ()) + (
+            ("worker",) if {"worker", "control-plane"} & set(n.roles) else ()
+        )
+        out.append(n.model_copy(update={"roles": roles}))
+    return tuple(out)
 
 
 def _clear(path: Path) -> None:
