@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         opts = Options.resolve(
-            kubespray=config.getoption("kubespray"),
+            kubespray=config.getoption("kubespray") or os.environ.get("HARNESS_KUBESPRAY"),
             from_ref=config.getoption("harness_from"),
             to_ref=config.getoption("harness_to"),
             provider=config.getoption("provider"),
@@ -143,13 +144,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         reason = unmet_requirement(sc, kubespray=opts.kubespray, provider=opts.provider)
         if reason:
             marks.append(pytest.mark.skip(reason=reason))
-        elif sc.expect_failure and marker and marker.kwargs.get("after_upgrade", True):
-            marks.append(
-                pytest.mark.xfail(
-                    reason=f"documented failure: {sc.expect_failure.reason}; remedy: {sc.expect_failure.remedy}",
-                    strict=True,
-                )
-            )
         params.append(pytest.param(sc, id=sc.test_id, marks=marks))
     metafunc.parametrize("scenario", params, indirect=True, scope="session")
 

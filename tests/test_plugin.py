@@ -32,6 +32,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     for f in (REPO / "scenarios").glob("*.yaml"):
         (root / "catalogue" / f.name).write_text(f.read_text())
     monkeypatch.chdir(root)
+    monkeypatch.delenv("HARNESS_KUBESPRAY", raising=False)  # CI sets it; these tests choose their own
     return pytester
 
 
@@ -72,8 +73,23 @@ def test_k_etcd_excludes_scenarios_that_do_not_touch_etcd(project):
 
 def test_lab_default_skips_kubespray_scenarios_saying_what_to_pass(project):
     r = project.runpytest("-rs", "-k", "ks-etcd and test_versions", "--scenarios", "catalogue")
-    r.assert_outcomes(skipped=2)
+    r.assert_outcomes(skipped=2)  # ks-etcd, ks-etcd-documented
     r.stdout.fnmatch_lines(["*needs a Kubespray checkout: pass --kubespray PATH*"])
+    r = project.runpytest("-rs", "-k", "ks-lab and test_versions", "--scenarios", "catalogue")
+    r.assert_outcomes(skipped=2)  # Kubespray on the lab still needs Kubespray
+    r.stdout.fnmatch_lines(["*ks-lab-etcd needs a Kubespray checkout: pass --kubespray PATH*"])
+
+
+def test_kubespray_from_the_environment_runs_its_lab_scenarios(project, tmp_path, monkeypatch):
+    """HARNESS_KUBESPRAY stands for --kubespray: Kubespray's etcd scenarios on the lab run there, the
+    ones needing a control plane still say what to pass."""
+    checkout = tmp_path / "kubespray"
+    (checkout / ".git").mkdir(parents=True)
+    (checkout / "cluster.yml").write_text("[]\n")
+    monkeypatch.setenv("HARNESS_KUBESPRAY", str(checkout))
+    r = project.runpytest("-rs", "-k", "ks- and etcd and test_versions", "--scenarios", "catalogue")
+    r.assert_outcomes(passed=2, skipped=4)  # ks-lab-etcd{,-documented} run; ks-etcd{,-documented}, ks-full, ks-graceful skip
+    r.stdout.fnmatch_lines(["*ks-etcd*needs a Kubernetes control plane, which the lab cannot run*"])
 
 
 def test_kubespray_scenario_on_the_lab_needs_another_provider(project, tmp_path):
