@@ -10,6 +10,7 @@ report what the cluster really is (a half-upgraded cluster is a result, not a cr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -200,7 +201,8 @@ class Session:
         if netns not in self._servers:
             repo = files_repo.build()
             self._servers[netns] = files_repo.serve(repo.root, netns, "0.0.0.0", 8080)
-        return self._servers[netns].url(guest_facing_address(netns, cluster.nodes[0].address))
+        url: str = self._servers[netns].url(guest_facing_address(netns, cluster.nodes[0].address))
+        return url
 
     # -- one scenario -------------------------------------------------------------
 
@@ -221,7 +223,7 @@ class Session:
                 break
         else:
             for stage in run.stages:
-                self._step(run, stage.purpose, lambda r, s=stage: self._stage(r, s))
+                self._step(run, stage.purpose, functools.partial(self._stage, stage=stage))
         if run.cluster is not None and any(run.ok(s) for s in MEASURABLE):
             self._step(run, "after", self._after)
         run.save()
@@ -235,7 +237,7 @@ class Session:
             run.outcomes[name] = StepOutcome(name, False, time.monotonic() - start, str(e))
             self.console.print(f"[red]{run.scenario.id}: {name} failed[/]: {e}", highlight=False)
             return False
-        except Exception as e:  # a bug here must still be reported against the scenario, with its trace
+        except Exception as e:  # noqa: BLE001  # a bug here must still be reported against the scenario, with its trace
             detail = "".join(traceback.format_exception(e)[-6:])
             run.outcomes[name] = StepOutcome(name, False, time.monotonic() - start, f"{type(e).__name__}: {e}\n{detail}")
             self.console.print(f"[red]{run.scenario.id}: {name} crashed[/]: {type(e).__name__}: {e}", highlight=False)

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator, Iterator
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -79,7 +79,8 @@ def _progress_past_capture(config: pytest.Config) -> None:
     capman = config.pluginmanager.getplugin("capturemanager")
     if capman is None or not hasattr(sys.stderr, "isatty"):
         return
-    progress.use(Console(file=_PastCapture(capman, sys.stderr), force_interactive=False, soft_wrap=True))
+    stream = cast("IO[str]", _PastCapture(capman, sys.stderr))  # the part of a text stream Console uses
+    progress.use(Console(file=stream, force_interactive=False, soft_wrap=True))
     config.add_cleanup(lambda: progress.use(None))
 
 
@@ -159,8 +160,10 @@ def _applies(sc: Scenario, needs: str) -> bool:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
-    report = yield
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
     if report.failed and hasattr(item, "callspec") and "scenario" in item.callspec.params:
         item.config.stash[FAILED_KEY].add(item.callspec.params["scenario"].id)
     return report
@@ -188,7 +191,8 @@ def harness_session(pytestconfig: pytest.Config) -> Iterator[Session]:
 
 @pytest.fixture(scope="session")
 def scenario(request: pytest.FixtureRequest) -> Scenario:
-    return request.param
+    sc: Scenario = request.param
+    return sc
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,13 @@ LAB_NODES = {"node1": ("etcd", "worker"), "node2": ("worker",)}
 
 
 def _scenario(**kw: object) -> Scenario:
-    base = dict(
-        id="etcd-up", description="d", installer="lab",
-        topology={"nodes": [{"name": "node1", "roles": ["etcd", "worker"]}, {"name": "node2", "roles": ["worker"]}]},
-        baseline={"versions": {"etcd_version": "3.4.23", "containerd_version": "1.6.20", "runc_version": "1.1.5"}},
-        target={"versions": {"etcd_version": "v3.5.16", "containerd_version": "1.7.24", "runc_version": "1.1.15"}},
-        path="component", tags=["etcd"],
-    )
+    base = {
+        "id": "etcd-up", "description": "d", "installer": "lab",
+        "topology": {"nodes": [{"name": "node1", "roles": ["etcd", "worker"]}, {"name": "node2", "roles": ["worker"]}]},
+        "baseline": {"versions": {"etcd_version": "3.4.23", "containerd_version": "1.6.20", "runc_version": "1.1.5"}},
+        "target": {"versions": {"etcd_version": "v3.5.16", "containerd_version": "1.7.24", "runc_version": "1.1.15"}},
+        "path": "component", "tags": ["etcd"],
+    }
     base.update(kw)
     return Scenario.model_validate(base)
 

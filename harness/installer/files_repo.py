@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Self
 
 import yaml
 
@@ -306,24 +307,27 @@ def _find_binaries(tree: Path, names: Iterable[str]) -> dict[str, Path]:
 def _write_tgz(dest: Path, top: str, files: Mapping[str, Path]) -> None:
     """A reproducible tarball: fixed owner and order, gzip without a timestamp, so rebuilds hash the same."""
     mtime = max(int(p.stat().st_mtime) for p in files.values())
-    with open(dest, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
 
-            def _norm(ti: tarfile.TarInfo) -> tarfile.TarInfo:
-                ti.uid = ti.gid = 0
-                ti.uname = ti.gname = "root"
-                ti.mtime = mtime
-                return ti
+    def _norm(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = "root"
+        ti.mtime = mtime
+        return ti
 
-            d = tarfile.TarInfo(top)
-            d.type = tarfile.DIRTYPE
-            d.mode = 0o755
-            tar.addfile(_norm(d))
-            for name in sorted(files):
-                ti = tar.gettarinfo(str(files[name]), arcname=f"{top}/{name}")
-                ti.mode = 0o755
-                with open(files[name], "rb") as fh:
-                    tar.addfile(_norm(ti), fh)
+    with (
+        open(dest, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
+        d = tarfile.TarInfo(top)
+        d.type = tarfile.DIRTYPE
+        d.mode = 0o755
+        tar.addfile(_norm(d))
+        for name in sorted(files):
+            ti = tar.gettarinfo(str(files[name]), arcname=f"{top}/{name}")
+            ti.mode = 0o755
+            with open(files[name], "rb") as fh:
+                tar.addfile(_norm(ti), fh)
 
 
 def _glibc_need(binary: Path) -> str | None:
@@ -626,7 +630,7 @@ class FilesServer:
                 p.wait(timeout=timeout)
         self._popen = None
 
-    def __enter__(self) -> FilesServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -667,7 +671,7 @@ def serve(
     with open(log, "wb") as logfh:
         popen = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=logfh, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509  # prctl only, before exec
         )
     server = FilesServer(repo_dir, netns, address, port, log, popen)
     probe_host = "127.0.0.1" if address in ("0.0.0.0", "") else ("::1" if address == "::" else address)

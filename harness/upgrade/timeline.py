@@ -236,9 +236,9 @@ def summarize(records: list[TaskRecord], recap: Mapping[str, Mapping[str, int]])
     if unreachable:
         lines.append("unreachable: " + ", ".join(unreachable))
         for host in unreachable:
-            r = failures.get(host)
-            if r is not None and r.msg:
-                lines.append(f"{host}: unreachable at {r.task!r}: {r.msg}")
+            found = failures.get(host)
+            if found is not None and found.msg:
+                lines.append(f"{host}: unreachable at {found.task!r}: {found.msg}")
     if recap:
         lines.append("PLAY RECAP")
         for host, counts in recap.items():
