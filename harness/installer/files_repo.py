@@ -27,14 +27,14 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Self
 
 import yaml
 
-from harness import proc, progress
+from harness import debian, proc, progress
 from harness.errors import InstallerError, PrerequisiteError
 from harness.settings import cache_dir, file_lock, state_dir
 
@@ -457,47 +457,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def debian_mirror(sources: Iterable[Path] | None = None) -> str:
-    """The Debian mirror the machine's own apt sources use (HARNESS_DEBIAN_MIRROR overrides)."""
-    env = os.environ.get("HARNESS_DEBIAN_MIRROR")
-    if env:
-        return env.rstrip("/")
-    paths = list(sources) if sources is not None else [
-        Path("/etc/apt/sources.list"),
-        *sorted(Path("/etc/apt/sources.list.d").glob("*.sources")),
-        *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
-    ]
-    codenames = {"buster", "bullseye", "bookworm", "trixie", "forky", "sid", "stable", "testing", "unstable"}
-    for p in paths:
-        try:
-            text = p.read_text()
-        except OSError:
-            continue
-        for uri, suites in _parse_sources(text, deb822=p.suffix == ".sources"):
-            # The main archive, not debian-security or a third-party repo.
-            if any(s in codenames for s in suites) and "security" not in uri:
-                return uri.rstrip("/")
-    raise PrerequisiteError(
-        "no Debian mirror found in /etc/apt/sources.list{,.d}; set HARNESS_DEBIAN_MIRROR=http://deb.debian.org/debian"
-    )
-
-
-def _parse_sources(text: str, *, deb822: bool) -> Iterator[tuple[str, list[str]]]:
-    if deb822:
-        for stanza in re.split(r"\n\s*\n", text):
-            fields: dict[str, str] = {}
-            for line in stanza.splitlines():
-                if line.startswith("#") or ":" not in line or line[0].isspace():
-                    continue
-                k, _, v = line.partition(":")
-                fields[k.strip().lower()] = v.strip()
-            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
-                for uri in fields.get("uris", "").split():
-                    yield uri, fields.get("suites", "").split()
-    else:
-        for line in text.splitlines():
-            parts = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
-            if len(parts) >= 3 and parts[0] == "deb":
-                yield parts[1], [parts[2]]
+    """The machine's Debian archive (harness.debian; `HARNESS_DEBIAN_MIRROR` overrides)."""
+    return debian.debian_mirror(None, sources)
 
 
 class _PrivateApt:

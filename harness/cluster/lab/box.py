@@ -15,7 +15,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import proc, progress
+from harness import debian, proc, progress
 from harness.cluster.lab.paths import lab_cache, vagrant_home
 from harness.errors import ClusterError, PrerequisiteError
 from harness.settings import file_lock
@@ -78,66 +78,13 @@ class Box:
 
 
 def debian_mirror() -> str:
-    """The Debian mirror of the machine's own apt sources (`HARNESS_DEBIAN_MIRROR` overrides)."""
-    env = os.environ.get("HARNESS_DEBIAN_MIRROR")
-    if env:
-        return env
-    files = [Path("/etc/apt/sources.list")]
-    d = Path("/etc/apt/sources.list.d")
-    if d.is_dir():
-        files += sorted(d.iterdir())
-    for f in files:
-        if not f.is_file():
-            continue
-        mirror = mirror_from_sources(f.read_text(errors="replace"), deb822=f.suffix == ".sources")
-        if mirror:
-            return mirror
-    raise PrerequisiteError(
-        f"no Debian {SUITE} mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d;"
-        " set HARNESS_DEBIAN_MIRROR=http://your.mirror/debian"
-    )
+    """The machine's Debian mirror serving the box's suite (harness.debian; `HARNESS_DEBIAN_MIRROR` overrides)."""
+    return debian.debian_mirror(SUITE)
 
 
 def mirror_from_sources(text: str, *, deb822: bool) -> str | None:
     """The first `deb` URI serving SUITE's main component, in one-line or deb822 format."""
-    if not deb822:
-        for line in text.splitlines():
-            parts = line.split("#", 1)[0].split()
-            if parts[:1] != ["deb"]:
-                continue
-            parts = _strip_options(parts[1:])
-            if len(parts) >= 3 and parts[1] == SUITE and "main" in parts[2:]:
-                return parts[0].rstrip("/")
-        return None
-    for stanza in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in stanza.splitlines():
-            if line.startswith("#") or ":" not in line or line[:1].isspace():
-                continue
-            k, v = line.split(":", 1)
-            fields[k.strip().lower()] = v.strip()
-        if (
-            "deb" in fields.get("types", "").split()
-            and SUITE in fields.get("suites", "").split()
-            and "main" in fields.get("components", "").split()
-            and fields.get("enabled", "yes").lower() != "no"
-        ):
-            return fields.get("uris", "").split()[0].rstrip("/")
-    return None
-
-
-def _strip_options(parts: list[str]) -> list[str]:
-    """Drop a one-line source's `[arch=amd64 signed-by=...]` options."""
-    out: list[str] = []
-    inside = False
-    for p in parts:
-        if p.startswith("["):
-            inside = True
-        if not inside:
-            out.append(p)
-        if p.endswith("]"):
-            inside = False
-    return out
+    return debian.mirror_from_sources(text, deb822=deb822, suite=SUITE)
 
 
 def ssh_key() -> Path:
