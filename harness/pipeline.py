@@ -279,6 +279,7 @@ class Session:
             self.options.provider, spec_key, sc.baseline_installer, sc.baseline.ref, sc.baseline.versions
         )
         run.baseline_outcome = ensure_baseline(cluster, key, lambda: self._deploy_baseline(run))
+        run.kubeconfig = _baseline_kubeconfig(run, cluster, key.snapshot_name)
         if self.options.provider == "lab":
             self.files_url(cluster)  # a restored baseline still needs the server for the upgrade
         self.console.print(f"{sc.id}: baseline {run.baseline_outcome} ({key.snapshot_name})", highlight=False)
@@ -292,10 +293,11 @@ class Session:
             raise UpgradeRunError(f"baseline deploy failed:\n{result.summary}")
 
     def _before(self, run: ScenarioRun) -> None:
+        from harness.checks import suite
         from harness.probes.hosts import HostProbe, pre_upgrade_record
 
         assert run.cluster is not None
-        probe = HostProbe(run.cluster, installer=_probe_installer(run.scenario))
+        probe = HostProbe(run.cluster, installer=suite.scenario_installer(run.scenario))
         hosts = probe.all_host_facts()
         run.before = pre_upgrade_record(hosts, datetime.now(UTC))  # boot ids too: the reboot check reads them
         (run.dir / "before.json").parent.mkdir(parents=True, exist_ok=True)
@@ -357,11 +359,12 @@ class Session:
         """Sample versions in the background while the upgrade runs: every node's tools over ssh and,
         with a Kubernetes API, each control-plane node's own apiserver and every kubelet (the order
         and skew checks replay them)."""
+        from harness.checks import suite
         from harness.probes.hosts import HostProbe, sample_sources, take_samples
 
         assert run.cluster is not None
         stop = threading.Event()
-        probe = HostProbe(run.cluster, installer=_probe_installer(run.scenario))
+        probe = HostProbe(run.cluster, installer=suite.scenario_installer(run.scenario))
 
         sources = sample_sources(probe, self._api_sampler(run))
 
@@ -473,10 +476,20 @@ class Session:
             self._provider.cleanup()
 
 
-def _probe_installer(scenario: Scenario) -> str:
-    """What the host probes expect to find: Kubernetes units only where the scenario has Kubernetes
-    (Kubespray's etcd and engine roles on the lab install no kubelet)."""
-    return scenario.installer if "kubernetes" in scenario.requirements() else "lab"
+def _baseline_kubeconfig(run: ScenarioRun, cluster: Cluster, snapshot: str) -> Path | None:
+    """The admin.conf of the cluster a baseline left. Kubespray writes it into the deploying run's
+    inventory artifacts; a scenario that restores the baseline has none of its own until it runs
+    Kubespray, so the deploying run's copy is kept (0600, in the harness's state dir) per snapshot."""
+    from harness.settings import state_dir
+
+    kept = state_dir() / "kubeconfigs" / f"{cluster.provider}-{cluster.name or 'main'}-{snapshot}.conf"
+    if run.baseline_outcome and run.baseline_outcome.startswith("deployed"):
+        found = sorted(run.dir.glob("runner/*/inventory/artifacts/admin.conf"), key=lambda p: p.stat().st_mtime)
+        if found:
+            kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            kept.touch(mode=0o600)
+            kept.write_bytes(found[-1].read_bytes())
+    return kept if kept.exists() else None
 
 
 def _deployed_shape(scenario: Scenario) -> tuple[NodeSpec, ...]:

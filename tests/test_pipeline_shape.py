@@ -44,3 +44,27 @@ def test_documented_failure_expects_nothing_to_move_but_keeps_its_ids() -> None:
     assert sc.upgraded_components() == set()
     assert sc.expected_versions()["etcd"] == "3.4.23"  # left on its baseline: that is what is checked
     assert "etcd" in sc.test_id
+
+
+def test_restored_kubespray_baseline_keeps_the_deploying_runs_kubeconfig(tmp_path, monkeypatch) -> None:
+    """A scenario restoring a Kubespray baseline another scenario deployed reaches the API through the
+    deploying run's admin.conf, kept per snapshot and private to root."""
+    from types import SimpleNamespace
+
+    from harness.pipeline import ScenarioRun, _baseline_kubeconfig
+
+    monkeypatch.setenv("HARNESS_STATE", str(tmp_path / "state"))
+    sc = _by_id()["ks-etcd"]
+    cluster = SimpleNamespace(provider="vagrant", name="")
+    first = ScenarioRun(sc, tmp_path / "a")
+    conf = first.dir / "runner" / "00-baseline" / "inventory" / "artifacts" / "admin.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("apiVersion: v1\nkind: Config\n")
+    first.baseline_outcome = "deployed"
+    kept = _baseline_kubeconfig(first, cluster, "baseline-abc")  # type: ignore[arg-type]
+    assert kept is not None and kept.read_text() == conf.read_text()
+    assert kept.stat().st_mode & 0o077 == 0
+    second = ScenarioRun(sc, tmp_path / "b")
+    second.baseline_outcome = "restored"
+    assert _baseline_kubeconfig(second, cluster, "baseline-abc") == kept  # type: ignore[arg-type]
+    assert _baseline_kubeconfig(second, cluster, "baseline-other") is None  # type: ignore[arg-type]
