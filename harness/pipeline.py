@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from harness.checks.suite import Facts
     from harness.probes.hosts import SampleSource
 
+# The stage that fetches journals and cluster dumps: evidence for a failed scenario only (~90 s a run
+# on the lab), taken after its items have judged it.
+EVIDENCE = "collect"
 # Steps after which the cluster is at baseline and measuring it makes sense.
 MEASURABLE = ("baseline",)
 # The canary Deployments plant.yml creates (namespace/name).
@@ -223,6 +226,8 @@ class Session:
                 break
         else:
             for stage in run.stages:
+                if stage.purpose == EVIDENCE:
+                    continue  # taken by finish() when the scenario failed: a green run does not pay for it
                 self._step(run, stage.purpose, functools.partial(self._stage, stage=stage))
         if run.cluster is not None and any(run.ok(s) for s in MEASURABLE):
             self._step(run, "after", self._after)
@@ -453,6 +458,14 @@ class Session:
     # -- end of scenario / session ------------------------------------------------------
 
     def finish(self, run: ScenarioRun, *, failed: bool) -> None:
+        if failed and run.cluster is not None and any(run.ok(s) for s in MEASURABLE):
+            # The cluster is still where this scenario left it: its items have run, the next
+            # scenario has not restored anything yet.
+            for stage in run.stages:
+                if stage.purpose == EVIDENCE and stage.purpose not in run.outcomes:
+                    self.console.print(f"{run.scenario.id} failed: collecting journals and cluster state", highlight=False)
+                    self._step(run, stage.purpose, functools.partial(self._stage, stage=stage))
+            run.save()
         keep = self.options.keep == "always" or (self.options.keep == "on-failure" and failed)
         if keep and run.cluster is not None:
             if run.cluster not in self._keep:

@@ -54,3 +54,33 @@ def test_keep_releases_or_destroys(tmp_path: Path, keep: str, failed: bool, kept
     else:
         assert cluster.calls == ["destroy"] and provider.cleaned
         assert "kept" not in out
+
+
+def _staged_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Session, list[str]]:
+    """A session whose steps record themselves instead of touching a cluster (a fixture)."""
+    from harness.upgrade.paths import pipeline
+
+    session = Session(Options(artifacts=tmp_path), console=Console(record=True, width=200))
+    ran: list[str] = []
+
+    def plan(run: ScenarioRun) -> None:
+        run.stages = pipeline(run.scenario, run.dir, available_tags={"etcd", "always"})
+
+    monkeypatch.setattr(session, "_plan", plan)
+    monkeypatch.setattr(session, "_cluster", lambda run: setattr(run, "cluster", _Cluster()))
+    for step in ("_baseline", "_before", "_after"):
+        monkeypatch.setattr(session, step, lambda run, s=step: ran.append(s))
+    monkeypatch.setattr(session, "_stage", lambda run, stage: ran.append(stage.purpose))
+    return session, ran
+
+
+@pytest.mark.parametrize("failed", [False, True])
+def test_evidence_is_collected_only_for_a_failed_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          failed: bool) -> None:
+    session, ran = _staged_session(tmp_path, monkeypatch)
+    scenario = next(s for s in load_catalogue(None) if s.id == "lab-etcd")
+    run = session.run(scenario)
+    assert ran == ["_baseline", "_before", "plant", "upgrade", "idempotence", "_after"]
+    session.finish(run, failed=failed)
+    assert ran[6:] == (["collect"] if failed else [])
+    assert ("collect" in run.outcomes) == failed
