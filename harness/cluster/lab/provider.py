@@ -161,6 +161,12 @@ class LabCluster(VagrantCluster):
 
     def restore(self, name: str) -> None:
         self._require_running()
+        # Pause every node first: vagrant reverts them one after another, and a member reverted
+        # early must not talk to members still running the previous scenario's cluster (seen in CI:
+        # node1, reverted to etcd 3.4, took raft messages from the 3.5 members not yet reverted and
+        # the restored cluster never formed). A revert resumes each domain in its snapshot's state.
+        for node in self.nodes:
+            self.net.virsh("suspend", self.domain(node.name), check=False)
         super().restore(name)
 
     def has_snapshot(self, name: str) -> bool:
