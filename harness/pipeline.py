@@ -113,15 +113,13 @@ class ScenarioRun:
         }
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "run.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
-        from dataclasses import replace
-
         # The timeline stays in the upgrade's timeline.jsonl; the samples are saved once, here.
         facts = {
             "before": to_jsonable(self.before),
             "kube_before": to_jsonable(self.kube_before),
             "samples": to_jsonable(self.samples),
             "sample_errors": self.sample_errors,
-            "facts": to_jsonable(replace(self.facts, timeline=(), samples=())) if self.facts is not None else None,
+            "facts": to_jsonable(dataclasses.replace(self.facts, timeline=(), samples=())) if self.facts is not None else None,
         }
         (self.dir / "facts.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
 
@@ -334,8 +332,6 @@ class Session:
         return self.installer(run.scenario.installer)
 
     def _run_stage(self, run: ScenarioRun, stage: Any) -> Any:
-        import dataclasses
-
         from harness.installer.inventory import write_inventory
         from harness.upgrade.runner import run_stage
 
@@ -434,9 +430,9 @@ class Session:
     def _kubeconfig(self, run: ScenarioRun) -> Path:
         """Kubespray writes admin.conf into the inventory's artifacts/ (kubeconfig_localhost: true);
         the newest one this scenario's runs left wins."""
-        found = sorted(run.dir.glob("runner/*/inventory/artifacts/admin.conf"), key=lambda p: p.stat().st_mtime)
-        if found:
-            return found[-1]
+        found = _newest_admin_conf(run.dir)
+        if found is not None:
+            return found
         if run.kubeconfig is not None:
             return run.kubeconfig
         raise HarnessError(
@@ -489,6 +485,12 @@ class Session:
             self._provider.cleanup()
 
 
+def _newest_admin_conf(run_dir: Path) -> Path | None:
+    """The admin.conf the newest of a scenario's Kubespray runs wrote (kubeconfig_localhost: true)."""
+    found = sorted(run_dir.glob("runner/*/inventory/artifacts/admin.conf"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
 def _baseline_kubeconfig(run: ScenarioRun, cluster: Cluster, snapshot: str) -> Path | None:
     """The admin.conf of the cluster a baseline left. Kubespray writes it into the deploying run's
     inventory artifacts; a scenario that restores the baseline has none of its own until it runs
@@ -497,11 +499,11 @@ def _baseline_kubeconfig(run: ScenarioRun, cluster: Cluster, snapshot: str) -> P
 
     kept = state_dir() / "kubeconfigs" / f"{cluster.provider}-{cluster.name or 'main'}-{snapshot}.conf"
     if run.baseline_outcome and run.baseline_outcome.startswith("deployed"):
-        found = sorted(run.dir.glob("runner/*/inventory/artifacts/admin.conf"), key=lambda p: p.stat().st_mtime)
-        if found:
+        found = _newest_admin_conf(run.dir)
+        if found is not None:
             kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             kept.touch(mode=0o600)
-            kept.write_bytes(found[-1].read_bytes())
+            kept.write_bytes(found.read_bytes())
     return kept if kept.exists() else None
 
 

@@ -171,6 +171,11 @@ def _looks_like_url(source: str) -> bool:
     return "://" in source or source.startswith("git@")
 
 
+def _last_lines(r: proc.Result, n: int = 15) -> str:
+    """The end of what a failed Ansible run said: where its error is."""
+    return "\n".join((r.stderr or r.stdout).strip().splitlines()[-n:])
+
+
 def _bare_without_refs(path: Path) -> bool:
     """A bare repository whose refs are all in packed-refs and whose empty `refs/` is missing: git
     does not recognise it, though nothing of it is lost."""
@@ -339,7 +344,7 @@ class Kubespray:
         if not r.ok:
             raise InstallerError(
                 f"`ansible-playbook {playbook} {' '.join(args)}` failed at Kubespray {ref} (rc={r.rc}):\n"
-                + "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
+                + _last_lines(r)
             )
         return r.stdout
 
@@ -423,7 +428,7 @@ class Kubespray:
                 if not out.exists():
                     raise InstallerError(
                         f"cannot template Kubespray {ref}'s variables with its own Ansible (rc={r.rc}):\n"
-                        + "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
+                        + _last_lines(r)
                     )
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(out, cached)
