@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from harness.cluster.base import ClusterSpec
 from harness.cluster.baseline import BaselineKey
 from harness.pipeline import _deployed_shape
@@ -68,3 +72,24 @@ def test_restored_kubespray_baseline_keeps_the_deploying_runs_kubeconfig(tmp_pat
     second.baseline_outcome = "restored"
     assert _baseline_kubeconfig(second, cluster, "baseline-abc") == kept  # type: ignore[arg-type]
     assert _baseline_kubeconfig(second, cluster, "baseline-other") is None  # type: ignore[arg-type]
+
+
+def test_documented_failure_checks_what_it_moves_before_it_stops() -> None:
+    """ks-lab-container-engine stops at crictl's download after runc's role replaced runc: runc is
+    expected at the target, containerd at its baseline."""
+    sc = _by_id()["ks-lab-container-engine"]
+    assert sc.upgraded_components() == {"runc"}
+    assert sc.attempted_components() == {"containerd", "runc"}
+
+
+def test_documented_failure_cannot_claim_to_move_what_its_tags_leave(tmp_path) -> None:
+    from harness.errors import ScenarioError
+    from harness.scenario.loader import load_file
+
+    text = (Path(__file__).parents[1] / "scenarios" / "kubespray-lab.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("moves: [runc]", "moves: [runc, etcd]"))
+    with pytest.raises(ScenarioError) as err:
+        load_file(bad)
+    assert "ks-lab-container-engine" in str(err.value) and "expect_failure.moves" in str(err.value)
+    assert "etcd is not moved" in str(err.value)

@@ -143,6 +143,8 @@ class ExpectedFailure(_Strict):
     task: str = Field(description="name (or substring) of the task the run must fail at")
     reason: str
     remedy: str
+    # What the run still changes before it stops (measured): checked at the target, the rest at baseline.
+    moves: tuple[str, ...] = Field(default=(), description="components moved to the target before the failure")
 
 
 class Scenario(_Strict):
@@ -237,6 +239,11 @@ class Scenario(_Strict):
             if extra:
                 problems.append((f"{rel}.versions", (f"the lab installer cannot install {', '.join(extra)}"
                                  f" (it installs {', '.join(LAB_COMPONENTS)})")))
+        if self.expect_failure is not None and tags_ok:
+            stray = sorted(set(self.expect_failure.moves) - self.attempted_components())
+            if stray:
+                moved = ", ".join(sorted(self.attempted_components())) or "nothing"
+                problems.append(("expect_failure.moves", f"{', '.join(stray)} is not moved by this scenario (it moves {moved})"))
         if self.installer == "kubespray" and not (self.target.ref or self.baseline.ref):
             problems.append(("target.ref", "a Kubespray scenario needs the Kubespray ref to run"))
         problems += self._plan_problems(tags_ok)
@@ -328,7 +335,7 @@ class Scenario(_Strict):
         """Components this path is expected to move to the target version; the rest stay put. A
         documented failure moves nothing: its checks measure that the cluster was left as it was."""
         if self.expect_failure is not None:
-            return set()
+            return set(self.expect_failure.moves)
         return self.attempted_components()
 
     def attempted_components(self) -> set[str]:

@@ -50,7 +50,10 @@ HARNESS = [sys.executable, "-m", "harness.cli"]
 LAB = "pytest-" + os.environ.get("PYTEST_XDIST_WORKER", "main")
 KUBESPRAY = kubespray_checkout()
 LAB_SCENARIOS = ("lab-graceful",)
-KS_SCENARIOS = ("ks-lab-etcd-documented", "ks-lab-etcd") if KUBESPRAY else ()
+KS_SCENARIOS = ("ks-lab-etcd-documented", "ks-lab-etcd", "ks-lab-container-engine") if KUBESPRAY else ()
+# The README's `-k etcd`, less lab-graceful-etcd and lab-etcd (see above), plus Kubespray's own
+# container-engine role on the lab (no etcd in its name; issue 8 puts it in CI).
+SELECT = "(etcd and not graceful-etcd and (ks- or graceful)) or ks-lab-container-engine"
 needs_kubespray = pytest.mark.skipif(KUBESPRAY is None, reason="no Kubespray checkout (../shared/kubespray.git)")
 
 
@@ -74,7 +77,7 @@ def main_job(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("main-job")
     LabProvider(LAB).down()  # a previous run of this very test
     junit, artifacts = tmp / "junit.xml", tmp / "artifacts"
-    argv = [sys.executable, "-m", "pytest", "scenarios/", "-k", "etcd and not graceful-etcd and (ks- or graceful)", "-p", "no:cacheprovider", "-rfE",
+    argv = [sys.executable, "-m", "pytest", "scenarios/", "-k", SELECT, "-p", "no:cacheprovider", "-rfE",
             "--keep", "always", "--artifacts", str(artifacts), "--junitxml", str(junit)]
     if KUBESPRAY:
         argv += ["--kubespray", str(KUBESPRAY)]
@@ -106,7 +109,7 @@ def test_every_lab_check_passes(main_job) -> None:
         assert set(mine.values()) == {"passed"}, mine
     # Kubespray scenarios were selected by -k etcd but cannot run without --kubespray: skipped, not passed.
     assert any("ks-etcd" in k and v == "skipped" for k, v in items.items())
-    assert "lab-container-engine" not in " ".join(items)  # -k etcd selects only scenarios touching etcd
+    assert "[lab-container-engine:" not in " ".join(items)  # -k etcd selects only scenarios touching etcd
 
 
 def test_runs_leave_timelines_and_runner_artifacts(main_job) -> None:
@@ -206,3 +209,21 @@ def test_verify_passes_then_names_the_node_left_behind(main_job) -> None:
     assert any(versions["etcd"] in r and "3.4.23" in r and "FAIL" in r for r in rows), bad.stdout
     assert not any("FAIL" in line for line in bad.stdout.splitlines() if line.startswith(("│ node1", "│ node3"))), \
         bad.stdout
+
+
+def test_verify_names_the_member_whose_etcd_stopped(main_job) -> None:
+    """A fault after a green upgrade: node3's etcd service stopped. `harness verify` (the same suite the
+    scenario items judge with) fails, and its failing checks name node3 and etcd."""
+    _proc, _items, _artifacts, tmp = main_job
+    inventory = tmp / "inventory.yaml"
+    if not inventory.exists():
+        subprocess.run([*HARNESS, "lab", "inventory", "--name", LAB, "-o", str(inventory)], cwd=REPO, check=True)
+    cluster = LabProvider(LAB).find()
+    assert cluster is not None
+    cluster.run("node3", "sudo systemctl stop etcd")
+    bad = _verify(inventory, {"installer": "lab"}, tmp)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    failing = [line for line in bad.stdout.splitlines() if "FAIL" in line]
+    assert any("node3" in line and "etcd" in line for line in failing), bad.stdout
+    # The healthy members are not blamed for it.
+    assert not any("node1" in line and "etcd" in line and "inactive" in line for line in failing), bad.stdout
