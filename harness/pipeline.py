@@ -76,6 +76,7 @@ class ScenarioRun:
     # Everything the checks read after the upgrade, collected once by the 'after' step (harness.checks.suite)
     facts: Facts | None = None
     notes: list[str] = field(default_factory=list)  # what an installer changed about the run (report)
+    worker: str = "main"  # the xdist worker (or "main") whose session ran this pipeline
 
     def ok(self, step: str) -> bool:
         o = self.outcomes.get(step)
@@ -100,6 +101,7 @@ class ScenarioRun:
         doc = {
             "scenario": self.scenario.id,
             "test_id": self.scenario.test_id,
+            "worker": self.worker,
             "baseline": self.baseline_outcome,
             "notes": self.notes,
             "outcomes": [to_jsonable(o) for o in self.outcomes.values()],
@@ -208,7 +210,7 @@ class Session:
     # -- one scenario -------------------------------------------------------------
 
     def run(self, scenario: Scenario) -> ScenarioRun:
-        run = ScenarioRun(scenario, self.options.artifacts / scenario.id)
+        run = ScenarioRun(scenario, self.options.artifacts / scenario.id, worker=self.options.worker)
         if run.dir.exists():
             _clear(run.dir)
         self.console.print()
