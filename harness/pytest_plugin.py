@@ -121,9 +121,11 @@ def _catalogue(config: pytest.Config) -> list[Scenario]:
         opts = config.stash[OPTIONS_KEY]
         try:
             scenarios = load_catalogue(list(opts.scenario_files) or None)
+            # --from/--to move refs after loading: the load-time rules run again on what they made.
+            scenarios = [with_refs(s, opts.from_ref, opts.to_ref) for s in scenarios]
         except HarnessError as e:
             raise pytest.UsageError(str(e)) from None
-        config.stash[SCENARIOS_KEY] = [with_refs(s, opts.from_ref, opts.to_ref) for s in scenarios]
+        config.stash[SCENARIOS_KEY] = scenarios
     return config.stash[SCENARIOS_KEY]
 
 

@@ -248,3 +248,65 @@ def test_plan_places_branches_and_commits_with_a_checkout(checkout: Path) -> Non
     assert r.returncode == 0 and "1 hop(s)" in r.stdout, r.stdout + r.stderr
     assert_one_line_error(harness("plan", "master", "v2.30.0", "--kubespray", str(checkout)), "is a downgrade")
     assert_one_line_error(harness("plan", "nope", "v2.31.0", "--kubespray", str(checkout)), "'nope' not found")
+
+
+# -- --from/--to: the load-time rules again on the refs they put in place ------------------------
+
+KUBESPRAY_SCENARIOS = """\
+scenarios:
+  - id: ks-demo-full
+    description: a full upgrade
+    installer: kubespray
+    topology: {nodes: [{name: node1, roles: [control-plane, etcd, worker]}]}
+    baseline: {ref: v2.30.0}
+    target: {ref: v2.31.0}
+    path: full
+  - id: ks-demo-etcd
+    description: the etcd tag over a ref bump only
+    installer: kubespray
+    topology: {nodes: [{name: node1, roles: [control-plane, etcd, worker]}]}
+    baseline: {ref: v2.30.0}
+    target: {ref: v2.31.0}
+    path: component
+    tags: [etcd]
+"""
+
+
+def _collect(f: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "scenarios/", "--scenarios", str(f), *args, "--collect-only", "-q",
+         "-p", "no:cacheprovider"],
+        capture_output=True, text=True, cwd=REPO, stdin=subprocess.DEVNULL, check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "args,sid,words",
+    [
+        (("--from", "v2.31.0", "--to", "v2.30.0"), "ks-demo-full", "v2.31.0 -> v2.30.0 is a downgrade"),
+        (("--from", "v2.28.0", "--to", "v2.31.0"), "ks-demo-full", "v2.28.0 -> v2.31.0 skips a Kubespray minor"),
+        (("--to", "v2.33.0"), "ks-demo-full", "v2.30.0 -> v2.33.0 skips Kubespray 2.32"),
+        # The same ref at both ends: the tagged path over it changes nothing (a green no-op upgrade).
+        (("--from", "v2.31.0", "--to", "v2.31.0"), "ks-demo-etcd", "changes no component version"),
+    ],
+    ids=["downgrade", "minor-skip", "to-only-skips", "same-ref-no-op"],
+)
+def test_from_to_overrides_are_validated_like_the_file(tmp_path: Path, args: tuple[str, ...], sid: str,
+                                                       words: str) -> None:
+    f = tmp_path / "ks.yaml"
+    f.write_text(KUBESPRAY_SCENARIOS)
+    assert _collect(f).returncode == 0  # the file itself is fine: only the override makes it wrong
+    r = _collect(f, *args)
+    assert r.returncode == pytest.ExitCode.USAGE_ERROR, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr + r.stdout
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("ERROR:")]
+    assert line.startswith(f"ERROR: {' '.join(args)}: scenario {sid!r}: field "), line
+    assert words in line, line
+
+
+def test_from_to_override_that_keeps_the_rules_still_collects(tmp_path: Path) -> None:
+    f = tmp_path / "ks.yaml"
+    f.write_text(KUBESPRAY_SCENARIOS)
+    r = _collect(f, "--from", "v2.29.1", "--to", "v2.30.0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "test_target_versions[ks-demo-full:full" in r.stdout

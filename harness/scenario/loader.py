@@ -171,6 +171,24 @@ def _errors(e: ValidationError) -> list[tuple[str | None, str]]:
     return unknown + rest
 
 
+def _scenario_error(where: str, label: str | None, e: ValidationError) -> ScenarioError:
+    errors = _errors(e)
+    field, msg = errors[0]
+    for f, m in errors[1:]:
+        msg += f"\n  and {f'field {f!r}: ' if f else ''}{m}"
+    return ScenarioError(where, label, field, msg)
+
+
+def revalidated(scenario: Scenario, origin: str) -> Scenario:
+    """The load-time rules again, over a scenario changed after loading (`model_copy` validates
+    nothing: `--from/--to` could otherwise plant a downgrade or a skipped minor). `origin` names what
+    changed it (the options) and takes the file's place in the error."""
+    try:
+        return Scenario.model_validate(scenario.model_dump())
+    except ValidationError as e:
+        raise _scenario_error(origin, scenario.id, e) from None
+
+
 def load_file(path: str | Path) -> list[Scenario]:
     p = Path(path)
     out: list[Scenario] = []
@@ -191,11 +209,7 @@ def load_file(path: str | Path) -> list[Scenario]:
             sc = Scenario.model_validate(data)
             out.append(sc)
         except ValidationError as e:
-            errors = _errors(e)
-            field, msg = errors[0]
-            for f, m in errors[1:]:
-                msg += f"\n  and {f'field {f!r}: ' if f else ''}{m}"
-            raise ScenarioError(str(p), label, field, msg) from None
+            raise _scenario_error(str(p), label, e) from None
         for k in _SHAREABLE:
             if isinstance(raw.get(k), dict):
                 validated[id(raw[k])] = getattr(sc, k)

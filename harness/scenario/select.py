@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from _pytest.mark.expression import Expression  # pytest's -k grammar; it has no public API
 
 from harness.errors import PlanError
+from harness.scenario.loader import revalidated
 from harness.scenario.model import Scenario
 
 
@@ -55,18 +56,20 @@ def with_refs(scenario: Scenario, from_ref: str | None, to_ref: str | None) -> S
     """`--from/--to` move a Kubespray scenario's refs; lab scenarios have none and stay as they are."""
     if scenario.installer != "kubespray" or not (from_ref or to_ref):
         return scenario
+    origin = " ".join(f"{flag} {v}" for flag, v in (("--from", from_ref), ("--to", to_ref)) if v)
     if scenario.baseline_installer == "lab":
         # The lab installer deployed the baseline: only the Kubespray that runs the upgrade has a ref.
         ref = to_ref or from_ref
-        return scenario.model_copy(update={"target": scenario.target.model_copy(update={"ref": ref})})
+        return revalidated(scenario.model_copy(update={"target": scenario.target.model_copy(update={"ref": ref})}), origin)
     same = scenario.baseline.ref == scenario.target.ref  # component paths run at one ref
     base = from_ref or scenario.baseline.ref
     target = to_ref or (base if same and from_ref else scenario.target.ref)
     if same and to_ref and not from_ref:
         base = to_ref
-    return scenario.model_copy(
+    moved = scenario.model_copy(
         update={
             "baseline": scenario.baseline.model_copy(update={"ref": base}),
             "target": scenario.target.model_copy(update={"ref": target}),
         }
     )
+    return revalidated(moved, origin)
