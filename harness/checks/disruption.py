@@ -1,0 +1,217 @@
+"""Disruption measured during an upgrade, judged against a scenario's budgets. Pure functions over
+the prober's samples (harness.probes.disruption writes them, one JSON line each).
+
+An **outage** begins at the first failed sample of a backend and ends at its next ok sample; one
+still failing at the last sample ends there (`open`). Its length is `end - start` of those two
+samples' times, so it is exact only to the sampling: the real outage began somewhere after the last
+ok sample before it and ended somewhere after its last failed sample, i.e. within one sampling
+interval (plus a probe's timeout, which is kept below the interval) either way.
+
+Backends and budget keys
+------------------------
+Backends are `KIND:NAME` strings, one sample loop each:
+
+    etcd:<node>          a write-then-read on that member's own client endpoint   kind etcd-member
+    etcd:all             the same through every member's endpoint, as a client    kind etcd-all
+                         given all of them would (sticks to one, fails over)
+    containerd:<node>    the CRI/containerd socket on the node accepts connections kind containerd
+    apiserver:<node>     GET /readyz on that control-plane node's apiserver        kind apiserver
+    apiserver:endpoint   GET /readyz on the cluster endpoint (kubeconfig server)
+    canary:<node>        the canary Service through its NodePort on that node     kind canary
+
+A Kubernetes HTTP backend is probed twice, with a new connection per sample (the name above) and
+with one reused connection (the name plus `:reused`); they are reported separately.
+
+A scenario's `budgets` maps a kind (every backend of it: `etcd-member: 3`) or one backend
+(`etcd:node2: 5`, `etcd:all: 0`) to the seconds of disruption allowed; a backend's own key wins over
+its kind's. Backends without a budget are measured and reported, not judged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.checks.result import CheckResult, text_table
+
+# kind -> backend prefix; a kind key in `budgets` applies to every backend of that kind.
+KINDS: dict[str, str] = {
+    "etcd-member": "etcd",
+    "etcd-all": "etcd",
+    "containerd": "containerd",
+    "apiserver": "apiserver",
+    "canary": "canary",
+    "dns": "dns",
+}
+REUSED = ":reused"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One probe sample: `t` wall-clock seconds (epoch) when the probe began."""
+
+    t: float
+    backend: str
+    ok: bool
+    latency_ms: float
+    error: str | None = None
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Sample:
+        return cls(float(doc["t"]), str(doc["backend"]), bool(doc["ok"]), float(doc.get("latency_ms") or 0.0),
+                   doc.get("error"))
+
+
+@dataclass(frozen=True)
+class Outage:
+    start: float  # the first failed sample
+    end: float  # the next ok sample, or the last (failed) sample when `open`
+    failed_samples: int
+    error: str | None  # the first failed sample's error
+    open: bool = False  # still failing when probing stopped
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Disruption:
+    """One backend's samples, summed up."""
+
+    backend: str
+    samples: int
+    failed: int
+    outages: tuple[Outage, ...]
+    first: float | None = None  # first and last sample times
+    last: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return sum(o.seconds for o in self.outages)
+
+
+def kind_of(backend: str) -> str:
+    """The budget kind of a backend name (`etcd:all` -> etcd-all, `etcd:node1` -> etcd-member)."""
+    prefix, _, name = backend.partition(":")
+    if prefix == "etcd":
+        return "etcd-all" if name == "all" else "etcd-member"
+    return prefix
+
+
+def budget_key_problem(key: str, nodes: Mapping[str, Sequence[str]]) -> str | None:
+    """Why `key` is not a budget key for a topology (node -> roles), or None when it is one."""
+    if key in KINDS:
+        return None
+    prefix, sep, name = key.partition(":")
+    name = name.removesuffix(REUSED)
+    known = f"known kinds: {', '.join(KINDS)}; or one backend: etcd:<node>, etcd:all, containerd:<node>," \
+            " apiserver:<node>, apiserver:endpoint, canary:<node>"
+    if not sep or prefix not in set(KINDS.values()) or not name:
+        return f"unknown budget key {key!r}; {known}"
+    if prefix == "etcd":
+        if name == "all" or "etcd" in nodes.get(name, ()):
+            return None
+        return f"budget {key!r}: no etcd node {name!r} (etcd nodes: {', '.join(n for n, r in nodes.items() if 'etcd' in r) or 'none'})"
+    if prefix == "apiserver" and name == "endpoint":
+        return None
+    if prefix == "apiserver" and "control-plane" not in nodes.get(name, ()):
+        return f"budget {key!r}: no control-plane node {name!r}"
+    if name not in nodes:
+        return f"budget {key!r}: no node {name!r} (nodes: {', '.join(nodes)})"
+    return None
+
+
+def budget_for(backend: str, budgets: Mapping[str, float]) -> tuple[str, float] | None:
+    """(key, seconds) of the budget that judges `backend`: its own key, its key without `:reused`,
+    else its kind's; None when it has none."""
+    for key in (backend, backend.removesuffix(REUSED), kind_of(backend)):
+        if key in budgets:
+            return key, float(budgets[key])
+    return None
+
+
+def read_samples(path: Path) -> list[Sample]:
+    """The samples of a JSON-lines file; a torn last line (the prober was killed mid-write) is dropped."""
+    out = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            out.append(Sample.from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def outages(samples: Iterable[Sample]) -> list[Outage]:
+    """One backend's outages, from its samples in any order."""
+    out: list[Outage] = []
+    start: Sample | None = None
+    failed = 0
+    last: Sample | None = None
+    for s in sorted(samples, key=lambda s: s.t):
+        last = s
+        if not s.ok:
+            if start is None:
+                start, failed = s, 0
+            failed += 1
+        elif start is not None:
+            out.append(Outage(start.t, s.t, failed, start.error))
+            start = None
+    if start is not None and last is not None:
+        out.append(Outage(start.t, last.t, failed, start.error, open=True))
+    return out
+
+
+def summarize(samples: Iterable[Sample]) -> dict[str, Disruption]:
+    """backend -> its disruption, for every backend that has samples."""
+    by: dict[str, list[Sample]] = {}
+    for s in samples:
+        by.setdefault(s.backend, []).append(s)
+    out = {}
+    for backend, ss in sorted(by.items()):
+        ts = [s.t for s in ss]
+        out[backend] = Disruption(backend, len(ss), sum(not s.ok for s in ss), tuple(outages(ss)), min(ts), max(ts))
+    return out
+
+
+def _clock(t: float, origin: float | None) -> str:
+    return f"+{t - origin:.2f}s" if origin is not None else f"{t:.2f}"
+
+
+def describe(d: Disruption, origin: float | None = None) -> str:
+    """The outages as a table (times from `origin`, the probing's start, when given)."""
+    if not d.outages:
+        return f"{d.backend}: no failed sample in {d.samples}"
+    rows = [(_clock(o.start, origin), _clock(o.end, origin) + (" (still failing)" if o.open else ""),
+             f"{o.seconds:.2f}", str(o.failed_samples), (o.error or "")[:120]) for o in d.outages]
+    return text_table(("from", "to", "seconds", "failed samples", "first error"), rows)
+
+
+def check_budget(backend: str, budget: tuple[str, float], measured: Disruption | None, *,
+                 interval: float | None = None, origin: float | None = None, why_none: str = "") -> CheckResult:
+    """`backend`'s unavailable seconds within its budget. No samples at all is a failure (nothing
+    measured is not zero disruption)."""
+    key, allowed = budget
+    name = f"disruption {backend}"
+    if measured is None or measured.samples == 0:
+        return CheckResult.fail(name, f"no samples of {backend}" + (f": {why_none}" if why_none else ""))
+    precision = f"; each bound to +/-{interval:g}s (the sampling interval)" if interval else ""
+    said = (f"{measured.seconds:.2f}s unavailable in {len(measured.outages)} outage(s), {measured.failed} of"
+            f" {measured.samples} samples failed; budget {allowed:g}s ({key}){precision}")
+    if measured.seconds > allowed:
+        return CheckResult.fail(name, said, describe(measured, origin))
+    return CheckResult.ok(name, said, describe(measured, origin) if measured.outages else "")
+
+
+def properties(d: Disruption) -> list[tuple[str, str]]:
+    """JUnit properties for one backend: seconds, outages, the samples behind them."""
+    p = f"disruption:{d.backend}"
+    out = [(f"{p}:seconds", f"{d.seconds:.3f}"), (f"{p}:outages", str(len(d.outages))),
+           (f"{p}:samples", str(d.samples)), (f"{p}:failed", str(d.failed))]
+    out += [(f"{p}:interval", f"{o.start:.3f}-{o.end:.3f}") for o in d.outages]
+    return out
