@@ -310,3 +310,44 @@ def test_from_to_override_that_keeps_the_rules_still_collects(tmp_path: Path) ->
     r = _collect(f, "--from", "v2.29.1", "--to", "v2.30.0")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "test_target_versions[ks-demo-full:full" in r.stdout
+
+
+# -- harness verify --expect FILE ---------------------------------------------------------------
+# Every case fails while the file is read, before any host is reached, so the inventory is a stub.
+
+EXPECT_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
+    "yaml-float": (lambda p: p.write_text("installer: lab\nversions: {etcd: 3.10}\n"),
+                   "field 'versions.etcd': 3.1 is a YAML number"),
+    "major-minor": (lambda p: p.write_text("versions: {containerd: '1.7'}\n"),
+                    "field 'versions.containerd': '1.7' has no patch number"),
+    "node-float": (lambda p: p.write_text("versions: {etcd: 3.5.16}\nnodes: {node3: {runc: 1.1}}\n"),
+                   "field 'nodes.node3.runc': 1.1 is a YAML number"),
+    "random-bytes": (_random_bytes, "not UTF-8 text"),
+    "binary": (UNREADABLE["binary"][0], "a binary file (NUL byte at offset"),
+    "latin-1": (lambda p: p.write_bytes(b"versions: {etcd: caf\xe9}\n"), "not UTF-8 text (byte 0xe9"),
+    "folder": (_folder, "is a folder, not an expectation file"),
+    "missing": (lambda p: None, "no such expectation file"),
+    "not-yaml": (lambda p: p.write_text("versions: {etcd: [\n"), "not valid YAML: line 2, column 1"),
+    "nodes-a-list": (lambda p: p.write_text("nodes: [node1]\n"), "field 'nodes': expected a mapping"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPECT_CASES))
+def test_verify_bad_expect_file_is_one_line_naming_it(tmp_path: Path, case: str) -> None:
+    make, words = EXPECT_CASES[case]
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text("all: {hosts: {node1: {ansible_host: 192.0.2.1}}}\n")
+    f = tmp_path / "expect.yaml"
+    make(f)
+    line = assert_one_line_error(harness("verify", "--inventory", str(inv), "--expect", str(f)), str(f), words)
+    assert line.startswith(f"error: {f}: "), line
+
+
+def test_verify_expect_file_permission_denied(open_dir: Path, as_user: int | None) -> None:
+    inv = open_dir / "hosts.yaml"
+    inv.write_text("all: {hosts: {node1: {ansible_host: 192.0.2.1}}}\n")
+    f = open_dir / "expect.yaml"
+    f.write_text("versions: {etcd: 3.5.16}\n")
+    f.chmod(0)
+    assert_one_line_error(harness("verify", "--inventory", str(inv), "--expect", str(f), user=as_user), str(f),
+                          "Permission denied")

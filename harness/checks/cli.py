@@ -69,7 +69,8 @@ def _render(report: VerifyReport) -> None:
 @click.command("verify")
 @click.option("--inventory", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Ansible inventory of the cluster (Kubespray groups).")
-@click.option("--expect", "expect_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+# No `exists=True`: click's own refusal is a usage block; the loader's is one line naming the file.
+@click.option("--expect", "expect_file", required=True, type=click.Path(readable=False, path_type=Path),
               help="Expected versions (YAML; see docs/verify.md).")
 @click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Defaults to <inventory dir>/artifacts/admin.conf when that exists.")

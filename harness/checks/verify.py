@@ -24,6 +24,7 @@ from harness.errors import PlanError, ScenarioError
 from harness.plan.tags import COMPONENT_VARS, components_of_var
 from harness.plan.versions import Version
 from harness.probes.hosts import EtcdTLS, HostProbe
+from harness.scenario.loader import one_line_yaml_error
 
 _KEYS = {"installer", "versions", "nodes", "kube_proxy_remove", "canaries", "etcd", "etcd_keys", "pods_budget"}
 
@@ -40,7 +41,8 @@ def _versions(file: str, where: str, raw: Any) -> dict[str, str]:
             raise ScenarioError(file, None, f"{where}.{key}", "unknown version variable; known: "
                                 + ", ".join(sorted(set(COMPONENT_VARS.values()))))
         try:
-            Version.parse(str(value))
+            # As in scenarios: an unquoted `etcd: 3.10` is the YAML float 3.1, and `3.5` pins nothing.
+            Version.pinned(value)
         except PlanError as e:
             raise ScenarioError(file, None, f"{where}.{key}", str(e)) from None
         for c in comps:
@@ -48,12 +50,33 @@ def _versions(file: str, where: str, raw: Any) -> dict[str, str]:
     return out
 
 
+def _read_text(file: str, path: Path) -> str:
+    """The file as UTF-8 text, or one line naming it (missing, a folder, unreadable, binary, not UTF-8)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError(file, None, None, "no such expectation file") from None
+    except IsADirectoryError:
+        raise ScenarioError(file, None, None, "is a folder, not an expectation file") from None
+    except OSError as e:
+        raise ScenarioError(file, None, None, f"cannot read the expectation file: {e.strerror or e}") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise ScenarioError(file, None, None, f"a binary file (NUL byte at offset {nul}), not YAML")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(
+            file, None, None, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); is it a binary file?"
+        ) from None
+
+
 def load_expectation(path: Path) -> Expectation:
     file = str(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ScenarioError(file, None, None, f"cannot read the expectation file: {e}") from None
+        data = yaml.safe_load(_read_text(file, path)) or {}
+    except yaml.YAMLError as e:
+        raise ScenarioError(file, None, None, f"not valid YAML: {one_line_yaml_error(e)}") from None
     if not isinstance(data, dict):
         raise ScenarioError(file, None, None, "expected a mapping at the top level")
     unknown = sorted(set(data) - _KEYS)
@@ -62,6 +85,11 @@ def load_expectation(path: Path) -> Expectation:
     installer = str(data.get("installer", "kubespray"))
     if installer not in ("kubespray", "lab"):
         raise ScenarioError(file, None, "installer", f"{installer!r}: expected kubespray or lab")
+    for key in ("nodes", "etcd_keys"):
+        if not isinstance(data.get(key) or {}, Mapping):
+            raise ScenarioError(file, None, key, "expected a mapping")
+    if not isinstance(data.get("canaries") or [], list):
+        raise ScenarioError(file, None, "canaries", "expected a list of namespace/name")
     nodes = {str(n): _versions(file, f"nodes.{n}", v) for n, v in (data.get("nodes") or {}).items()}
     etcd = data.get("etcd") or {}
     if not isinstance(etcd, Mapping):

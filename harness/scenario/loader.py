@@ -48,7 +48,7 @@ def _field_path(loc: Iterable[Any]) -> str:
     return out
 
 
-def _one_line_yaml_error(e: yaml.YAMLError) -> str:
+def one_line_yaml_error(e: yaml.YAMLError) -> str:
     """PyYAML's messages span lines and quote the source; one line with the position is enough."""
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
@@ -82,7 +82,7 @@ def _documents(path: Path) -> list[tuple[str, Any]]:
     try:
         data = yaml.load(text, Loader=_Loader)  # a safe loader (CSafeLoader or SafeLoader)
     except yaml.YAMLError as e:
-        raise ScenarioError(str(path), None, None, f"not valid YAML: {_one_line_yaml_error(e)}") from None
+        raise ScenarioError(str(path), None, None, f"not valid YAML: {one_line_yaml_error(e)}") from None
     if data is None:
         raise ScenarioError(str(path), None, None, "empty: no scenario in it (expected a scenario or a 'scenarios:' list)")
     if isinstance(data, dict) and "scenarios" in data:
