@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from harness.errors import PlanError
 from harness.plan.rules import check_component_step, check_kube_version_step, check_ref_step
@@ -199,10 +199,19 @@ class Scenario(_Strict):
 
     @field_validator("budgets")
     @classmethod
-    def _budgets(cls, v: dict[str, float]) -> dict[str, float]:
+    def _budgets(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        from harness.checks.disruption import budget_key_problem
+
         bad = [k for k, s in v.items() if s < 0]
         if bad:
             raise ValueError(f"negative budget for {', '.join(bad)}")
+        # Keys name probe kinds or backends of this topology (harness.checks.disruption): a typo would
+        # otherwise be a budget nothing is judged against.
+        topology = info.data.get("topology")
+        nodes = {n.name: tuple(n.roles) for n in topology.nodes} if topology is not None else {}
+        problems = [p for k in v if (p := budget_key_problem(k, nodes))]
+        if problems:
+            raise ValueError("; ".join(problems))
         return v
 
     @model_validator(mode="after")
