@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from harness import interrupt
 from harness.installer.inventory import write_inventory
-from harness.upgrade.runner import RunResult, ansible_binary, recap_changed, run_playbook
+from harness.upgrade.paths import Stage
+from harness.upgrade.runner import RunResult, ansible_binary, recap_changed, run_playbook, run_stage
 from harness.upgrade.timeline import build_timeline, read_job_events, read_timeline
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06YWRtaW4ifQ.c2lnbmF0dXJlLWhlcmU"
@@ -150,6 +152,52 @@ def test_timeout(project: Path, tmp_path: Path) -> None:
     assert r.status == "timeout" and not r.ok
     assert r.summary.startswith("slow.yml timed out after 3s during") and "Long drain" in r.summary
     assert _processes_with_env(marker) == [], "processes of the timed-out run survived it"
+
+
+HUNG = """\
+- name: Upgrade that hangs
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Look first
+      ansible.builtin.command: "true"
+      changed_when: false
+    - name: Drain that never ends
+      # The shell's pid and the run's mark go to a file, then the shell becomes the sleep itself.
+      ansible.builtin.shell: "echo $$ $HARNESS_RUN_ID > {{ seen_dir }}/{{ inventory_hostname }}; exec sleep 600"
+"""
+
+
+def test_hung_task_fails_at_the_stage_timeout_naming_it_and_nothing_survives(tmp_path: Path) -> None:
+    """Through run_stage, as the pipeline runs a stage: a task that sleeps past the stage's timeout ends
+    the stage as a timeout naming the task and the hosts it hung on, and no process of the run is left:
+    not ansible-playbook, not its workers, not the `sleep` on the (local) target."""
+    book = tmp_path / "hung.yml"
+    book.write_text(HUNG)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    pdd = tmp_path / "pdd"
+    stage = Stage(ident="04-upgrade", purpose="upgrade", playbook=str(book), runner="harness",
+                  extravars={"seen_dir": str(seen)})
+    r = run_stage(stage, pdd, _inventory(pdd), timeout=10)  # ansible-playbook starts within it, even on a busy machine
+    assert r.status == "timeout" and not r.ok
+    assert r.summary.splitlines()[0] == (
+        f"{book} timed out after 10s during [Upgrade that hangs] 'Drain that never ends', still running on node1, node2"
+    )
+    assert [t.task for t in r.records] == ["Look first", "Look first"]  # the hung task has no result
+    # The sleeps really ran, carrying the run's mark: the count below is of something that existed.
+    sleepers = {p.name: p.read_text().split() for p in seen.iterdir()}
+    assert sorted(sleepers) == ["node1", "node2"] and {m for _pid, m in sleepers.values()} == {r.run_mark}
+    assert r.run_mark and len(interrupt.run_processes(r.run_mark)) == 0
+    for pid, _mark in sleepers.values():
+        assert not Path(f"/proc/{pid}").exists() or _state(int(pid)) == "Z", f"sleep {pid} of the run survived"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 def test_runs_the_chosen_venvs_ansible(project: Path, tmp_path: Path) -> None:

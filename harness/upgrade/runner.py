@@ -35,6 +35,8 @@ class RunResult:
     artifacts_dir: Path
     summary: str
     records: tuple[TaskRecord, ...]
+    # The value of interrupt.RUN_MARK in the environment of every process the run started.
+    run_mark: str = ""
 
     @property
     def ok(self) -> bool:
@@ -182,7 +184,11 @@ def run_playbook(
     recap = builder.recap
     summary = "" if rc == 0 and status == "successful" else summarize(builder.records, recap)
     if status == "timeout":
-        summary = f"{playbook} timed out after {int(timeout or 0)}s during [{builder.current_play}] {builder.current_task!r}\n" + summary
+        # The task in flight, from the events: the one that hung (a drain, a wait, a stuck download).
+        waiting = builder.running()
+        task = f"[{builder.current_play}] {builder.current_task!r}" if builder.current_task else "before any task started"
+        summary = (f"{playbook} timed out after {int(timeout or 0)}s during {task}"
+                   + (f", still running on {', '.join(waiting)}" if waiting else "") + "\n" + summary)
     elif rc != 0 and not summary.strip():
         summary = f"{playbook} failed (rc={rc}, status={status}) before any task ran; see {artifacts / 'stdout'}"
     if survivors:
@@ -200,6 +206,7 @@ def run_playbook(
         artifacts_dir=artifacts,
         summary=summary,
         records=tuple(builder.records),
+        run_mark=mark,
     )
 
 

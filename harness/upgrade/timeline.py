@@ -106,7 +106,7 @@ class TimelineBuilder:
         if name == "playbook_on_play_start":
             self.current_play = str(data.get("play") or data.get("name") or "")
             return None
-        if name == "playbook_on_task_start":
+        if name in ("playbook_on_task_start", "playbook_on_handler_task_start"):  # a handler can hang too
             self.current_play = str(data.get("play") or self.current_play)
             self.current_task = str(data.get("task") or data.get("name") or "")
             self.hosts_done = set()
@@ -125,6 +125,10 @@ class TimelineBuilder:
         self.records.append(record)
         self.hosts_done.add(record.host)
         return record
+
+    def running(self) -> list[str]:
+        """Hosts a task started on that have not answered yet (what a timed-out run was waiting for)."""
+        return sorted({host for (_task, host) in self._starts})
 
     def _listed_tags(self, play: str, task: str, role: str) -> tuple[str, ...]:
         """Tags from the `--list-tasks` preview (keyed by play and `ROLE : TASK`); for what the
@@ -148,7 +152,8 @@ class TimelineBuilder:
         if role and not task.startswith(f"{role} : "):
             task = f"{role} : {task}"  # as Ansible prints it (TASK [etcd : ...]) and --list-tasks lists it
         tags = data.get("tags") or data.get("task_tags") or self._listed_tags(play, task, role)
-        start = data.get("start") or self._starts.pop((str(data.get("task_uuid") or ""), host), None)
+        started = self._starts.pop((str(data.get("task_uuid") or ""), host), None)  # answered: not running()
+        start = data.get("start") or started
         end = data.get("end") or event.get("created")
         duration = data.get("duration")
         return TaskRecord(
