@@ -29,6 +29,7 @@ from harness.cluster.base import Cluster, ClusterSpec, Provider
 from harness.errors import HarnessError
 from harness.installer.base import Installer
 from harness.options import Options
+from harness.probes.disruption import ProbeRun
 from harness.probes.facts import PreUpgradeRecord, VersionSample, to_jsonable
 from harness.scenario.model import NodeSpec, Scenario
 
@@ -45,6 +46,8 @@ MEASURABLE = ("baseline",)
 CANARIES = ("harness-canary-a/canary", "harness-canary-b/canary")
 # How often versions are sampled on every node while the upgrade runs (order and skew checks).
 SAMPLE_SECONDS = 20.0
+# The disruption probes' sampling interval (harness.probes.disruption): HARNESS_PROBE_INTERVAL overrides.
+PROBE_INTERVAL_ENV = "HARNESS_PROBE_INTERVAL"
 
 
 @dataclass
@@ -76,6 +79,7 @@ class ScenarioRun:
     # Everything the checks read after the upgrade, collected once by the 'after' step (harness.checks.suite)
     facts: Facts | None = None
     notes: list[str] = field(default_factory=list)  # what an installer changed about the run (report)
+    disruption: ProbeRun | None = None  # the disruption probes around the upgrade (samples in disruption.jsonl)
     worker: str = "main"  # the xdist worker (or "main") whose session ran this pipeline
 
     def ok(self, step: str) -> bool:
@@ -112,6 +116,7 @@ class ScenarioRun:
                 k: {"rc": r.rc, "status": r.status, "recap": r.recap, "artifacts": str(r.artifacts_dir)}
                 for k, r in self.results.items()
             },
+            "disruption": self.disruption.to_json() if self.disruption is not None else None,
         }
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "run.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
@@ -311,7 +316,10 @@ class Session:
     def _stage(self, run: ScenarioRun, stage: Any) -> None:
         """A harness or upgrade stage. The upgrade's own failure is a result (checks measure it);
         it is recorded, and the next stages still run."""
-        if stage.purpose in ("upgrade", "idempotence"):
+        if stage.purpose == "upgrade":
+            with self._probing(run), self._sampling(run):
+                result = self._run_stage(run, stage)
+        elif stage.purpose == "idempotence":
             with self._sampling(run):
                 result = self._run_stage(run, stage)
         else:
@@ -386,6 +394,59 @@ class Session:
         finally:
             stop.set()
             t.join(timeout=120)
+
+    @contextmanager
+    def _probing(self, run: ScenarioRun) -> Iterator[None]:
+        """The disruption prober (harness.probes.disruption) for the whole upgrade, inside the cluster's
+        network namespace when it has one; its samples go to `<artifacts>/<scenario>/disruption.jsonl`.
+        What cannot be probed is recorded per backend: the budget items fail saying why."""
+        from harness.checks.disruption import expected_backends
+        from harness.probes import disruption as dp
+
+        assert run.cluster is not None
+        cluster = run.cluster
+        interval = _probe_interval()
+        kubernetes = "kubernetes" in run.scenario.requirements()
+        wanted = expected_backends({n.name: n.roles for n in cluster.nodes}, kubernetes)
+        out = run.dir / "disruption.jsonl"
+        out.unlink(missing_ok=True)
+        config, missing = _probe_config(run, interval)
+        missing.update({b: "not probed" for b in wanted if b not in config.backends and b not in missing})
+        record = run.disruption = ProbeRun(out, interval, tuple(config.backends), missing)
+        if not config.backends:
+            yield
+            return
+        netns = getattr(cluster, "netns", None)
+        if netns is not None:
+            from harness.cluster.vagrant import current_netns
+
+            netns = None if current_netns() == netns else netns  # already inside it
+        prober = dp.Prober(config, out, netns)
+        record.started_at = time.time()
+        try:
+            prober.start()
+        except OSError as e:
+            record.error = f"the prober could not start: {e}"
+            record.missing.update({b: record.error for b in config.backends})
+            yield
+            return
+        # A few samples before the upgrade starts, so a backend down from the outset shows as such.
+        deadline = time.monotonic() + max(5.0, 5 * interval)
+        while time.monotonic() < deadline and prober.popen is not None and prober.popen.poll() is None:
+            if out.exists() and len(out.read_text().splitlines()) >= len(config.backends):
+                break
+            time.sleep(interval / 2)
+        try:
+            yield
+        finally:
+            prober.stop()
+            record.cpu_seconds, record.wall_seconds = prober.cpu_seconds, prober.wall_seconds
+            if prober.popen is not None and prober.popen.returncode:
+                record.error = f"the prober exited rc={prober.popen.returncode}: {prober.stderr.strip()[-500:]}"
+            share = prober.cpu_share
+            self.console.print(
+                f"{run.scenario.id}: disruption probes: {len(config.backends)} backends every {interval:g}s"
+                + (f", prober CPU {share * 100:.1f} % of a core" if share is not None else ""), highlight=False)
 
     def _api_sampler(self, run: ScenarioRun) -> SampleSource | None:
         """The API's sampling source, for scenarios with Kubernetes; none (and why) without a kubeconfig."""
@@ -490,6 +551,133 @@ class Session:
 def _newest_admin_conf(run_dir: Path) -> Path | None:
     """The admin.conf the newest of a scenario's Kubespray runs wrote (kubeconfig_localhost: true)."""
     found = sorted(run_dir.glob("runner/*/inventory/artifacts/admin.conf"), key=lambda p: p.stat().st_mtime)
+def _probe_interval() -> float:
+    import os
+
+    from harness.probes.disruption import DEFAULT_INTERVAL, MIN_INTERVAL
+
+    raw = os.environ.get(PROBE_INTERVAL_ENV)
+    if not raw:
+        return DEFAULT_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < MIN_INTERVAL:
+        raise HarnessError(f"{PROBE_INTERVAL_ENV}={raw!r}: expected seconds between probe samples, at least {MIN_INTERVAL:g}")
+    return value
+
+
+def _probe_config(run: ScenarioRun, interval: float) -> tuple[Any, dict[str, str]]:
+    """The prober's backends for a scenario's cluster, and why any it should have cannot be probed.
+
+    etcd: each member's own endpoint with its admin certificate (Kubespray's layout, as the host
+    probes read it), fetched into the state dir (0600, never the artifacts: they are secrets), and
+    all endpoints together. The runtime socket of each Kubernetes node. With Kubernetes, /readyz of
+    each control-plane node and of the kubeconfig's server, verified with the kubeconfig's CA."""
+    from harness.probes import disruption as dp
+    from harness.probes.hosts import EtcdTLS
+
+    assert run.cluster is not None
+    cluster = run.cluster
+    missing: dict[str, str] = {}
+    tls_layout = EtcdTLS()
+    members: list[tuple[str, str, dp.TLSFiles]] = []
+    for node in cluster.with_role("etcd"):
+        try:
+            creds = _fetch_etcd_creds(cluster, node.name, tls_layout)
+        except HarnessError as e:
+            missing[f"etcd:{node.name}"] = str(e)
+            continue
+        members.append((node.name, tls_layout.endpoint.format(address=node.address), creds))
+    etcd = [dp.EtcdBackend(f"etcd:{name}", (url,), creds) for name, url, creds in members]
+    if members:
+        etcd.append(dp.EtcdBackend("etcd:all", tuple(url for _, url, _ in members), members[0][2]))
+    elif cluster.with_role("etcd"):
+        missing["etcd:all"] = "no member's credentials could be fetched"
+    sockets = [dp.SocketBackend(f"containerd:{n.name}", tuple(cluster.ssh_argv(n.name)))
+               for n in cluster.nodes if {"worker", "control-plane"} & set(n.roles)]
+    http: list[dp.HttpBackend] = []
+    if "kubernetes" in run.scenario.requirements():
+        http, why = _api_backends(run)
+        if why:
+            missing.update({f"apiserver:{n.name}": why for n in cluster.with_role("control-plane")})
+            missing["apiserver:endpoint"] = why
+    return dp.ProbeConfig(interval=interval, etcd=tuple(etcd), sockets=tuple(sockets), http=tuple(http)), missing
+
+
+def _secret_dir(cluster: Cluster, *parts: str) -> Path:
+    from harness.settings import state_dir
+
+    d = state_dir() / "disruption" / f"{cluster.provider}-{cluster.name or 'main'}"
+    for p in parts:
+        d = d / p
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return d
+
+
+def _fetch_etcd_creds(cluster: Cluster, node: str, layout: Any) -> Any:
+    """A member's CA, admin certificate and key, copied off the node (one ssh) into the state dir."""
+    import base64
+    import io
+    import os
+    import tarfile
+
+    from harness.probes.disruption import TLSFiles
+
+    files = {"ca.pem": layout.cacert, "cert.pem": layout.cert.format(node=node), "key.pem": layout.key.format(node=node)}
+    # Through base64 (text output); on failure only the exit code and stderr are reported, never stdout.
+    script = "set -e; d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; " + "; ".join(
+        f"sudo cat {src} > \"$d/{name}\"" for name, src in files.items()) + "; tar -C \"$d\" -cf - . | base64 -w0"
+    res = cluster.run(node, script, check=False, timeout=120)
+    if not res.ok:
+        raise HarnessError(f"etcd client credentials of {node} could not be read ({', '.join(files.values())}):"
+                           f" rc={res.rc} {res.stderr.strip()[-200:]}")
+    d = _secret_dir(cluster, node)
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(res.stdout.strip()))) as tar:
+        for name in files:
+            member = tar.extractfile(f"./{name}")
+            if member is None:
+                raise HarnessError(f"etcd client credentials of {node}: {name} missing from the copy")
+            target = d / name
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(member.read())
+            target.chmod(0o600)
+    return TLSFiles(str(d / "ca.pem"), str(d / "cert.pem"), str(d / "key.pem"))
+
+
+def _api_backends(run: ScenarioRun) -> tuple[list[Any], str | None]:
+    """/readyz of each control-plane node's apiserver and of the kubeconfig's server, each with a new
+    connection per sample and over a kept one; the CA is the kubeconfig's (written 0600 to the state dir)."""
+    import base64
+
+    import yaml
+
+    from harness.probes.disruption import HttpBackend
+
+    assert run.cluster is not None
+    found = _newest_admin_conf(run.dir) or run.kubeconfig
+    if found is None:
+        return [], "no admin.conf to read the API's address and CA from"
+    try:
+        doc = yaml.safe_load(found.read_text())
+        cluster_doc = doc["clusters"][0]["cluster"]
+        server = str(cluster_doc["server"]).rstrip("/")
+        ca_data = base64.b64decode(cluster_doc["certificate-authority-data"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, yaml.YAMLError) as e:
+        return [], f"the admin.conf could not be read for the API's address and CA ({type(e).__name__})"
+    ca = _secret_dir(run.cluster) / "kube-ca.pem"
+    ca.touch(mode=0o600)
+    ca.write_bytes(ca_data)
+    urls = {f"apiserver:{n.name}": f"https://{n.address}:6443/readyz" for n in run.cluster.with_role("control-plane")}
+    urls["apiserver:endpoint"] = f"{server}/readyz"
+    out = []
+    for backend, url in urls.items():
+        out += [HttpBackend(backend, url, str(ca)), HttpBackend(backend + ":reused", url, str(ca), reuse=True)]
+    return out, None
+
+
     return found[-1] if found else None
 
 

@@ -9,6 +9,7 @@ socket that is closed and reopened; the HTTP probe against a local server.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.server
 import ipaddress
@@ -203,18 +204,10 @@ def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
         yield cluster
     finally:
         for m in members:
-            with _suppress():
+            with contextlib.suppress(ProcessLookupError):
                 m.popen.send_signal(signal.SIGCONT)
             m.popen.kill()
             m.popen.wait()
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return exc[0] is not None and issubclass(exc[0], ProcessLookupError)  # type: ignore[arg-type]
 
 
 def test_stopped_member_is_one_outage_and_all_endpoints_none(etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
@@ -340,7 +333,7 @@ def test_http_probe_new_and_reused_connections(tmp_path: Path) -> None:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             conns.add(self.client_address)
             body = b"ok" if state["code"] == 200 else b"not ready"
             self.send_response(state["code"])

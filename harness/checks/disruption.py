@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +215,78 @@ def properties(d: Disruption) -> list[tuple[str, str]]:
            (f"{p}:samples", str(d.samples)), (f"{p}:failed", str(d.failed))]
     out += [(f"{p}:interval", f"{o.start:.3f}-{o.end:.3f}") for o in d.outages]
     return out
+
+
+# -- which backends a scenario has, which items judge them -------------------------------------------
+
+# kind -> (pytest item, doc). One item per kind a scenario budgets; item names stay clear of component
+# and path words (`-k etcd` must not select a scenario by its items).
+BUDGET_ITEMS: dict[str, tuple[str, str]] = {
+    "etcd-member": ("test_member_endpoints_disruption",
+                    "Each store member's own endpoint: unavailable seconds during the upgrade within the budget."),
+    "etcd-all": ("test_all_endpoints_disruption",
+                 "A client given every store member: unavailable seconds during the upgrade within the budget."),
+    "containerd": ("test_runtime_socket_disruption",
+                   "Each node's runtime socket: unavailable seconds during the upgrade within the budget."),
+    "apiserver": ("test_api_readiness_disruption",
+                  "/readyz of each control-plane node and of the cluster endpoint, new and reused connections."),
+    "canary": ("test_canary_service_disruption", "The canary Service through a NodePort on each node."),
+    "dns": ("test_cluster_resolver_disruption", "A cluster DNS lookup."),
+}
+# Kinds a budget may name that no probe measures yet: their items say so (n/a), they never pass.
+UNMEASURED: dict[str, str] = {
+    "canary": "no canary Service probe yet: the canary Deployments run pause and expose no NodePort",
+    "dns": "no cluster DNS probe yet: the cluster's DNS Service is not reachable from the controller",
+}
+
+
+def expected_backends(nodes: Mapping[str, Sequence[str]], kubernetes: bool) -> list[str]:
+    """Every backend a topology (node -> roles) has: etcd members and the all-endpoints client, the
+    runtime socket of every Kubernetes node, and with Kubernetes its API, canary and DNS backends."""
+    etcd = [n for n, roles in nodes.items() if "etcd" in roles]
+    k8s = [n for n, roles in nodes.items() if {"worker", "control-plane"} & set(roles)]
+    out = [f"etcd:{n}" for n in etcd] + (["etcd:all"] if etcd else []) + [f"containerd:{n}" for n in k8s]
+    if kubernetes:
+        api = [f"apiserver:{n}" for n, roles in nodes.items() if "control-plane" in roles] + ["apiserver:endpoint"]
+        canary = [f"canary:{n}" for n in k8s]
+        out += [b + s for b in api + canary for s in ("", REUSED)] + ["dns"]
+    return out
+
+
+def budgeted_kinds(budgets: Mapping[str, float], backends: Iterable[str]) -> list[str]:
+    """The kinds with at least one backend a budget judges: one pytest item each."""
+    return sorted({kind_of(b) for b in backends if budget_for(b, budgets) is not None})
+
+
+def judge_kind(
+    kind: str,
+    budgets: Mapping[str, float],
+    backends: Sequence[str],
+    measured: Mapping[str, Disruption],
+    *,
+    interval: float | None,
+    missing: Mapping[str, str] | None = None,
+    origin: float | None = None,
+) -> tuple[CheckResult, list[tuple[str, str]]]:
+    """One budget item: every backend of `kind` that has a budget, judged; the properties of every
+    backend of the kind (budgeted or not) for the JUnit report."""
+    from harness.checks.result import combine
+
+    mine = [b for b in backends if kind_of(b) == kind]
+    props = [p for b in mine if b in measured for p in properties(measured[b])]
+    props += [(f"disruption:{b}:budget", f"{budget[1]:g}") for b in mine if (budget := budget_for(b, budgets))]
+    name = f"disruption {kind}"
+    if kind in UNMEASURED:
+        return CheckResult.not_applicable(name, UNMEASURED[kind]), props
+    results = [check_budget(b, budget, measured.get(b), interval=interval, origin=origin,
+                            why_none=(missing or {}).get(b, "the prober recorded none"))
+               for b in mine if (budget := budget_for(b, budgets)) is not None]
+    if not results:
+        return CheckResult.not_applicable(name, f"no budget for {kind}"), props
+    if len(results) == 1:
+        return replace(results[0], name=name), props
+    folded = combine(name, results)
+    if folded.passed:
+        said = "; ".join(f"{r.name.removeprefix('disruption ')}: {r.summary.split(' unavailable')[0]}" for r in results)
+        return replace(folded, summary=said), props
+    return folded, props

@@ -411,6 +411,25 @@ class Prober:
         return self.cpu_seconds / self.wall_seconds
 
 
+@dataclass
+class ProbeRun:
+    """What a pipeline keeps of one probing: the samples file, what was and was not probed, its cost."""
+
+    samples: Path
+    interval: float
+    backends: tuple[str, ...] = ()  # probed
+    missing: dict[str, str] = field(default_factory=dict)  # backend -> why it was not probed
+    started_at: float | None = None  # epoch seconds
+    cpu_seconds: float | None = None
+    wall_seconds: float | None = None
+    error: str | None = None  # why the prober failed (its stderr's tail), if it did
+
+    def to_json(self) -> dict[str, Any]:
+        return {"samples": str(self.samples), "interval": self.interval, "backends": list(self.backends),
+                "missing": self.missing, "started_at": self.started_at, "cpu_seconds": self.cpu_seconds,
+                "wall_seconds": self.wall_seconds, "error": self.error}
+
+
 @contextlib.contextmanager
 def probing(config: ProbeConfig, out: Path, netns: str | None = None) -> Iterator[Prober]:
     prober = Prober(config, out, netns)
