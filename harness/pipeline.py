@@ -525,6 +525,9 @@ class Session:
                     self.console.print(f"{run.scenario.id} failed: collecting journals and cluster state", highlight=False)
                     self._step(run, stage.purpose, functools.partial(self._stage, stage=stage))
             run.save()
+        from harness.report.run_report import finish_scenario  # report.md/.html, timeline, archive (--archive)
+
+        finish_scenario(run, failed=failed, archive=self.options.archive, console=self.console)
         keep = self.options.keep == "always" or (self.options.keep == "on-failure" and failed)
         if keep and run.cluster is not None:
             if run.cluster not in self._keep:

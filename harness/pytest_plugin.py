@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Generator, Iterator
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 OPTIONS_KEY = pytest.StashKey["Options"]()
 SCENARIOS_KEY = pytest.StashKey["list[Scenario]"]()
 FAILED_KEY = pytest.StashKey["set[str]"]()
+STARTED_KEY = pytest.StashKey[float]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,6 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--inventory", metavar="FILE", help="Ansible inventory of existing hosts (--provider static).")
     g.addoption("--keep", default="never", metavar="never|on-failure|always", help="Keep clusters after the run.")
     g.addoption("--artifacts", default="artifacts", metavar="DIR", help="Where runs, timelines and facts go.")
+    g.addoption("--archive", default="on-failure", metavar="on-failure|always|never",
+                help="A masked tar.gz of each scenario's artifacts and report (default: on-failure).")
     g.addoption("--scenarios", action="append", metavar="FILE", help="Scenario file or folder (repeatable).")
     g.addoption("--box", metavar="NAME", help="Vagrant box for --provider vagrant (e.g. generic/ubuntu2204).")
     g.addoption("--vagrant-provider", metavar="NAME",
@@ -51,6 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
             inventory=config.getoption("inventory"),
             keep=config.getoption("keep"),
             artifacts=config.getoption("artifacts"),
+            archive=config.getoption("archive"),
             scenario_files=config.getoption("scenarios"),
             box=config.getoption("box"),
             vagrant_provider=config.getoption("vagrant_provider"),
@@ -60,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(e)) from None
     config.stash[OPTIONS_KEY] = opts
     config.stash[FAILED_KEY] = set()
+    config.stash[STARTED_KEY] = time.time()  # the session report covers the scenarios run since
     _progress_past_capture(config)
     from harness import interrupt
 
@@ -168,7 +174,19 @@ def pytest_runtest_makereport(
     report: pytest.TestReport = yield
     if report.failed and hasattr(item, "callspec") and "scenario" in item.callspec.params:
         item.config.stash[FAILED_KEY].add(item.callspec.params["scenario"].id)
+    if hasattr(item, "callspec") and "scenario" in item.callspec.params:  # the run report lists every verdict
+        from harness.report.run_report import record_report
+
+        record_report(item.config.stash[OPTIONS_KEY].artifacts / item.callspec.params["scenario"].id, item, report)
     return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The session report over every scenario run since the start (on xdist's controller, not its workers)."""
+    if OPTIONS_KEY in session.config.stash and not hasattr(session.config, "workerinput"):
+        from harness.report.session_report import write_session_report
+
+        write_session_report(session.config.stash[OPTIONS_KEY].artifacts, since=session.config.stash[STARTED_KEY])
 
 
 # -- fixtures -----------------------------------------------------------------
