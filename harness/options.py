@@ -16,6 +16,7 @@ from harness.plan.versions import Ref
 
 PROVIDERS = ("lab", "vagrant", "static")
 KEEP = ("never", "on-failure", "always")
+ARCHIVE = ("on-failure", "always", "never")  # harness.report.archive: one tar.gz per scenario
 # What Vagrant itself falls back to is virtualbox; the harness's own machines run libvirt.
 DEFAULT_VAGRANT_PROVIDER = "libvirt"
 VAGRANT_PROVIDER_NAME = re.compile(r"^[a-z0-9_-]+$")
@@ -41,6 +42,7 @@ class Options:
     vagrant_provider: str = DEFAULT_VAGRANT_PROVIDER
     # Provider config setters (`driver: qemu`) and `ssh.NAME` keys for config.ssh, values as YAML read them.
     vagrant_options: Mapping[str, Any] = field(default_factory=dict)
+    archive: str = "on-failure"
 
     @classmethod
     def resolve(
@@ -57,12 +59,15 @@ class Options:
         box: str | None = None,
         vagrant_provider: str | None = None,
         vagrant_options: Sequence[str] | None = None,
+        archive: str = "on-failure",
     ) -> Options:
         """Check every value and say which option was wrong; create nothing."""
         if provider not in PROVIDERS:
             raise OptionError(f"--provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
         if keep not in KEEP:
             raise OptionError(f"--keep {keep!r}: choose one of {', '.join(KEEP)}")
+        if archive not in ARCHIVE:
+            raise OptionError(f"--archive {archive!r}: choose one of {', '.join(ARCHIVE)}")
         ks = None
         if kubespray:
             ks = Path(kubespray).expanduser().resolve()
@@ -106,6 +111,7 @@ class Options:
             worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),
             vagrant_provider=vp,
             vagrant_options=parse_vagrant_options(vagrant_options or ()),
+            archive=archive,
         )
 
 
