@@ -551,9 +551,6 @@ class Session:
             self._provider.cleanup()
 
 
-def _newest_admin_conf(run_dir: Path) -> Path | None:
-    """The admin.conf the newest of a scenario's Kubespray runs wrote (kubeconfig_localhost: true)."""
-    found = sorted(run_dir.glob("runner/*/inventory/artifacts/admin.conf"), key=lambda p: p.stat().st_mtime)
 def _probe_interval() -> float:
     import os
 
@@ -681,6 +678,9 @@ def _api_backends(run: ScenarioRun) -> tuple[list[Any], str | None]:
     return out, None
 
 
+def _newest_admin_conf(run_dir: Path) -> Path | None:
+    """The admin.conf the newest of a scenario's Kubespray runs wrote (kubeconfig_localhost: true)."""
+    found = sorted(run_dir.glob("runner/*/inventory/artifacts/admin.conf"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
