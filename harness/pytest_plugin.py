@@ -39,6 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--vagrant-option", action="append", metavar="KEY=VALUE",
                 help="A provider config setting for --provider vagrant, e.g. driver=qemu, or ssh.NAME=VALUE for"
                      " config.ssh (repeatable; VALUE read as YAML).")
+    g.addoption("--group-by", default="baseline", metavar="baseline|scenario",
+                help="With -n: what one xdist worker takes whole. baseline (default): every scenario sharing a"
+                     " cluster shape and baseline, restoring one snapshot; scenario: each scenario on its own.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -66,11 +69,62 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS_KEY] = opts
     config.stash[FAILED_KEY] = set()
     config.stash[STARTED_KEY] = time.time()  # the session report covers the scenarios run since
+    _distribute_by_group(config, opts)
     _progress_past_capture(config)
     from harness import interrupt
 
     # SIGTERM/SIGHUP end the session like Ctrl-C: fixtures tear down, clusters are destroyed.
     config.add_cleanup(interrupt.install())
+
+
+GROUP_BY = ("baseline", "scenario")
+
+
+def _distribute_by_group(config: pytest.Config, opts: Options) -> None:
+    """Under xdist, every item of a scenario runs on one worker: a worker runs the pipeline of each
+    scenario it holds an item of, so split items would mean one upgrade per worker. The controller
+    schedules groups of scenarios (`_GroupScheduling`), whole. xdist's own `--dist loadgroup` cannot
+    do it with pytest 9 (its workers tag node ids through an attribute pytest no longer reads).
+    Against one existing cluster (--provider static) two workers would upgrade it at once."""
+    group_by = config.getoption("group_by", "baseline")
+    if group_by not in GROUP_BY:
+        raise pytest.UsageError(f"--group-by {group_by!r}: choose one of {', '.join(GROUP_BY)}")
+    dist, tx = getattr(config.option, "dist", "no"), getattr(config.option, "tx", None) or []
+    if dist == "no" or not tx:
+        return  # one process, or an xdist worker (xdist resets a worker's dist to "no")
+    if opts.provider == "static" and len(tx) > 1:
+        raise pytest.UsageError(
+            f"--provider static with {len(tx)} xdist workers: the inventory is one existing cluster and each"
+            " worker would upgrade it at the same time; run without -n (or -n 1)"
+        )
+    if dist == "each":
+        raise pytest.UsageError("--dist each runs every item on every worker, so every scenario's upgrade once per"
+                                " worker; use -n N alone (the harness distributes by scenario group)")
+    if dist in ("load", "loadgroup", "worksteal"):
+        config.pluginmanager.register(_Scheduler(), "harness-xdist-scheduler")
+    # loadscope and loadfile keep a whole test module, so every scenario, on one worker: safe already.
+
+
+class _Scheduler:
+    """Registered only when xdist distributes (its hooks exist then): our scheduler wins over xdist's,
+    which is trylast."""
+
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+        groups = {sc.test_id: _group(sc, config.stash[OPTIONS_KEY].provider, config.getoption("group_by"))
+                  for sc in _catalogue(config)}
+
+        class _GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]  # untyped base (xdist has no py.typed)
+            """xdist's load-by-scope, the scope of a scenario item being its group (`_group`); any other
+            item is a scope of its own."""
+
+            def _split_scope(self, nodeid: str) -> str:
+                param = nodeid[nodeid.rfind("[") + 1:-1] if nodeid.endswith("]") else ""
+                group = groups.get(param)
+                return f"harness-group:{group}" if group else nodeid
+
+        return _GroupScheduling(config, log)
 
 
 def _progress_past_capture(config: pytest.Config) -> None:
@@ -157,6 +211,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("scenario", params, indirect=True, scope="session")
 
 
+def _group(sc: Scenario, provider: str, group_by: str) -> str:
+    """The group of scenarios one xdist worker takes whole. By baseline: the snapshot name the pipeline restores
+    (machine shape, roles as the baseline's installer deploys them, installer, ref, versions), so a
+    worker brings a cluster up and deploys a baseline once for every scenario of the group."""
+    if group_by == "scenario":
+        return sc.id
+    from harness.cluster.base import ClusterSpec
+    from harness.cluster.baseline import BaselineKey
+    from harness.pipeline import _deployed_shape
+
+    spec = ClusterSpec(name="", nodes=_deployed_shape(sc))
+    return BaselineKey.of(provider, spec, sc.baseline_installer, sc.baseline.ref, sc.baseline.versions).snapshot_name
+
+
 def _applies(sc: Scenario, needs: str) -> bool:
     if needs == "kubernetes":
         return "kubernetes" in sc.requirements()
@@ -164,6 +232,10 @@ def _applies(sc: Scenario, needs: str) -> bool:
         return sc.idempotence
     if needs == "etcd":
         return any("etcd" in n.roles for n in sc.topology.nodes)
+    if needs.startswith("budget:"):  # a disruption budget item: only where the scenario budgets that kind
+        from harness.checks.disruption import scenario_budgeted_kinds
+
+        return needs.removeprefix("budget:") in scenario_budgeted_kinds(sc)
     raise ValueError(f"unknown check requirement {needs!r}")
 
 
