@@ -160,10 +160,27 @@ class Interval:
     start: datetime
     end: datetime
     detail: str = ""
+    open: bool = False  # still failing when probing stopped
 
     @property
     def seconds(self) -> float:
         return (self.end - self.start).total_seconds()
+
+
+@dataclass(frozen=True)
+class ProbeSummary:
+    """One probed backend over the upgrade: samples, failed ones, seconds of outage, its budget."""
+
+    backend: str
+    samples: int
+    failed: int
+    seconds: float
+    budget_key: str | None = None
+    budget: float | None = None
+
+    @property
+    def over_budget(self) -> bool:
+        return self.budget is not None and self.seconds > self.budget
 
 
 @dataclass(frozen=True)
@@ -183,6 +200,7 @@ class RunReport:
     changes: tuple[VersionChange, ...]
     verdicts: tuple[Verdict, ...]
     intervals: tuple[Interval, ...]
+    probes: tuple[ProbeSummary, ...]
     budgets: dict[str, float]
     problems: tuple[str, ...] = ()  # what could not be read, said in the report rather than raised
 
@@ -202,12 +220,6 @@ class RunReport:
     def status(self) -> str:
         return "FAILED" if self.failed else "passed"
 
-    def disruption(self) -> dict[str, float]:
-        """probe -> seconds it failed in total."""
-        out: dict[str, float] = {}
-        for i in self.intervals:
-            out[i.probe] = out.get(i.probe, 0.0) + i.seconds
-        return out
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -366,38 +378,21 @@ def _verdicts(path: Path, problems: list[str]) -> list[Verdict]:
     return list(by_item.values())
 
 
-def read_intervals(path: Path, problems: list[str] | None = None) -> list[Interval]:
-    """Probe failure intervals from disruption.jsonl. Two line shapes are read: intervals
-    (`probe`, `start`, `end`) and samples (`probe`, `at`, `ok`): consecutive failed samples of a probe
-    make one interval, from the first failure to the next success (or the last failure)."""
-    problems = problems if problems is not None else []
+def read_disruption(path: Path, budgets: Mapping[str, float]) -> tuple[list[Interval], list[ProbeSummary]]:
+    """Probe failure intervals and per-backend totals from disruption.jsonl, read and cut into outages
+    by harness.checks.disruption (the one reading of the samples: the budget items use it too)."""
+    from harness.checks.disruption import budget_for, read_samples, summarize
+
     if not path.exists():
-        return []
-    out: list[Interval] = []
-    open_: dict[str, tuple[datetime, datetime, str]] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except ValueError as e:
-            problems.append(f"{path.name}:{n}: not JSON ({e})")
-            continue
-        probe = str(d.get("probe") or d.get("name") or "probe")
-        start, end, at = _time(d.get("start")), _time(d.get("end")), _time(d.get("at") or d.get("time"))
-        if start is not None and end is not None:
-            out.append(Interval(probe, start, end, mask_text(str(d.get("error") or d.get("detail") or ""))))
-        elif at is not None and "ok" in d:
-            if not d["ok"]:
-                first, _, detail = open_.get(probe, (at, at, str(d.get("error") or d.get("detail") or "")))
-                open_[probe] = (first, at, detail)
-            elif probe in open_:
-                first, _, detail = open_.pop(probe)
-                out.append(Interval(probe, first, at, mask_text(detail)))
-        else:
-            problems.append(f"{path.name}:{n}: neither an interval (probe, start, end) nor a sample (probe, at, ok)")
-    out += [Interval(p, first, last, mask_text(detail)) for p, (first, last, detail) in open_.items()]
-    return sorted(out, key=lambda i: i.start)
+        return [], []
+    intervals, probes = [], []
+    for backend, d in summarize(read_samples(path)).items():
+        budget = budget_for(backend, budgets)
+        probes.append(ProbeSummary(backend, d.samples, d.failed, d.seconds, budget[0] if budget else None,
+                                   budget[1] if budget else None))
+        intervals += [Interval(backend, datetime.fromtimestamp(o.start, UTC), datetime.fromtimestamp(o.end, UTC),
+                               mask_text(o.error or ""), o.open) for o in d.outages]
+    return sorted(intervals, key=lambda i: i.start), probes
 
 
 def build(run_dir: Path) -> RunReport:
@@ -415,6 +410,8 @@ def build(run_dir: Path) -> RunReport:
     failures = _failures(stages, steps, plan)
     versions, changes = _versions(_json(run_dir / "facts.json", problems), plan, problems)
     verdicts = _verdicts(run_dir / CHECKS_FILE, problems)
+    budgets = {str(k): float(v) for k, v in (plan.get("budgets") or {}).items()}
+    intervals, probes = read_disruption(run_dir / DISRUPTION_FILE, budgets)
     if "failed" in meta:
         failed = bool(meta["failed"])
     else:  # no verdict from pytest: judge by what the run itself shows
@@ -425,8 +422,7 @@ def build(run_dir: Path) -> RunReport:
         failed=failed, plan=plan, baseline=doc.get("baseline"), notes=tuple(mask_text(str(n)) for n in doc.get("notes") or []),
         steps=tuple(steps), stages=tuple(stages), plays=tuple(_plays(stages)), failures=tuple(failures),
         versions=tuple(versions), changes=tuple(changes), verdicts=tuple(verdicts),
-        intervals=tuple(read_intervals(run_dir / DISRUPTION_FILE, problems)),
-        budgets={str(k): float(v) for k, v in (plan.get("budgets") or {}).items()}, problems=tuple(problems),
+        intervals=tuple(intervals), probes=tuple(probes), budgets=budgets, problems=tuple(problems),
     )
 
 
@@ -523,12 +519,20 @@ def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) ->
     else:
         lines.append("No check verdicts were recorded (the report was made outside a pytest run).")
     lines += ["", "## Disruption", ""]
+    if r.probes:
+        lines += ["| backend | samples | failed | outage | budget |", "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {p_.backend} | {p_.samples} | {p_.failed} | {p_.seconds:.1f} s"
+                  f" | {'-' if p_.budget is None else f'{p_.budget:g} s ({p_.budget_key})'}"
+                  f"{' **over**' if p_.over_budget else ''} |" for p_ in r.probes]
+        lines.append("")
     if r.intervals:
-        lines += ["| probe | from | to | seconds | budget |", "| --- | --- | --- | ---: | ---: |"]
-        lines += [f"| {i.probe} | {i.start:%H:%M:%S} | {i.end:%H:%M:%S} | {i.seconds:.1f} |"
-                  f" {r.budgets.get(i.probe, '-')} |" for i in r.intervals]
+        lines += ["| backend | from | to | seconds | error |", "| --- | --- | --- | ---: | --- |"]
+        lines += [f"| {i.probe} | {i.start:%H:%M:%S} | {i.end:%H:%M:%S}{' (still failing)' if i.open else ''} |"
+                  f" {i.seconds:.1f} | {_cell(i.detail)} |" for i in r.intervals]
+    elif r.probes:
+        lines.append("No probe failed.")
     else:
-        lines.append("No probe failure recorded" + (" (no disruption.jsonl)." if not (r.dir / DISRUPTION_FILE).exists() else "."))
+        lines.append("No disruption probes ran" + (" (no disruption.jsonl)." if not (r.dir / DISRUPTION_FILE).exists() else "."))
     if len(r.failures) > 1 or (r.failures and not r.failed and not r.failures[0].expected):
         lines += ["", "## Every failure", ""]
         lines += [f"- {f.stage}: {_where(f)}: {_cell(f.message)[:300]}" + (f" (remedy: {f.remedy})" if f.remedy else "")
