@@ -111,8 +111,10 @@ def up(nodes: int, name: str | None, memory: int, cpus: int) -> None:
 def status(as_json: bool) -> None:
     """List labs on this machine and whether their daemons and domains run."""
     from harness.cluster.lab.provider import list_labs
+    from harness.upgrade.runner import orphaned_runs
 
     labs = list_labs()
+    orphans = orphaned_runs()
     if as_json:
         click.echo(json.dumps(labs, indent=2))
         return
@@ -120,10 +122,16 @@ def status(as_json: bool) -> None:
         click.echo("no labs")
     for lab_ in labs:
         state = "running" if lab_["running"] else "stopped"
-        ready = "" if lab_["ready"] else " (incomplete: the next `up` of this name removes it)"
+        if lab_["stale"]:
+            ready = f" (stale, {lab_['stale']}: `harness lab down --stale` removes it, as does the next run's `up`)"
+        else:
+            ready = "" if lab_["ready"] else " (being made)"
         click.echo(f"{lab_['prefix']}: {state}{ready}; domains: {' '.join(lab_['domains']) or '-'}")
         for n in lab_["nodes"]:
             click.echo(f"  {n['name']:8} {n['address']:16} {','.join(n['roles'])}")
+    if orphans:
+        click.echo(f"{len(orphans)} playbook run(s) of a killed harness still running"
+                   f" ({sum(len(p) for p in orphans.values())} process(es)): `harness lab down --stale` stops them")
 
 
 @lab.command(context_settings={"ignore_unknown_options": True})
@@ -183,11 +191,24 @@ def restore(snapshot_name: str, name: str | None) -> None:
 
 @lab.command()
 @name_option
+@click.option("--stale", is_flag=True, help="Instead: every lab a killed run left (its process is gone, or its"
+              " `up` never finished), and the playbooks such runs left running.")
+@click.option("--all", "everything", is_flag=True, help="Instead: every lab on this machine, in use or not.")
 @_errors
-def down(name: str | None) -> None:
+def down(name: str | None, stale: bool, everything: bool) -> None:
     """Remove the lab: domains, volumes, network, daemons, namespace and files."""
-    provider = _provider(name)
     start = time.monotonic()
+    if stale or everything:
+        if name is not None or (stale and everything):
+            raise click.UsageError("--stale and --all name their own labs: pass one of them, without --name")
+        from harness.cluster.lab.provider import sweep
+
+        removed = sweep(stale_only=stale)
+        for what, why in removed:
+            click.echo(f"removed {what}: {why}")
+        click.echo(f"swept in {time.monotonic() - start:.1f} s" if removed else "nothing to remove")
+        return
+    provider = _provider(name)
     existed = provider.down(name)
     click.echo(
         f"lab {provider.lab_name} removed in {time.monotonic() - start:.1f} s" if existed else "nothing to remove"

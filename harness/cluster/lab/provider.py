@@ -13,10 +13,13 @@ through an ssh config whose ProxyCommand enters the namespace, so no VM address 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -227,8 +230,48 @@ def teardown(paths: LabPaths) -> None:
             net.virsh("net-destroy", network, check=False)
             net.virsh("net-undefine", network, check=False)
     net.stop()
+    # Outside the namespace: ssh (Ansible's, testinfra's, their ControlMasters) into the lab, QEMU or a
+    # daemon that left it. A killed run leaves them orphaned; nothing else would ever stop them.
+    _kill(set(_lab_processes(paths)))
     shutil.rmtree(paths.control_dir, ignore_errors=True)
     shutil.rmtree(paths.root, ignore_errors=True)
+
+
+def _kill(pids: set[int], grace: float = 5.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while pids and time.monotonic() < deadline:
+            pids = {p for p in pids if _process_start(p) is not None and not _zombie(p)}
+            time.sleep(0.1)
+        if not pids:
+            return
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _lab_processes(paths: LabPaths) -> dict[int, str]:
+    """Live processes whose command line names the lab: QEMU names its guest `ksh-<name>-node1`;
+    daemons, dnsmasq and ssh (`-F <lab dir>/ssh_config`) name the lab's directory."""
+    found: dict[int, str] = {}
+    me = os.getpid()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == me:
+            continue
+        try:
+            cmdline = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if (f"guest={paths.prefix}-" in cmdline or str(paths.root) + "/" in cmdline) and not _zombie(int(p.name)):
+            found[int(p.name)] = cmdline
+    return found
 
 
 def leftovers(paths: LabPaths) -> list[str]:
@@ -239,16 +282,8 @@ def leftovers(paths: LabPaths) -> list[str]:
         found.append(f"network namespace {net.netns}")
     for pid in net.pids():
         found.append(f"process {pid} in namespace {net.netns}")
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            cmdline = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        # QEMU names its guest `ksh-<name>-node1`; daemons and dnsmasq name the lab directory.
-        if f"guest={paths.prefix}-" in cmdline or str(paths.root) + "/" in cmdline:
-            found.append(f"process {p.name}: {cmdline[:120]}")
+    for pid, cmdline in sorted(_lab_processes(paths).items()):
+        found.append(f"process {pid}: {cmdline[:120]}")
     if paths.root.exists():
         found.append(f"directory {paths.root}")
     if paths.control_dir.exists():
@@ -370,6 +405,8 @@ class LabProvider(Provider):
         acc = accel.detect(box.kernel)
         paths = LabPaths(lab_prefix(self.lab_id(spec)))
         doc = self.document(spec, paths, box, acc)
+        # What killed runs left (their labs of any name, their playbooks still running) goes first.
+        sweep(stale_only=True, exclude=paths.prefix)
         with file_lock(paths.lock):
             reused = self._reusable(paths, doc)
             if reused:
@@ -471,6 +508,66 @@ def _cluster_from_state(paths: LabPaths, state: dict[str, Any]) -> LabCluster:
     return LabCluster(state["document"]["name"], nodes, paths)
 
 
+@contextlib.contextmanager
+def _try_lock(path: Path) -> Iterator[bool]:
+    """The lab's lock if no one holds it (an `up` or a teardown in progress does): yields whether taken."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def stale_reason(paths: LabPaths) -> str | None:
+    """Why a lab is a dead run's (None: it is in use, or kept on purpose). A lab a process owns is
+    stale once that process is gone; an unowned one (`lab up`, `--keep`) once it is incomplete and
+    no `up` is making it (the caller checks the lock)."""
+    state = _read_state(paths)
+    owner = (state or {}).get("owner")
+    if owner:
+        return None if _owner_alive(owner) else f"its run (process {owner['pid']}) is gone"
+    if state and state.get("ready"):
+        return None
+    return "incomplete: its `up` never finished"
+
+
+def sweep(*, stale_only: bool, exclude: str | None = None) -> list[tuple[str, str]]:
+    """Remove dead runs' labs (or, `stale_only=False`, every lab of this state directory and every
+    `ksh-*` namespace) and stop playbook runs whose harness process died. Labs being made or torn
+    down by someone else (their lock held) are left alone. Returns (what, why) per removal."""
+    from harness.upgrade.runner import kill_orphaned_runs
+
+    removed: list[tuple[str, str]] = []
+    for mark, pids in kill_orphaned_runs().items():
+        removed.append((f"playbook run {mark[:8]}", f"its harness process is gone ({len(pids)} process(es))"))
+    prefixes = {d.name for d in labs_root().iterdir() if d.is_dir()}
+    if not stale_only:
+        with contextlib.suppress(OSError):
+            prefixes |= {n.name for n in Path("/run/netns").iterdir() if n.name.startswith("ksh-")}
+    for prefix in sorted(prefixes - {exclude}):
+        paths = LabPaths(prefix)
+        reason = stale_reason(paths) if stale_only else "--all"
+        if reason is None:
+            continue
+        with _try_lock(paths.lock) as taken:
+            if not taken:
+                continue  # an `up` in progress (or its teardown): not ours to touch
+            if stale_only and stale_reason(paths) is None:
+                continue  # finished meanwhile
+            teardown(paths)
+        removed.append((f"lab {prefix}", reason))
+    return removed
+
+
 def list_labs() -> list[dict[str, Any]]:
     """Every lab directory with its state, for `lab status`."""
     out = []
@@ -482,6 +579,10 @@ def list_labs() -> list[dict[str, Any]]:
         net = paths.net()
         running = net.running()
         domains = net.virsh("list", "--all", "--name", check=False).stdout.split() if running else []
+        stale = stale_reason(paths)
+        if stale is not None:
+            with _try_lock(paths.lock) as taken:
+                stale = stale if taken else None  # being made right now
         out.append(
             {
                 "prefix": d.name,
@@ -491,6 +592,7 @@ def list_labs() -> list[dict[str, Any]]:
                 "nodes": state.get("nodes", []),
                 "domains": domains,
                 "ssh_config": str(paths.ssh_config),
+                "stale": stale,
             }
         )
     return out
