@@ -156,6 +156,64 @@ def matrix(fmt: str, expr: str | None, files: tuple[str, ...]) -> None:
     click.echo(render(_load(files, expr), fmt))
 
 
+@main.command()
+@click.option("--from", "from_ref", required=True, metavar="REF", help="The Kubespray ref clusters run today.")
+@click.option("--to", "to_ref", required=True, metavar="REF", help="The Kubespray ref to upgrade to.")
+@click.option("--kubespray", metavar="PATH", help="Kubespray checkout (default: $HARNESS_KUBESPRAY).")
+@click.option("-k", "expr", metavar="EXPR", help="Select scenarios like `harness scenarios -k`.")
+@click.option("-n", "workers", type=int, default=1, show_default=True, help="xdist workers (each owns its clusters).")
+@click.option("--last-failed", is_flag=True, help="Rerun the scenarios the previous gate report shows failed.")
+@click.option("--keep", type=click.Choice(["never", "on-failure", "always"]), default="never", show_default=True,
+              help="Keep clusters after the run (on-failure: those of failed scenarios).")
+@click.option("--provider", default="lab", show_default=True, metavar="lab|vagrant|static")
+@click.option("--inventory", metavar="FILE", help="Ansible inventory of existing hosts (--provider static).")
+@click.option("--scenarios", "files", multiple=True, metavar="FILE", help="Scenario file or folder (repeatable).")
+@click.option("--artifacts", default="artifacts", show_default=True, metavar="DIR", help="Where the runs go.")
+@click.option("--report", "report_dir", metavar="DIR", help="Where gate.md, gate.json, gate.xml go (default: --artifacts).")
+@click.option("--tests", metavar="PATH", help="The check items pytest runs (default: the harness's scenarios/).")
+@click.argument("pytest_args", nargs=-1, metavar="[-- PYTEST ARGS]")
+@handles_errors
+def gate(from_ref: str, to_ref: str, kubespray: str | None, expr: str | None, workers: int, last_failed: bool,
+         keep: str, provider: str, inventory: str | None, files: tuple[str, ...], artifacts: str,
+         report_dir: str | None, tests: str | None, pytest_args: tuple[str, ...]) -> None:
+    """Release gate: plan the hops FROM -> TO, run the selected scenarios (with -n, on xdist workers),
+    write one gate report (gate.md, gate.json, gate.xml) and exit by it.
+
+    Exit codes: 0 every required scenario passed (advisory ones never fail the gate); 1 a required
+    scenario failed, was skipped or did not run; 2 bad input; 5 no scenario ran (an empty selection,
+    or every scenario skipped)."""
+    import os
+    from pathlib import Path
+
+    from harness.gate import DEFAULT_TESTS, GateRequest, run_gate
+    from harness.options import Options
+
+    # The same checks and messages as pytest's options, before anything runs.
+    opts = Options.resolve(kubespray=kubespray or os.environ.get("HARNESS_KUBESPRAY"), from_ref=from_ref,
+                           to_ref=to_ref, provider=provider, inventory=inventory, keep=keep, artifacts=artifacts,
+                           scenario_files=list(files) or None)
+    req = GateRequest(
+        from_ref=from_ref, to_ref=to_ref, kubespray=opts.kubespray, expr=expr, workers=workers,
+        last_failed=last_failed, keep=keep, provider=provider, inventory=opts.inventory,
+        scenario_files=opts.scenario_files, artifacts=opts.artifacts,
+        report_dir=Path(report_dir).resolve() if report_dir else None,
+        tests=Path(tests).resolve() if tests else DEFAULT_TESTS, pytest_args=pytest_args,
+    )
+    result = run_gate(req, err_console)
+    table = Table(title=f"gate {from_ref} -> {to_ref}", title_justify="left")
+    for col in ("scenario", "path", "gate", "verdict", "duration", "disruption", "report"):
+        table.add_column(col, no_wrap=col != "disruption")
+    for r in result.rows:
+        style = "red" if r.blocking else ("yellow" if r.verdict != "passed" else "green")
+        table.add_row(r.scenario, r.path, r.gate, f"[{style}]{r.verdict}[/]" + (" (previous)" if r.carried else ""),
+                      f"{r.seconds:.0f} s", escape(r.disruption), escape(r.report))
+    console.print(table)
+    colour = "green" if result.exit_code == 0 else "red"
+    console.print(f"[bold {colour}]gate: {escape(result.message)}[/] (exit {result.exit_code}; report:"
+                  f" {escape(str(result.report_dir / 'gate.md'))})", highlight=False, soft_wrap=True)
+    sys.exit(result.exit_code)
+
+
 def _register_optional() -> None:
     """Subcommands that live with their stage (lab with the cluster, verify with the checks)."""
     try:

@@ -50,8 +50,21 @@ def test_every_scenario_gets_the_common_checks(all_ids):
 
 
 def test_the_items_are_the_suites_table(all_ids):
-    """A check is added once, in harness.checks.suite.CHECKS: each entry is an item, and nothing else is."""
+    """A check is added once, in harness.checks.suite.CHECKS: each entry is an item, and nothing else is
+    but the disruption budget items (harness.checks.disruption.BUDGET_ITEMS)."""
+    from harness.checks.disruption import BUDGET_ITEMS
     from harness.checks.suite import CHECKS
 
     names = {i.split("::")[1].split("[")[0] for i in all_ids}
-    assert names == {c.item for c in CHECKS.values()}
+    assert names == {c.item for c in CHECKS.values()} | {item for item, _ in BUDGET_ITEMS.values()}
+
+
+def test_budget_items_are_the_kinds_each_scenario_budgets(all_ids):
+    """One disruption item per probe kind a scenario's budgets judge, none for a scenario without budgets."""
+    from harness.checks.disruption import BUDGET_ITEMS, scenario_budgeted_kinds
+
+    items = {item: kind for kind, (item, _) in BUDGET_ITEMS.items()}
+    for sc in load_catalogue([REPO / "scenarios"]):
+        mine = {items[n] for i in all_ids if f"[{sc.test_id}]" in i and (n := i.split("::")[1].split("[")[0]) in items}
+        assert mine == set(scenario_budgeted_kinds(sc)), sc.id
+        assert bool(mine) == bool(sc.budgets), sc.id
