@@ -6,6 +6,11 @@ touch etcd and `-k graceful` the graceful ones. Item names stay clear of compone
 on purpose: `-k` matches test names too.
 
 Every item measures the cluster; the playbook's exit code is one item among them, never the proof.
+
+Disruption (harness.checks.disruption): one item per probe kind a scenario budgets
+(`harness.checks.disruption.BUDGET_ITEMS`), judging each backend of that kind against its budget,
+with every backend's measured seconds and outages as JUnit properties. Backends of kinds no budget
+judges are reported as properties of the playbook-run item, not as items that could never fail.
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ from typing import Any
 
 import pytest
 
-from harness.checks import run_view
+from harness.checks import disruption, run_view
 from harness.checks.result import assert_check
 from harness.checks.suite import CHECKS, Check
 
 
-def _item(check: Check) -> Callable[[Any], None]:
+def _item(check: Check) -> Callable[..., None]:
     @pytest.mark.check(check.name, needs=check.needs, after_upgrade=check.after_upgrade)
-    def item(scenario_run: Any) -> None:
+    def item(scenario_run: Any, record_property: Callable[[str, object], None]) -> None:
+        if check.name == "playbook run":
+            for key, value in disruption.unbudgeted_properties(scenario_run):
+                record_property(key, value)
         assert_check(run_view.check(scenario_run, check.name))
 
     item.__name__ = item.__qualname__ = check.item
@@ -30,6 +38,22 @@ def _item(check: Check) -> Callable[[Any], None]:
     return item
 
 
+def _budget_item(kind: str, name: str, doc: str) -> Callable[..., None]:
+    @pytest.mark.check(f"disruption {kind}", needs=f"budget:{kind}", after_upgrade=True)
+    def item(scenario_run: Any, record_property: Callable[[str, object], None]) -> None:
+        result, props = disruption.judge_run(scenario_run, kind)
+        for key, value in props:  # recorded first: a failing item still carries what was measured
+            record_property(key, value)
+        scenario_run.require("upgrade")
+        assert_check(result)
+
+    item.__name__ = item.__qualname__ = name
+    item.__doc__ = doc
+    return item
+
+
 for _check in CHECKS.values():
     globals()[_check.item] = _item(_check)
-del _check
+for _kind, (_name, _doc) in disruption.BUDGET_ITEMS.items():
+    globals()[_name] = _budget_item(_kind, _name, _doc)
+del _check, _kind, _name, _doc

@@ -33,9 +33,14 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.checks.result import CheckResult, text_table
+
+if TYPE_CHECKING:
+    from harness.pipeline import ScenarioRun
+    from harness.probes.disruption import ProbeRun
+    from harness.scenario.model import Scenario
 
 # kind -> backend prefix; a kind key in `budgets` applies to every backend of that kind.
 KINDS: dict[str, str] = {
@@ -290,3 +295,43 @@ def judge_kind(
         said = "; ".join(f"{r.name.removeprefix('disruption ')}: {r.summary.split(' unavailable')[0]}" for r in results)
         return replace(folded, summary=said), props
     return folded, props
+
+
+# -- a scenario and its run, as the pytest items read them -----------------------------------------
+
+
+def scenario_backends(scenario: Scenario) -> list[str]:
+    return expected_backends({n.name: n.roles for n in scenario.topology.nodes}, "kubernetes" in scenario.requirements())
+
+
+def scenario_budgeted_kinds(scenario: Scenario) -> list[str]:
+    """The kinds one of the scenario's budgets judges: each gets its pytest item."""
+    return budgeted_kinds(scenario.budgets, scenario_backends(scenario))
+
+
+def _measured(run: ScenarioRun) -> tuple[dict[str, Disruption], ProbeRun | None]:
+    record = run.disruption
+    if record is None or not record.samples.exists():
+        return {}, record
+    return summarize(read_samples(record.samples)), record
+
+
+def judge_run(run: ScenarioRun, kind: str) -> tuple[CheckResult, list[tuple[str, str]]]:
+    """One budget item of a scenario run: its verdict and its JUnit properties."""
+    measured, record = _measured(run)
+    if record is None:
+        missing = {b: "the upgrade ran without the disruption probes" for b in scenario_backends(run.scenario)}
+    else:
+        missing = dict(record.missing)
+        if record.error:
+            missing.update({b: record.error for b in record.backends})
+    return judge_kind(kind, run.scenario.budgets, scenario_backends(run.scenario), measured,
+                      interval=record.interval if record else None, missing=missing,
+                      origin=record.started_at if record else None)
+
+
+def unbudgeted_properties(run: ScenarioRun) -> list[tuple[str, str]]:
+    """JUnit properties of the backends of kinds no budget judges (reported by an existing item)."""
+    measured, _ = _measured(run)
+    judged = set(scenario_budgeted_kinds(run.scenario))
+    return [p for b, d in measured.items() if kind_of(b) not in judged for p in properties(d)]
