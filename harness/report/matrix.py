@@ -28,7 +28,8 @@ def row(sc: Scenario) -> dict[str, Any]:
         "tags": list(sc.tags),
         "gate": sc.gate,
         "requires": sorted(sc.requirements()),
-        # Select exactly this scenario's items in a matrix job: `pytest scenarios/ -k "$K"`.
+        # Select exactly this scenario's items in a matrix job: `pytest scenarios/ -k "[$K]"`; without the
+        # brackets `lab-etcd:component:etcd` is also a substring of `ks-lab-etcd:component:etcd`.
         "k": sc.test_id,
     }
 
@@ -49,6 +50,8 @@ def render(scenarios: list[Scenario], fmt: str) -> str:
                 "TO": [r["to"]],
                 "INSTALLER": [r["installer"]],
                 "GATE": [r["gate"]],
+                # `pytest -k "[$K]"`: the brackets make it this scenario's items only (see the "k" above)
+                "K": [r["k"]],
             }
             for r in rows
         ]

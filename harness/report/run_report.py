@@ -330,7 +330,9 @@ def _versions(facts_doc: Mapping[str, Any] | None, plan: Mapping[str, Any],
     try:
         if facts_doc.get("before"):
             before = from_jsonable(PreUpgradeRecord, facts_doc["before"]).versions
-        samples = [from_jsonable(VersionSample, s) for s in facts_doc.get("samples") or []]
+        # Built directly: from_jsonable's type-hint walk per sample took seconds on a long run's thousands.
+        samples = [VersionSample(datetime.fromisoformat(s["at"]), str(s["node"]), str(s["component"]), s.get("version"))
+                   for s in facts_doc.get("samples") or []]
         if facts_doc.get("facts"):
             from harness.checks.suite import Facts
 

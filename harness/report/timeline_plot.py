@@ -6,6 +6,7 @@ for the PNG, no pyplot and so no global backend or figure registry touched).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,10 +46,17 @@ def _span(r: TaskRecord) -> tuple[datetime, datetime] | None:
 
 
 def _num(t: datetime) -> float:
-    """matplotlib's date number (days) of a time; its `date2num` carries no type hints."""
+    """matplotlib's date number (days since its epoch) of a time. Computed here: `dates.date2num` per
+    datetime took a quarter of a large run's plotting time (and carries no type hints)."""
+    return (t.timestamp() - _epoch()) / 86400.0
+
+
+@functools.cache
+def _epoch() -> float:
     from matplotlib import dates as mdates
 
-    return float(mdates.date2num(t))  # type: ignore[no-untyped-call]
+    epoch: str = mdates.get_epoch()  # type: ignore[no-untyped-call]
+    return datetime.fromisoformat(epoch).replace(tzinfo=UTC).timestamp()
 
 
 def _status(r: TaskRecord) -> str:
