@@ -108,7 +108,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _certs(d: Path) -> probes.TLSFiles:
-    """A CA and one certificate for 127.0.0.1 that serves and authenticates (members and client)."""
+    """A CA and one certificate for 127.0.0.1-3 that serves and authenticates (members and client)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -126,8 +126,9 @@ def _certs(d: Path) -> probes.TLSFiles:
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "member")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
             .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([*(x509.IPAddress(ipaddress.ip_address(f"127.0.0.{i}"))
+                                                          for i in (1, 2, 3)), x509.DNSName("localhost")]),
+                           critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
@@ -171,19 +172,24 @@ class EtcdCluster:
 
 @pytest.fixture
 def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
+    """Three members on 127.0.0.1, free ports."""
+    ports = _free_ports(6)
+    yield from _etcd(tmp_path, [(f"m{i + 1}", "127.0.0.1", ports[i], ports[3 + i]) for i in range(3)])
+
+
+def _etcd(tmp_path: Path, spec: list[tuple[str, str, int, int]]) -> Iterator[EtcdCluster]:
+    """Members (name, address, client port, peer port), TLS for clients; all stopped afterwards."""
     if ETCD is None:
         pytest.skip("no etcd binary: install Debian's etcd-server (ci/setup does)")
     tls = _certs(tmp_path)
-    ports = _free_ports(6)
-    names = ["m1", "m2", "m3"]
-    peers = ",".join(f"{n}=http://127.0.0.1:{ports[3 + i]}" for i, n in enumerate(names))
+    peers = ",".join(f"{n}=http://{a}:{pp}" for n, a, _, pp in spec)
     members: list[Member] = []
     try:
-        for i, n in enumerate(names):
-            url = f"https://127.0.0.1:{ports[i]}"
+        for n, addr, cp, pp in spec:
+            url = f"https://{addr}:{cp}"
             argv = [ETCD, "--name", n, "--data-dir", str(tmp_path / n), "--listen-client-urls", url,
-                    "--advertise-client-urls", url, "--listen-peer-urls", f"http://127.0.0.1:{ports[3 + i]}",
-                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{ports[3 + i]}",
+                    "--advertise-client-urls", url, "--listen-peer-urls", f"http://{addr}:{pp}",
+                    "--initial-advertise-peer-urls", f"http://{addr}:{pp}",
                     "--initial-cluster", peers, "--initial-cluster-state", "new",
                     "--cert-file", tls.cert, "--key-file", tls.key, "--trusted-ca-file", tls.ca,
                     "--client-cert-auth"]
@@ -369,3 +375,103 @@ def test_http_probe_new_and_reused_connections(tmp_path: Path) -> None:
     # A new connection per sample shows as one client port per sample; the reused one as a single port.
     assert len(conns) >= new.samples
     assert json.loads(out.read_text().splitlines()[0]).keys() == {"t", "backend", "ok", "latency_ms", "error"}
+
+
+# -- the pipeline's probing, against members on 127.0.0.1-3 -------------------------------------------
+
+
+class LoopbackCluster:
+    """Fixture standing in for a provider's cluster: nodes are 127.0.0.1-3 on this machine, `run` is a
+    local shell in which Kubespray's certificate dir is a temporary one (no root-owned /etc/ssl here),
+    and a node's shell is `sh -c` (no ssh)."""
+
+    provider = "loopback"
+    name = "t"
+
+    def __init__(self, cert_dir: Path) -> None:
+        from harness.cluster.base import Node
+
+        self.cert_dir = cert_dir
+        self.nodes = [Node(f"node{i}", ("etcd", "worker"), f"127.0.0.{i}") for i in (1, 2, 3)]
+
+    def with_role(self, role: str) -> list[object]:
+        return [n for n in self.nodes if role in n.roles]
+
+    def ssh_argv(self, node: str) -> list[str]:
+        return ["sh", "-c"]
+
+    def run(self, node: str, command: str, *, check: bool = True, timeout: float | None = 300) -> object:
+        from harness import proc
+
+        command = command.replace("/etc/ssl/etcd/ssl", str(self.cert_dir)).replace("sudo ", "")
+        return proc.run(["sh", "-c", command], check=check, timeout=timeout)
+
+
+@pytest.fixture
+def loopback_etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
+    """Members node1-3 on 127.0.0.1-3:2379, the addresses and port the pipeline's etcd probes use."""
+    for i in (1, 2, 3):
+        with socket.socket() as s:
+            if s.connect_ex((f"127.0.0.{i}", 2379)) == 0:
+                pytest.skip(f"something already listens on 127.0.0.{i}:2379")
+    (tmp_path / "etcd").mkdir()
+    yield from _etcd(tmp_path / "etcd", [(f"node{i}", f"127.0.0.{i}", 2379, 2380) for i in (1, 2, 3)])
+
+
+def test_pipeline_probes_around_a_stage(loopback_etcd: EtcdCluster, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session._probing as the upgrade stage uses it: credentials fetched off the 'nodes' into the state
+    dir (0600), samples in the scenario's artifacts, and the budget items judging them."""
+    import io
+
+    from rich.console import Console
+
+    from harness.pipeline import ScenarioRun, Session
+    from harness.scenario import load_catalogue
+    from tests.conftest import REPO
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for i in (1, 2, 3):
+        shutil.copy(loopback_etcd.tls.ca, certs / "ca.pem")
+        shutil.copy(loopback_etcd.tls.cert, certs / f"admin-node{i}.pem")
+        shutil.copy(loopback_etcd.tls.key, certs / f"admin-node{i}-key.pem")
+    monkeypatch.setenv("HARNESS_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("HARNESS_PROBE_INTERVAL", str(INTERVAL))
+    (scenario,) = [s for s in load_catalogue([REPO / "scenarios" / "lab.yaml"]) if s.id == "lab-graceful"]
+    scenario = scenario.model_copy(update={"budgets": {"etcd-member": 1.0, "etcd-all": 0.0, "containerd": 0.0}})
+    run = ScenarioRun(scenario, tmp_path / "artifacts" / scenario.id)
+    run.cluster = LoopbackCluster(certs)  # type: ignore[assignment]
+    session = Session.__new__(Session)
+    session.console = Console(file=io.StringIO())
+    victim = loopback_etcd.members[1] if loopback_etcd.leader() != "node2" else loopback_etcd.members[2]
+    with session._probing(run):
+        out = run.dir / "disruption.jsonl"
+        _wait_until(lambda: {s.backend for s in checks.read_samples(out) if s.ok} >= {"etcd:node1", "etcd:all"})
+        victim.popen.send_signal(signal.SIGSTOP)
+        time.sleep(2.5)
+        victim.popen.send_signal(signal.SIGCONT)
+        resumed = time.time()
+        _wait_until(lambda: any(s.backend == f"etcd:{victim.name}" and s.ok and s.t > resumed
+                                for s in checks.read_samples(out)))
+    record = run.disruption
+    assert record is not None and record.error is None and record.interval == INTERVAL
+    assert set(record.backends) >= {"etcd:node1", "etcd:node2", "etcd:node3", "etcd:all"}
+    assert record.cpu_seconds is not None and record.started_at is not None
+    # Credentials: in the state dir, owner-only; none in the artifacts.
+    kept = sorted((tmp_path / "state" / "disruption").rglob("*.pem"))
+    assert len(kept) == 9 and all(p.stat().st_mode & 0o077 == 0 for p in kept)
+    assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
+    # The member that stopped fails its item showing the outage; the all-endpoints client passes at 0 s.
+    result, props = checks.judge_run(run, "etcd-member")
+    assert not result.passed and result.summary == "1 of 3 checks failed", result.message
+    assert f"disruption etcd:{victim.name}: " in result.details and "budget 1s (etcd-member)" in result.details
+    seconds = {k: float(v) for k, v in props if k.endswith(":seconds")}
+    assert seconds[f"disruption:etcd:{victim.name}:seconds"] > 1.0
+    assert [k for k, v in seconds.items() if v > 0] == [f"disruption:etcd:{victim.name}:seconds"]
+    all_result, all_props = checks.judge_run(run, "etcd-all")
+    assert all_result.passed, all_result.message
+    assert ("disruption:etcd:all:seconds", "0.000") in all_props
+    # No containerd here and no sudo: its sessions fail, and the item says why rather than passing.
+    engine, _ = checks.judge_run(run, "containerd")
+    assert not engine.passed and "probe session ended before its first sample" in engine.details, engine.message

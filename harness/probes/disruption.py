@@ -273,20 +273,29 @@ def socket_argv(spec: SocketBackend, interval: float) -> list[str]:
 def _socket_loop(spec: SocketBackend, interval: float, stop: threading.Event, out: Writer) -> None:
     """Read the node's loop; restart the session when it ends (a gap, no samples) until stopped."""
     while not stop.is_set():
+        started = time.time()
         child = subprocess.Popen(socket_argv(spec, interval), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
+        lines = 0
         try:
             threading.Thread(target=_kill_when, args=(stop, child), daemon=True).start()
-            assert child.stdout is not None
+            assert child.stdout is not None and child.stderr is not None
             for line in child.stdout:
                 try:
                     latency, error = json.loads(line)
                 except ValueError:
                     continue
+                lines += 1
                 out.sample(time.time() - float(latency) / 1000, spec.backend, error is None, float(latency), error)
         finally:
             _kill(child)
             child.wait()
+            stderr = child.stderr.read() if child.stderr is not None else ""
+        if not lines and not stop.is_set():
+            # A session that never sampled (ssh refused, no python3, no sudo) must show, not be a silent gap.
+            tail = stderr.strip().splitlines()[-1][:160] if stderr.strip() else f"exit {child.returncode}"
+            out.sample(started, spec.backend, False, (time.time() - started) * 1000,
+                       f"probe session ended before its first sample: {tail}")
         stop.wait(interval)
 
 
