@@ -268,3 +268,22 @@ def test_the_session_report_leaves_out_runs_from_before_the_session(tmp_path: Pa
 def test_a_dir_without_run_json_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(run_report.ReportError, match=f"{tmp_path}: no run.json"):
         run_report.build(tmp_path)
+
+
+def test_a_documented_failure_does_not_hide_failed_checks(tmp_path: Path) -> None:
+    """The documented failure was hit, but a check failed too: the run failed, and its report says
+    the failed checks first (the documented failure is no explanation for them)."""
+    sc = _scenario("ks-lab-etcd-documented")
+    task = "etcd : Install | Copy etcd binary from download dir"
+    run = realistic_run(sc, tmp_path / sc.id, fail=("node1", "etcd : Install etcd", "not found"))
+    timeline = run.results["upgrade"].timeline_path
+    timeline.write_text(timeline.read_text().replace("etcd : Install etcd", task))
+    _verdicts(run.dir, etcd_health="failed", untouched_components="passed")
+    _finish(run, tmp_path, failed=True, archive="never")
+    md = [line for line in (run.dir / run_report.REPORT_MD).read_text().splitlines() if line]
+    assert md[:3] == [f"# {sc.id}: FAILED", "**Failed checks**: etcd health",
+                      f"Failed as documented at `{task}` on node1 (stage upgrade)."]
+    session = write_session_report(tmp_path)
+    assert session is not None
+    cell = task.replace("|", "\\|")  # a Markdown table cell escapes the task name's pipe
+    assert f"| {sc.id} | **FAILED** | {cell} on node1 (documented); checks: etcd health |" in (tmp_path / "session.md").read_text()

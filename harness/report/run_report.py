@@ -206,11 +206,13 @@ class RunReport:
 
     @property
     def headline(self) -> Failure | None:
-        """What the report names first: the first unexpected failure, else the documented one hit."""
-        unexpected = [f for f in self.failures if not f.expected]
-        if unexpected:
-            return unexpected[0]
-        return self.failures[0] if self.failures else None
+        """What a failed run's report names first: the first failure the scenario does not document."""
+        return next((f for f in self.failures if not f.expected), None)
+
+    @property
+    def documented(self) -> Failure | None:
+        """The failure the scenario documents, when the run hit it."""
+        return next((f for f in self.failures if f.expected), None)
 
     @property
     def failed_checks(self) -> tuple[Verdict, ...]:
@@ -457,7 +459,7 @@ def _versions_text(target: Mapping[str, Any] | None) -> str:
 
 def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) -> str:
     lines = [f"# {r.scenario}: {r.status}", ""]
-    head = r.headline
+    head, documented = r.headline, r.documented
     if r.failed and head is not None:
         lines += [f"**Failed at {_where(head)}** (stage {head.stage}" + (f", play \"{head.play}\")" if head.play else ")"),
                   "", f"> {_cell(head.message)}", ""]
@@ -467,14 +469,14 @@ def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) ->
             lines.append(f"- **remedy**: {head.remedy}")
         lines.append("")
     elif r.failed:
-        lines += ["**Failed checks**: " + ", ".join(f"{v.check}" for v in r.failed_checks) if r.failed_checks
+        lines += [("**Failed checks**: " + ", ".join(v.check for v in r.failed_checks)) if r.failed_checks
                   else "**Failed** (see the steps below)", ""]
-    elif head is not None and head.expected:
-        lines += [f"Failed as documented at {_where(head)} (stage {head.stage}).", ""]
-        if head.reason:
-            lines.append(f"- why: {head.reason}")
-        if head.remedy:
-            lines.append(f"- remedy: {head.remedy}")
+    if documented is not None:
+        lines += [f"Failed as documented at {_where(documented)} (stage {documented.stage}).", ""]
+        if documented.reason:
+            lines.append(f"- why: {documented.reason}")
+        if documented.remedy:
+            lines.append(f"- remedy: {documented.remedy}")
         lines.append("")
     if r.failed and r.failed_checks:
         lines += ["Failed checks:", ""] + [f"- **{v.check}**: {_cell(v.message.splitlines()[0] if v.message else v.outcome)}"

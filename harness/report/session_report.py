@@ -27,13 +27,13 @@ class Row:
 
     @classmethod
     def of(cls, r: RunReport) -> Row:
-        head = r.headline
+        head = r.headline or r.documented
         where = ""
         if head is not None:
             where = (f"{head.task} on {', '.join(head.hosts)}" if head.task else f"step {head.stage}") + (
                 " (documented)" if head.expected else "")
-        elif r.failed and r.failed_checks:
-            where = "checks: " + ", ".join(v.check for v in r.failed_checks)
+        if r.failed and r.failed_checks and (head is None or head.expected):
+            where = "; ".join(x for x in (where, "checks: " + ", ".join(v.check for v in r.failed_checks)) if x)
         counts: dict[str, int] = {}
         for v in r.verdicts:
             counts[v.outcome] = counts.get(v.outcome, 0) + 1
