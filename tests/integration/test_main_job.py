@@ -127,6 +127,24 @@ def test_runs_leave_timelines_and_runner_artifacts(main_job) -> None:
     assert sorted(baselines.values()) == ["deployed"] + ["restored"] * (len(runs) - 1), baselines
 
 
+def test_each_scenario_leaves_its_report_and_timeline(main_job) -> None:
+    """Issue 12: report.md, a self-contained report.html and timeline.png per scenario, every item's
+    verdict in them, the session report over them all; no archive for a green run (--archive on-failure)."""
+    _proc, items, artifacts, _ = main_job
+    run_dir = artifacts / "lab-graceful"
+    md, html = (run_dir / "report.md").read_text(), (run_dir / "report.html").read_text()
+    assert md.startswith("# lab-graceful: passed\n") and "![timeline](timeline.png)" in md
+    assert "<svg" in html and "<link" not in html
+    assert (run_dir / "timeline.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    recorded = {json.loads(line)["item"] for line in (run_dir / "checks.jsonl").read_text().splitlines()}
+    assert recorded == {k for k in items if "[lab-graceful:" in k}  # n/a items too: skipped in their call
+    assert not (artifacts / "lab-graceful.tar.gz").exists()
+    assert "| lab-graceful | passed |" in (artifacts / "session.md").read_text()
+    if KUBESPRAY:
+        ks = (artifacts / "ks-lab-etcd-documented" / "report.md").read_text()
+        assert "Failed as documented at `etcd : Install | Copy etcd binary from download dir`" in ks
+
+
 def _upgrade_events(artifacts: Path, scenario: str) -> tuple[dict, list[dict]]:
     run = json.loads((artifacts / scenario / "run.json").read_text())
     timeline = Path(run["results"]["upgrade"]["artifacts"]) / "timeline.jsonl"
