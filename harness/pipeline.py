@@ -410,7 +410,13 @@ class Session:
         wanted = expected_backends({n.name: n.roles for n in cluster.nodes}, kubernetes)
         out = run.dir / "disruption.jsonl"
         out.unlink(missing_ok=True)
-        config, missing = _probe_config(run, interval)
+        try:
+            config, missing = _probe_config(run, interval)
+        except Exception as e:  # noqa: BLE001  a probe that cannot be set up must never stop the upgrade
+            why = f"the probes could not be set up: {type(e).__name__}: {str(e).strip()[:300]}"
+            run.disruption = ProbeRun(out, interval, (), {b: why for b in wanted}, error=why)
+            yield
+            return
         missing.update({b: "not probed" for b in wanted if b not in config.backends and b not in missing})
         record = run.disruption = ProbeRun(out, interval, tuple(config.backends), missing)
         if not config.backends:
