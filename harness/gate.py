@@ -305,7 +305,8 @@ def verdict(rows: Sequence[Row], pytest_rcs: Sequence[int]) -> tuple[int, str]:
         skipped = [r for r in rows if r.verdict == SKIPPED]
         why = (f"all {len(skipped)} selected scenario(s) were skipped, e.g. {skipped[0].scenario}: {skipped[0].detail}"
                if skipped and len(skipped) == len(rows) else "no selected scenario reported a result")
-        return EXIT_NOTHING_RAN, f"no scenario ran: {why}"
+        broke = [rc for rc in pytest_rcs if rc not in (0, 1, 5)]
+        return EXIT_NOTHING_RAN, f"no scenario ran: {why}" + (f" (pytest exit code {broke[0]})" if broke else "")
     blocking = [r for r in rows if r.blocking]
     if blocking:
         names = ", ".join(f"{r.scenario} ({r.verdict})" for r in blocking)
