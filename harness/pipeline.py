@@ -362,8 +362,10 @@ class Session:
         if stage.purpose in ("upgrade", "idempotence"):
             # ansible-runner's events carry no tags; the order checks sort tasks into phases by them.
             task_tags = {(t.play, t.name): tuple(sorted(t.tags)) for t in installer.listed_tasks(stage)}
-        return run_stage(stage, pdd, inventory, kubespray=ks, show_progress=True, timeout=_timeout(stage),
-                         envvars=inputs.envvars, task_tags=task_tags)
+        result = run_stage(stage, pdd, inventory, kubespray=ks, show_progress=True, timeout=_timeout(stage),
+                           envvars=inputs.envvars, task_tags=task_tags)
+        run.notes += [n for n in result.notes if n not in run.notes]  # retries and unreachables: said, not hidden
+        return result
 
     @contextmanager
     def _sampling(self, run: ScenarioRun) -> Iterator[None]:

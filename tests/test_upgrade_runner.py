@@ -200,6 +200,41 @@ def _state(pid: int) -> str:
         return "gone"
 
 
+FLAKY = """\
+- name: Flaky network
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Fetch from the files repo
+      # Fails on its first two attempts per host (a guest whose network is not up yet), then works.
+      ansible.builtin.shell: >-
+        n=$(cat {{ seen_dir }}/{{ inventory_hostname }} 2>/dev/null || echo 0);
+        echo $((n + 1)) > {{ seen_dir }}/{{ inventory_hostname }};
+        if [ "$n" -lt 2 ]; then echo '[Errno 101] Network is unreachable' >&2; exit 1; fi
+      register: fetched
+      until: fetched is succeeded
+      retries: 4
+      delay: 0
+"""
+
+
+def test_retried_tasks_and_unreachable_hosts_are_notes(project: Path, tmp_path: Path, failed_run: RunResult) -> None:
+    """A retry that hid a transient failure is reported, with what the failed attempts said."""
+    book = tmp_path / "flaky.yml"
+    book.write_text(FLAKY)
+    pdd = tmp_path / "pdd"
+    r = run_playbook(pdd, str(book), ident="04-upgrade", inventory=_inventory(pdd), project_dir=project,
+                     extravars={"seen_dir": str(tmp_path)})
+    assert r.ok, r.summary
+    assert sorted(r.notes) == [
+        f"04-upgrade: {h}: 'Fetch from the files repo' retried 2 time(s) (then changed); last failed attempt:"
+        " non-zero return code; stderr: [Errno 101] Network is unreachable" for h in ("node1", "node2")
+    ]
+    # The failed run's unreachable host is a note too (besides its summary).
+    [unreachable] = [n for n in failed_run.notes if "unreachable at" in n]
+    assert unreachable.startswith("03-upgrade: node3 unreachable at 'Read the version': ")
+
+
 def test_runs_the_chosen_venvs_ansible(project: Path, tmp_path: Path) -> None:
     """A Kubespray ref's venv: its bin/ansible-playbook is the one that runs (PATH, not the harness's)."""
     venv = tmp_path / "venv"

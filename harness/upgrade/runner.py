@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from harness import interrupt, progress
 from harness.errors import InstallerError
-from harness.upgrade.masking import mask_artifacts
+from harness.upgrade.masking import mask_artifacts, mask_text
 from harness.upgrade.timeline import TaskRecord, TimelineBuilder, first_failures, summarize
 
 
@@ -37,6 +37,8 @@ class RunResult:
     records: tuple[TaskRecord, ...]
     # The value of interrupt.RUN_MARK in the environment of every process the run started.
     run_mark: str = ""
+    # Transient trouble the run got through or died of: tasks retried, hosts unreachable (run.json notes).
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -242,6 +244,7 @@ def run_playbook(
         summary = f"{playbook} failed (rc={rc}, status={status}) before any task ran; see {artifacts / 'stdout'}"
     if survivors:
         summary += f"\nprocesses of the run still alive after SIGKILL: {', '.join(map(str, sorted(survivors)))}"
+    notes = transient_notes(ident, builder)
     mask_artifacts(artifacts)
     (artifacts / "summary.txt").write_text(summary + ("\n" if summary else ""))
     interrupt.raise_if_requested()  # after masking: an interrupted run leaves no secret behind either
@@ -256,7 +259,23 @@ def run_playbook(
         summary=summary,
         records=tuple(builder.records),
         run_mark=mark,
+        notes=notes,
     )
+
+
+def transient_notes(ident: str, builder: TimelineBuilder) -> tuple[str, ...]:
+    """Retried tasks and unreachable hosts, one note each: under load (two labs on two cores) ssh and
+    the guests' network have failed for a moment, and a retry that hid it should still be seen."""
+    notes: list[str] = []
+    for (host, task), attempts in builder.retried.items():
+        outcome = next((r.status for r in reversed(builder.records) if r.host == host and r.task == task), "no result")
+        notes.append(f"{ident}: {host}: {task!r} retried {len(attempts)} time(s) (then {outcome});"
+                     f" last failed attempt: {attempts[-1]}")
+    for r in builder.records:
+        if r.status == "unreachable":
+            notes.append(f"{ident}: {r.host} unreachable at {r.task!r}: {r.msg or '(no message)'}")
+    return tuple(mask_text(n) for n in notes)
+
 
 
 def run_stage(

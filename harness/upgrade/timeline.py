@@ -98,6 +98,8 @@ class TimelineBuilder:
     current_play: str = ""
     current_task: str = ""
     hosts_done: set[str] = field(default_factory=set)
+    # (host, task) -> what each failed attempt of a task under `until`/`retries` said (runner_retry)
+    retried: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     _starts: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def feed(self, event: Mapping[str, Any]) -> TaskRecord | None:
@@ -117,6 +119,15 @@ class TimelineBuilder:
             return None
         if name == "playbook_on_stats":
             self.recap = recap_from_stats(data)
+            return None
+        if name == "runner_retry":  # an attempt failed and the task goes again: worth a note, not a record
+            res = data.get("res")
+            task = str(data.get("task") or self.current_task)
+            role = str(data.get("role") or "")
+            if role and not task.startswith(f"{role} : "):
+                task = f"{role} : {task}"
+            msg = _message(res) if isinstance(res, Mapping) else None
+            self.retried.setdefault((str(data.get("host") or ""), task), []).append(msg or "(no message)")
             return None
         status = _RESULT_EVENTS.get(name)
         if status is None:
