@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,9 @@ from fixtures.k8s.recorded import recorded_text
 
 from harness.checks import etcd as etcd_checks
 from harness.cluster.base import Node
+from harness.components import Binary, find
 from harness.probes import hosts as h
+from harness.probes import versions as pv
 from harness.probes.facts import EtcdFacts, HostFacts, UnitState, from_json, to_json
 
 # measured: trixie etcd-server 3.5.16
@@ -60,24 +62,24 @@ KUBECTL_JSON = """{
 @pytest.mark.parametrize(
     ("parse", "text", "want"),
     [
-        (h.parse_etcd_version, ETCD_35, "3.5.16"),
-        (h.parse_etcd_version, ETCD_34, "3.4.23"),
-        (h.parse_etcdctl_version, ETCDCTL_35, "3.5.16"),
-        (h.parse_etcdutl_version, ETCDUTL_35, "3.5.16"),
-        (h.parse_containerd_version, CONTAINERD_DEBIAN_12, "1.6.20"),
-        (h.parse_containerd_version, CONTAINERD_DEBIAN_13, "1.7.24"),
-        (h.parse_containerd_version, CONTAINERD_UPSTREAM, "v1.7.24"),
-        (h.parse_containerd_version, CONTAINERD_UPSTREAM_2, "v2.0.0"),
-        (h.parse_runc_version, RUNC_DEBIAN, "1.1.5"),
-        (h.parse_runc_version, RUNC_UPSTREAM, "1.1.15"),
-        (h.parse_kubelet_version, "Kubernetes v1.31.4\n", "v1.31.4"),
-        (h.parse_kubeadm_version, "v1.31.4\n", "v1.31.4"),
-        (h.parse_kubectl_version, KUBECTL_JSON, "v1.31.4"),
-        (h.parse_crictl_version, "crictl version v1.31.1\n", "v1.31.1"),
-        (h.parse_calicoctl_version, ("Client Version:    v3.28.1\nGit commit:        601856343\n"
+        (pv.parse_etcd_version, ETCD_35, "3.5.16"),
+        (pv.parse_etcd_version, ETCD_34, "3.4.23"),
+        (pv.parse_etcdctl_version, ETCDCTL_35, "3.5.16"),
+        (pv.parse_etcdutl_version, ETCDUTL_35, "3.5.16"),
+        (pv.parse_containerd_version, CONTAINERD_DEBIAN_12, "1.6.20"),
+        (pv.parse_containerd_version, CONTAINERD_DEBIAN_13, "1.7.24"),
+        (pv.parse_containerd_version, CONTAINERD_UPSTREAM, "v1.7.24"),
+        (pv.parse_containerd_version, CONTAINERD_UPSTREAM_2, "v2.0.0"),
+        (pv.parse_runc_version, RUNC_DEBIAN, "1.1.5"),
+        (pv.parse_runc_version, RUNC_UPSTREAM, "1.1.15"),
+        (pv.parse_kubelet_version, "Kubernetes v1.31.4\n", "v1.31.4"),
+        (pv.parse_kubeadm_version, "v1.31.4\n", "v1.31.4"),
+        (pv.parse_kubectl_version, KUBECTL_JSON, "v1.31.4"),
+        (pv.parse_crictl_version, "crictl version v1.31.1\n", "v1.31.1"),
+        (pv.parse_calicoctl_version, ("Client Version:    v3.28.1\nGit commit:        601856343\n"
                                      "Unable to retrieve Cluster Version or Type: connection refused\n"), "v3.28.1"),
-        (h.parse_cni_version, CNI_DEBIAN, "1.1.1"),
-        (h.parse_cni_version, CNI_UPSTREAM, "v1.4.0"),
+        (pv.parse_cni_version, CNI_DEBIAN, "1.1.1"),
+        (pv.parse_cni_version, CNI_UPSTREAM, "v1.4.0"),
     ],
 )
 def test_version_parsers(parse: Any, text: str, want: str) -> None:
@@ -85,10 +87,10 @@ def test_version_parsers(parse: Any, text: str, want: str) -> None:
 
 
 def test_parsers_refuse_other_tools_output() -> None:
-    assert h.parse_etcd_version(ETCDCTL_35) is None
-    assert h.parse_containerd_version(RUNC_DEBIAN) is None
-    assert h.parse_runc_version("bash: runc: command not found") is None
-    assert h.parse_cni_version("CNI loopback plugin version unknown\n") is None
+    assert pv.parse_etcd_version(ETCDCTL_35) is None
+    assert pv.parse_containerd_version(RUNC_DEBIAN) is None
+    assert pv.parse_runc_version("bash: runc: command not found") is None
+    assert pv.parse_cni_version("CNI loopback plugin version unknown\n") is None
 
 
 def _script_output(sections: dict[str, tuple[str, str]]) -> str:
@@ -112,10 +114,13 @@ def test_versions_script_runs_and_reports_absent_tools() -> None:
     """The script itself, run by the local shell: tools missing here come back as absent."""
     from harness import proc
 
-    res = proc.run(["sh", "-c", h.versions_script(tools=[h.Tool("nosuch", "nosuch-tool-xyz", "x --version",
-                                                                 h.parse_runc_version)], cni_dirs=["/nonexistent"])])
+    cni = find("cni")
+    assert cni is not None
+    missing = Binary("nosuch-tool-xyz", "nosuch-tool-xyz --version", pv.parse_runc_version)
+    elsewhere = replace(cni.binaries[0], dirs=("/nonexistent",))  # CNI plugins: looked for in directories
+    res = proc.run(["sh", "-c", h.versions_script([missing, elsewhere])])
     sections = h.split_sections(res.stdout)
-    assert sections == {"nosuch": ("absent", ""), "cni": ("absent", "")}
+    assert sections == {"nosuch-tool-xyz": ("absent", ""), "cni": ("absent", "")}
 
 
 # measured: `openssl x509 -enddate -noout` on this machine

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from harness import components
 from harness.checks.result import VERSION_HEADERS, CheckResult, text_table
 from harness.checks.versions import versions_match
 from harness.probes.facts import KubeFacts, PodFacts, PreUpgradeRecord
-from harness.probes.kube import STATIC_COMPONENTS, image_tag, pod_settled
+from harness.probes.kube import image_tag, pod_settled
 
 
 def check_apiserver_versions(facts: KubeFacts, control_plane: Iterable[str], expected: str) -> CheckResult:
@@ -91,8 +92,9 @@ def check_static_pods(facts: KubeFacts, control_plane: Iterable[str], expected: 
     by_name = {p.name: p for p in facts.pods if p.namespace == "kube-system"}
     rows = []
     nodes = sorted(control_plane)
+    static = components.static_pods()
     for node in nodes:
-        for comp in STATIC_COMPONENTS:
+        for comp in static:
             pod = by_name.get(f"{comp}-{node}")
             if pod is None:
                 rows.append((node, comp, expected, "no static pod"))
@@ -106,7 +108,7 @@ def check_static_pods(facts: KubeFacts, control_plane: Iterable[str], expected: 
         return CheckResult.not_applicable(name, "no control-plane node")
     if rows:
         return CheckResult.fail(name, f"{len(rows)} static pod(s) wrong", text_table(VERSION_HEADERS, rows), rows)
-    return CheckResult.ok(name, f"{len(nodes) * len(STATIC_COMPONENTS)} static pods at {expected}, Running and Ready")
+    return CheckResult.ok(name, f"{len(nodes) * len(static)} static pods at {expected}, Running and Ready")
 
 
 def check_kube_proxy(

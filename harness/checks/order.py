@@ -18,6 +18,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
+from harness import components
 from harness.checks.result import CheckResult, text_table
 from harness.errors import PlanError
 from harness.plan.versions import Version
@@ -54,21 +55,6 @@ PHASE_TAGS: dict[str, frozenset[str]] = {
 PHASE_PRIORITY: tuple[str, ...] = ("etcd", "container-engine", "network", "control-plane", "apps", "node")
 # Tasks that fetch files change nothing on the node's components.
 IGNORED_TAGS: frozenset[str] = frozenset({"download"})
-
-# Which phase a sampled component's change belongs to (kubeadm/kubectl are copied at several points: unordered).
-COMPONENT_PHASE: dict[str, str] = {
-    "containerd": "container-engine",
-    "runc": "container-engine",
-    "etcd": "etcd",
-    "kubelet": "node",
-    "kube-proxy": "node",
-    "cni": "network",
-    "calicoctl": "network",
-    "kube-apiserver": "control-plane",
-    "kube-controller-manager": "control-plane",
-    "kube-scheduler": "control-plane",
-    "coredns": "apps",
-}
 
 
 def at(timestamp: str | None) -> datetime | None:
@@ -194,9 +180,11 @@ def change_times(samples: Iterable[VersionSample]) -> dict[str, dict[str, dateti
 
 def check_sample_order(samples: Iterable[VersionSample],
                        order: Sequence[str] | Mapping[str, Sequence[str]] = PHASES,
-                       component_phase: Mapping[str, str] = COMPONENT_PHASE) -> CheckResult:
-    """Per node, measured version changes follow the phase order (one for all, or one per node)."""
+                       component_phase: Mapping[str, str] | None = None) -> CheckResult:
+    """Per node, measured version changes follow the phase order (one for all, or one per node).
+    Each change counts in its component's phase (`components.sample_phases()` unless given)."""
     name = "per-node upgrade order (versions)"
+    component_phase = components.sample_phases() if component_phase is None else component_phase
     changes = change_times(samples)
     rows = []
     for node, comps in sorted(changes.items()):

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from harness import components
 from harness.checks import certs as cert_checks
 from harness.checks import etcd as etcd_checks
 from harness.checks import kube as kube_checks
@@ -30,7 +31,6 @@ from harness.checks.result import CheckResult, combine
 from harness.checks.state import PlantedState, check_planted_state
 from harness.checks.units import check_reboots, check_units
 from harness.checks.versions import (
-    OBSERVED_AS,
     check_unchanged,
     check_versions,
     expected_versions_per_node,
@@ -38,7 +38,6 @@ from harness.checks.versions import (
     scenario_versions,
 )
 from harness.cluster.base import Cluster, Node
-from harness.plan.tags import COMPONENT_VARS
 from harness.probes import kube as kube_probe
 from harness.probes import tokens as token_probe
 from harness.probes.facts import (
@@ -55,9 +54,6 @@ from harness.probes.facts import (
 from harness.probes.hosts import EtcdTLS, HostProbe, merge_observed, observed_versions
 from harness.scenario.model import ExpectedFailure, Scenario
 from harness.upgrade.timeline import TaskRecord, read_timeline
-
-# Versions only the Kubernetes API can show; without an API they are not expected (its checks say n/a).
-API_ONLY: tuple[str, ...] = ("kube-apiserver", *kube_probe.STATIC_COMPONENTS[1:], "kube-proxy")
 
 # -- facts ------------------------------------------------------------------------------------
 
@@ -251,7 +247,7 @@ class Expectation:
     """What the cluster must look like: from a scenario and its before-facts (`for_scenario`), or from
     an `--expect` file (harness.checks.verify.load_expectation). `upgrade` is None for the latter."""
 
-    installer: str = "kubespray"  # which components each role must have (versions.REQUIRED)
+    installer: str = "kubespray"  # which components each role must have (versions.components_for_roles)
     versions: dict[str, str] = field(default_factory=dict)  # component -> version
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)  # per-node overrides
     kube_proxy_remove: bool = False
@@ -295,10 +291,10 @@ class Expectation:
         up = self.upgrade
         if up is None or component in up.upgraded:
             return None
-        var = COMPONENT_VARS.get(component)
-        siblings = {c for c, v in COMPONENT_VARS.items() if v == var} if var else {component}
+        comp = components.find(component)
+        siblings = set(components.components_of_var(comp.var)) if comp else {component}
         seen = {v for per in up.before.versions.values() for c, v in per.items()
-                if v and OBSERVED_AS.get(c, c) in siblings}
+                if v and components.observed_as(c) in siblings}
         return seen.pop() if len(seen) == 1 else None
 
 
@@ -317,13 +313,14 @@ def expected_per_node(facts: Facts, expect: Expectation) -> dict[str, dict[str, 
     for node, overrides in expect.nodes.items():
         out.setdefault(node, {}).update(overrides)
     if facts.kube is None and "api" not in facts.errors:
-        # No API, and none expected: these cannot be observed; the API checks say n/a and why.
-        out = {node: {c: v for c, v in per.items() if c not in API_ONLY} for node, per in out.items()}
+        # No API, and none expected: what only the API can show is not expected; its checks say n/a and why.
+        api_only = components.api_only()
+        out = {node: {c: v for c, v in per.items() if c not in api_only} for node, per in out.items()}
     return out
 
 
 def _split(expected: Mapping[str, Mapping[str, str]], moved: frozenset[str], upgraded: bool) -> dict[str, dict[str, str]]:
-    return {node: {c: v for c, v in per.items() if (OBSERVED_AS.get(c, c) in moved) == upgraded}
+    return {node: {c: v for c, v in per.items() if (components.observed_as(c) in moved) == upgraded}
             for node, per in expected.items()}
 
 
@@ -405,7 +402,7 @@ def _untouched(facts: Facts, expect: Expectation) -> CheckResult:
         return missing
     up = _upgrade(expect)
     observed = facts.observed
-    untouched = {OBSERVED_AS.get(c, c) for comps in up.before.versions.values() for c in comps} - up.upgraded
+    untouched = {components.observed_as(c) for comps in up.before.versions.values() for c in comps} - up.upgraded
     bad = unprobed(facts.hosts)
     expected = {n: per for n, per in expected_per_node(facts, expect).items() if n not in bad}
     before = {n: comps for n, comps in up.before.versions.items() if n not in bad}
@@ -477,7 +474,8 @@ def _order(facts: Facts, expect: Expectation) -> CheckResult:
     results = [order_checks.check_task_order(facts.timeline, orders),
                order_checks.check_sample_order(facts.samples, orders)]
     if up.path == "graceful":
-        touched = {order_checks.COMPONENT_PHASE[c] for c in up.upgraded if c in order_checks.COMPONENT_PHASE}
+        phases = components.sample_phases()
+        touched = {phases[c] for c in up.upgraded if c in phases}
         for phase, hosts in order_checks.serial_phases(expect.installer, facts.nodes):
             if phase in touched:
                 results.append(order_checks.check_one_at_a_time(facts.timeline, phase, hosts))

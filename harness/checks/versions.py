@@ -9,37 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from harness import components
 from harness.checks.result import VERSION_HEADERS, CheckResult, text_table
 from harness.errors import PlanError
 from harness.plan.versions import Version, same_version
 from harness.probes.facts import KubeFacts, PreUpgradeRecord
 from harness.scenario.model import Scenario
 
-# A host tool reported under its own name but versioned by another component's variable.
-OBSERVED_AS: dict[str, str] = {"etcdctl": "etcd", "etcdutl": "etcd", "calicoctl": "calico"}
-
-# Components each role must have. The lab installer puts containerd+runc on every node and etcd on etcd nodes.
-REQUIRED: dict[str, dict[str, tuple[str, ...]]] = {
-    "kubespray": {
-        "*": ("containerd", "runc"),
-        "etcd": ("etcd", "etcdctl"),
-        "control-plane": ("kubelet", "kubeadm", "kubectl", "crictl", "cni",
-                          "kube-apiserver", "kube-controller-manager", "kube-scheduler"),
-        "worker": ("kubelet", "kubeadm", "crictl", "cni"),
-    },
-    "lab": {"*": ("containerd", "runc"), "etcd": ("etcd", "etcdctl")},
-}
-# Checked only when present: etcdutl exists from etcd 3.5, calicoctl only with Calico, crictl on etcd-only hosts.
-OPTIONAL: tuple[str, ...] = ("etcdutl", "calicoctl", "crictl", "kubectl", "cni")
 ANY = "*"  # expected: present, whatever the version
 
 
 def components_for_roles(roles: Iterable[str], installer: str = "kubespray") -> tuple[str, ...]:
-    table = REQUIRED[installer]
-    out = list(table["*"])
-    for r in roles:
-        out += [c for c in table.get(r, ()) if c not in out]
-    return tuple(out)
+    """The names a node of these roles must report when `installer` deployed it (harness.components):
+    the lab installer puts containerd and runc on every node and etcd on etcd nodes."""
+    return tuple(dict.fromkeys(n for c in components.on_roles(roles, installer) for n in c.required))
 
 
 def expected_versions_per_node(
@@ -55,27 +38,28 @@ def expected_versions_per_node(
     `nodes` maps node -> roles; `versions` maps component -> version (a scenario's
     `expected_versions()` or a verify file). Components the run must not touch (`upgraded` given and
     the component not in it) that `versions` does not pin are expected at their pre-upgrade version.
-    Optional tools (OPTIONAL) are expected where the pre-upgrade record saw them, and where `present`
+    Optional tools (`components.optional_names`) are expected where the pre-upgrade record saw them, and where `present`
     (what is observed now) shows them and a pin covers them: etcdutl on a node that has it must be at
     the etcd pin.
     """
     moved = set(upgraded) if upgraded is not None else None
+    optional = components.optional_names()
     out: dict[str, dict[str, str]] = {}
     for node, roles in nodes.items():
         roles = tuple(roles)
         wanted = list(components_for_roles(roles, installer))
         seen_before = pre.versions.get(node, {}) if pre else {}
         here = present.get(node, {}) if present else {}
-        wanted += [c for c in OPTIONAL if c not in wanted
-                   and (seen_before.get(c) or (here.get(c) and OBSERVED_AS.get(c, c) in versions))]
+        wanted += [c for c in optional if c not in wanted
+                   and (seen_before.get(c) or (here.get(c) and components.observed_as(c) in versions))]
         per: dict[str, str] = {}
         for comp in wanted:
-            key = OBSERVED_AS.get(comp, comp)
+            key = components.observed_as(comp)
             if key in versions:
                 per[comp] = versions[key]
             elif moved is not None and key not in moved and seen_before.get(comp):
                 per[comp] = str(seen_before[comp])
-            elif comp not in OPTIONAL or comp in components_for_roles(roles, installer):
+            elif comp not in optional or comp in components_for_roles(roles, installer):
                 per[comp] = ANY  # required but unpinned: it must at least be there
         out[node] = per
     return out
@@ -174,7 +158,7 @@ def check_unchanged(
     rows: list[tuple[str, str, str, str]] = []
     for node, comps in sorted(before.items()):
         for comp, old in sorted(comps.items()):
-            if OBSERVED_AS.get(comp, comp) not in keep or old is None:
+            if components.observed_as(comp) not in keep or old is None:
                 continue
             new = after.get(node, {}).get(comp)
             if new is None or not versions_match(old, new):

@@ -20,7 +20,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from harness import components
 from harness.cluster.base import Cluster, Node
+from harness.components import Binary
 from harness.errors import ClusterError
 from harness.probes.facts import (
     CertExpiry,
@@ -39,124 +41,33 @@ T = TypeVar("T")
 PATH_PREFIX = 'export PATH="/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"; export ETCDCTL_API=3'
 
 
-# -- version parsers (pure) -----------------------------------------------------
+# -- versions (pure) -----------------------------------------------------------
 
-_SEMVER = r"v?\d+\.\d+(?:\.\d+)?(?:-[0-9A-Za-z.-]+)?"
-
-
-def _clean(version: str) -> str:
-    """Drop Debian packaging suffixes: `1.6.20~ds1` and `1.1.5+ds1` are upstream 1.6.20 and 1.1.5."""
-    return re.split(r"[~+]", version, maxsplit=1)[0]
+# Which binary the probe asks and how: harness.components; how each answer reads: harness.probes.versions.
 
 
-def _first(pattern: str, text: str) -> str | None:
-    m = re.search(pattern, text, re.MULTILINE)
-    return _clean(m.group(1)) if m else None
-
-
-def parse_etcd_version(text: str) -> str | None:
-    """`etcd --version`: `etcd Version: 3.5.16`."""
-    return _first(rf"^etcd Version:\s*({_SEMVER})", text)
-
-
-def parse_etcdctl_version(text: str) -> str | None:
-    """`etcdctl version`: `etcdctl version: 3.5.16`."""
-    return _first(rf"^etcdctl version:\s*({_SEMVER})", text)
-
-
-def parse_etcdutl_version(text: str) -> str | None:
-    """`etcdutl version`: `etcdutl version: 3.5.16`."""
-    return _first(rf"^etcdutl version:\s*({_SEMVER})", text)
-
-
-def parse_containerd_version(text: str) -> str | None:
-    """Upstream `containerd github.com/containerd/containerd v1.7.24 <sha>` (2.x: `.../containerd/v2 v2.0.0`);
-    Debian `containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3`."""
-    return _first(rf"^containerd\s+\S+\s+({_SEMVER}(?:[~+]\S*)?)", text)
-
-
-def parse_runc_version(text: str) -> str | None:
-    """`runc --version` first line: `runc version 1.1.15` (Debian: `runc version 1.1.5+ds1`)."""
-    return _first(rf"^runc version\s+({_SEMVER}(?:[~+]\S*)?)", text)
-
-
-def parse_kubelet_version(text: str) -> str | None:
-    """`kubelet --version`: `Kubernetes v1.31.4`."""
-    return _first(rf"^Kubernetes\s+({_SEMVER})", text)
-
-
-def parse_kubeadm_version(text: str) -> str | None:
-    """`kubeadm version -o short`: `v1.31.4`."""
-    return _first(rf"^({_SEMVER})\s*$", text)
-
-
-def parse_kubectl_version(text: str) -> str | None:
-    """`kubectl version --client -o json`: clientVersion.gitVersion."""
-    try:
-        data = json.loads(text[text.index("{") :])
-        return _clean(str(data["clientVersion"]["gitVersion"]))
-    except (ValueError, KeyError, TypeError):
-        return _first(rf"^Client Version:\s*({_SEMVER})", text)
-
-
-def parse_crictl_version(text: str) -> str | None:
-    """`crictl --version`: `crictl version v1.31.1`."""
-    return _first(rf"^crictl version\s+({_SEMVER})", text)
-
-
-def parse_calicoctl_version(text: str) -> str | None:
-    """`calicoctl version`: `Client Version:    v3.28.1` (the cluster part may fail; the client line is enough)."""
-    return _first(rf"^Client Version:\s*({_SEMVER})", text)
-
-
-def parse_cni_version(text: str) -> str | None:
-    """A CNI plugin run bare prints `CNI loopback plugin v1.4.0`; Debian's build says `version unknown`,
-    so the script adds `dpkg <package version>` for containernetworking-plugins."""
-    v = _first(rf"^CNI \S+ plugin\s+({_SEMVER})", text)
-    return v or _first(rf"^dpkg\s+(?:\d+:)?({_SEMVER}(?:[~+]\S*)?)", text)
-
-
-@dataclass(frozen=True)
-class Tool:
-    component: str
-    binary: str
-    argv: str
-    parse: Callable[[str], str | None]
-
-
-TOOLS: tuple[Tool, ...] = (
-    Tool("kubelet", "kubelet", "kubelet --version", parse_kubelet_version),
-    Tool("kubeadm", "kubeadm", "kubeadm version -o short", parse_kubeadm_version),
-    Tool("kubectl", "kubectl", "kubectl version --client -o json", parse_kubectl_version),
-    Tool("containerd", "containerd", "containerd --version", parse_containerd_version),
-    Tool("runc", "runc", "runc --version", parse_runc_version),
-    Tool("crictl", "crictl", "crictl --version", parse_crictl_version),
-    Tool("etcd", "etcd", "etcd --version", parse_etcd_version),
-    Tool("etcdctl", "etcdctl", "etcdctl version", parse_etcdctl_version),
-    Tool("etcdutl", "etcdutl", "etcdutl version", parse_etcdutl_version),
-    Tool("calicoctl", "calicoctl", "calicoctl version", parse_calicoctl_version),
-)
-
-CNI_DIRS: tuple[str, ...] = ("/opt/cni/bin", "/usr/lib/cni")
-
-
-def versions_script(tools: Sequence[Tool] = TOOLS, cni_dirs: Sequence[str] = CNI_DIRS) -> str:
-    """One script printing each tool's version in its own section; rc `absent` when it is not installed."""
-    parts = [PATH_PREFIX]
-    for t in tools:
-        b = shlex.quote(t.binary)
-        parts.append(
-            f"echo '@@section {t.component}'; if command -v {b} >/dev/null 2>&1; then "
-            f"timeout 20 {t.argv} 2>&1; echo \"@@rc $?\"; else echo '@@rc absent'; fi"
+def _version_section(b: Binary) -> str:
+    """One binary's section; rc `absent` when it is not installed."""
+    if b.dirs:
+        # Not on PATH: the first of `dirs` holding it (CNI plugins), and its Debian package's version.
+        exe = shlex.quote(b.argv.split()[0] if b.argv else b.name)
+        dirs = " ".join(shlex.quote(d) for d in b.dirs)
+        dpkg = (f"dpkg-query -W -f='dpkg ${{Version}}\\n' {shlex.quote(b.dpkg)} 2>/dev/null; " if b.dpkg else "")
+        return (
+            f"echo '@@section {b.name}'; found=; for d in {dirs}; do if [ -x \"$d/{exe}\" ]; then found=1; "
+            f"\"$d/{exe}\" 2>&1; {dpkg}break; fi; done; "
+            "if [ -n \"$found\" ]; then echo '@@rc 0'; else echo '@@rc absent'; fi"
         )
-    cni = " ".join(shlex.quote(d) for d in cni_dirs)
-    parts.append(
-        "echo '@@section cni'; found=; for d in " + cni + "; do if [ -x \"$d/loopback\" ]; then found=1; "
-        "\"$d/loopback\" 2>&1; "
-        "dpkg-query -W -f='dpkg ${Version}\\n' containernetworking-plugins 2>/dev/null; break; fi; done; "
-        "if [ -n \"$found\" ]; then echo '@@rc 0'; else echo '@@rc absent'; fi"
+    exe = shlex.quote(b.name)
+    return (
+        f"echo '@@section {b.name}'; if command -v {exe} >/dev/null 2>&1; then "
+        f"timeout 20 {b.argv} 2>&1; echo \"@@rc $?\"; else echo '@@rc absent'; fi"
     )
-    return "\n".join(parts)
+
+
+def versions_script(binaries: Sequence[Binary] | None = None) -> str:
+    """One script printing each binary's version in its own section (default: every one the table probes)."""
+    return "\n".join([PATH_PREFIX, *(_version_section(b) for b in (components.host_binaries() if binaries is None else binaries))])
 
 
 def split_sections(text: str) -> dict[str, tuple[str, str]]:
@@ -179,28 +90,28 @@ def split_sections(text: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-def parse_versions(text: str, tools: Sequence[Tool] = TOOLS) -> tuple[dict[str, str | None], dict[str, str]]:
-    """The versions script's output -> (component -> version or None when absent, component -> error)."""
+def parse_versions(text: str, binaries: Sequence[Binary] | None = None) -> tuple[dict[str, str | None], dict[str, str]]:
+    """The versions script's output -> (name -> version or None when absent, name -> error)."""
     sections = split_sections(text)
-    parsers: dict[str, Callable[[str], str | None]] = {t.component: t.parse for t in tools}
-    parsers["cni"] = parse_cni_version
     versions: dict[str, str | None] = {}
     errors: dict[str, str] = {}
-    for comp, parse in parsers.items():
-        if comp not in sections:
-            errors[comp] = "the probe printed nothing for it (script interrupted?)"
+    for b in components.host_binaries() if binaries is None else binaries:
+        if b.parse is None:
             continue
-        rc, body = sections[comp]
+        if b.name not in sections:
+            errors[b.name] = "the probe printed nothing for it (script interrupted?)"
+            continue
+        rc, body = sections[b.name]
         if rc == "absent":
-            versions[comp] = None
+            versions[b.name] = None
             continue
-        v = parse(body)
+        v = b.parse(body)
         if v is None:
             # Installed but unreadable: not "absent", so a check can tell the two apart.
-            errors[comp] = f"unrecognised version output (rc={rc}): {body.strip()[:200]!r}"
+            errors[b.name] = f"unrecognised version output (rc={rc}): {body.strip()[:200]!r}"
             first = (body.strip().splitlines() or [f"rc={rc}"])[0][:60]
             v = f"unparsed: {first}"
-        versions[comp] = v
+        versions[b.name] = v
     return versions, errors
 
 
@@ -559,24 +470,9 @@ def probe_failure(node: str, error: Exception) -> ProbeError:
     return ProbeError(node, f"{node} probe failed: {said}")
 
 
-# systemd units each role runs under Kubespray (and the lab installer: containerd everywhere, etcd on etcd nodes).
-UNITS_BY_ROLE: dict[str, tuple[str, ...]] = {
-    "etcd": ("etcd",),
-    "control-plane": ("kubelet",),
-    "worker": ("kubelet",),
-}
-UNITS_EVERYWHERE: tuple[str, ...] = ("containerd",)
-
-
 def units_for(roles: Iterable[str], installer: str = "kubespray") -> tuple[str, ...]:
-    names = list(UNITS_EVERYWHERE)
-    for r in roles:
-        for u in UNITS_BY_ROLE.get(r, ()):
-            if u == "kubelet" and installer == "lab":
-                continue  # the lab installs no Kubernetes
-            if u not in names:
-                names.append(u)
-    return tuple(names)
+    """The systemd units a node of these roles runs when `installer` deployed it (harness.components)."""
+    return tuple(dict.fromkeys(u for c in components.on_roles(roles, installer) for u in c.units))
 
 
 class HostProbe:
@@ -733,7 +629,8 @@ def sample_sources(probe: HostProbe, api: SampleSource | None = None) -> dict[st
     (and the skew policy as broken) while the old one still runs."""
     if api is None:
         return {"hosts": lambda: (probe.version_samples(), {})}
-    tools = [t.component for t in TOOLS if t.component != "kubelet"] + ["cni"]
+    from_api = components.api_reported()
+    tools = [b.name for b in components.host_binaries() if components.observed_as(b.name) not in from_api]
     return {"hosts": lambda: (probe.version_samples(tools), {}), "api": api}
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness import components
 from harness.cluster.base import Node
 from harness.probes.facts import (
     ContainerPortFacts,
@@ -31,7 +32,6 @@ from harness.probes.facts import (
 DNS_NAMESPACE = "kube-system"
 DNS_NAME = "coredns"  # Kubespray's name for both the Service and the Deployment
 KUBE_PROXY = "kube-proxy"
-STATIC_COMPONENTS: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 APISERVER_PORT = 6443
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -235,7 +235,7 @@ def static_pod_tags(pods: Iterable[PodFacts], nodes: Iterable[str]) -> dict[str,
     by_name = {p.name: p for p in pods if p.namespace == "kube-system"}
     out: dict[str, dict[str, str | None]] = {}
     for node in nodes:
-        for comp in STATIC_COMPONENTS:
+        for comp in components.static_pods():
             pod = by_name.get(f"{comp}-{node}")
             if pod is not None:
                 out.setdefault(node, {})[comp] = image_tag(pod.images[0]) if pod.images else None
