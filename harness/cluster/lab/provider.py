@@ -258,20 +258,29 @@ def _zombie(pid: int) -> bool:
 
 
 def _lab_processes(paths: LabPaths) -> dict[int, str]:
-    """Live processes whose command line names the lab: QEMU names its guest `ksh-<name>-node1`;
-    daemons, dnsmasq and ssh (`-F <lab dir>/ssh_config`) name the lab's directory."""
+    """Live processes of the lab wherever they are: QEMU names its guest `ksh-<name>-node1`; ssh
+    (`-F <lab dir>/ssh_config`) and the daemons' launcher name the lab's directory; the daemons run on
+    bind mounts of its libvirt dirs (so a daemon that started after its namespace was deleted, when a
+    run was killed while starting it, is still found)."""
     found: dict[int, str] = {}
     me = os.getpid()
+    libvirt = str(paths.root / "libvirt") + "/"
     for p in Path("/proc").iterdir():
         if not p.name.isdigit() or int(p.name) == me:
             continue
         try:
             cmdline = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            named = f"guest={paths.prefix}-" in cmdline or str(paths.root) + "/" in cmdline
+            if not named and (p / "comm").read_text().strip() in _DAEMONS:
+                named = libvirt in (p / "mountinfo").read_text()
         except OSError:
             continue
-        if (f"guest={paths.prefix}-" in cmdline or str(paths.root) + "/" in cmdline) and not _zombie(int(p.name)):
+        if named and not _zombie(int(p.name)):
             found[int(p.name)] = cmdline
     return found
+
+
+_DAEMONS = ("libvirtd", "virtlogd", "dnsmasq")
 
 
 def leftovers(paths: LabPaths) -> list[str]:
