@@ -343,8 +343,8 @@ def render_markdown(meta: Mapping[str, Any], rows: Sequence[Row]) -> str:
         "",
         f"Hops: {', '.join(meta['hops'])}. Selection: `-k {meta['expr']}`." if meta.get("expr")
         else f"Hops: {', '.join(meta['hops'])}. Selection: every scenario of the catalogue.",
-        (f"Exit code {meta['exit_code']}; JUnit: `{REPORT_JUNIT}` (one case per scenario) and pytest's"
-         f" {', '.join(f'`{j}`' for j in meta['junit'])} (one per check item)."),
+        f"Exit code {meta['exit_code']}; JUnit: `{REPORT_JUNIT}` (one case per scenario)"
+        + (f" and pytest's {', '.join(f'`{j}`' for j in meta['junit'])} (one per check item)." if meta["junit"] else "."),
         "",
     ]
     multi = len(meta["hops"]) > 1
@@ -435,6 +435,9 @@ def run_gate(req: GateRequest, console: Console | None = None) -> GateResult:
         chosen = scenarios_for(req, src, dst)
         if previous is not None:
             chosen = [sc for sc in chosen if (label, sc.id) in rerun]
+        if i > 1:
+            # --from/--to move only Kubespray's refs: any other scenario is the same in every hop, run once.
+            chosen = [sc for sc in chosen if sc.installer == "kubespray"]
         if not chosen:
             continue
         artifacts = req.artifacts.resolve() / (f"hop{i}-{src.text}-{dst.text}" if len(steps) > 1 else "")

@@ -214,3 +214,25 @@ def test_disruption_column_reads_the_probes_samples(tmp_path: Path) -> None:
     assert disruption_summary(samples, {"etcd-member": 1}) == "etcd:node2 2.0 s (budget 1 s); over budget: etcd:node2"
     samples.write_text("\n".join(json.dumps(x | {"ok": True}) for x in lines) + "\n")
     assert disruption_summary(samples, {}) == "none"
+
+
+def test_hops_run_in_turn_and_lab_scenarios_once(ws: Path) -> None:
+    """v2.29.1 -> v2.31.0 is two hops; the lab scenario has no Kubespray ref to move, so only the first
+    hop runs it, while the Kubespray scenario runs in both (its run.json in each hop's folder)."""
+    argv_from = ["--from", "v2.29.1"]
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "gate", *argv_from, "--to", "v2.31.0",
+                        "--scenarios", str(ws / "catalogue"), "--artifacts", str(ws / "artifacts"),
+                        "--tests", str(ws / "checks" / "test_plan.py"), "--provider", "static",
+                        "--inventory", str(ws / "hosts.yaml"), "-k", "lab-ok or ks-broken", *KS],
+                       check=False, cwd=ws, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stdout + r.stderr
+    doc = report(ws)
+    assert doc["hops"] == ["v2.29.1->v2.30.0", "v2.30.0->v2.31.0"]
+    assert [(x["hop"], x["scenario"], x["verdict"]) for x in doc["rows"]] == [
+        ("v2.29.1->v2.30.0", "ks-broken", "failed"), ("v2.29.1->v2.30.0", "lab-ok", "passed"),
+        ("v2.30.0->v2.31.0", "ks-broken", "failed")]
+    assert doc["junit"] == ["junit-hop1.xml", "junit-hop2.xml"]
+    for hop in ("hop1-v2.29.1-v2.30.0", "hop2-v2.30.0-v2.31.0"):
+        assert (ws / "artifacts" / hop / "ks-broken" / "run.json").exists()
+    assert not (ws / "artifacts" / "hop2-v2.30.0-v2.31.0" / "lab-ok").exists()
+    assert "| hop | scenario |" in (ws / "artifacts" / "gate.md").read_text()
