@@ -741,9 +741,9 @@ def _planted_keys(out: Path) -> dict[str, str]:
 
 
 def _components_from_vars(defaults: dict[str, str]) -> dict[str, str]:
-    from harness.plan.tags import COMPONENT_VARS
+    from harness.components import COMPONENTS
 
-    return {comp: defaults[var] for comp, var in COMPONENT_VARS.items() if var in defaults}
+    return {c.name: defaults[c.var] for c in COMPONENTS if c.var in defaults}
 
 
 def _timeout(stage: Any) -> float:

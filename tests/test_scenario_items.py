@@ -9,11 +9,12 @@ import sys
 
 import pytest
 
-from harness.plan.tags import COMPONENT_TAGS, COMPONENT_VARS
+from harness.components import version_vars
+from harness.plan.tags import COMPONENT_TAGS
 from harness.scenario import load_catalogue
 from tests.conftest import REPO
 
-WORDS = sorted({*COMPONENT_TAGS, *(v.removesuffix("_version") for v in COMPONENT_VARS.values()),
+WORDS = sorted({*COMPONENT_TAGS, *(v.removesuffix("_version") for v in version_vars()),
                 "full", "graceful", "component", "lab", "kubespray", "docker", "download"})
 
 

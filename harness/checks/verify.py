@@ -20,8 +20,8 @@ from harness.checks.result import CheckResult
 from harness.checks.suite import ApiAccess, Expectation, Facts
 from harness.checks.versions import ANY, versions_match
 from harness.cluster.base import Cluster
+from harness.components import components_of_var, version_vars
 from harness.errors import PlanError, ScenarioError
-from harness.plan.tags import COMPONENT_VARS, components_of_var
 from harness.plan.versions import Version
 from harness.probes.hosts import EtcdTLS, HostProbe
 from harness.scenario.loader import one_line_yaml_error
@@ -37,9 +37,9 @@ def _versions(file: str, where: str, raw: Any) -> dict[str, str]:
     for key, value in raw.items():
         key = str(key)
         comps = components_of_var(key) if key.endswith("_version") else [key]
-        if key.endswith("_version") and key not in COMPONENT_VARS.values():
+        if key.endswith("_version") and key not in version_vars():
             raise ScenarioError(file, None, f"{where}.{key}", "unknown version variable; known: "
-                                + ", ".join(sorted(set(COMPONENT_VARS.values()))))
+                                + ", ".join(sorted(version_vars())))
         try:
             # As in scenarios: an unquoted `etcd: 3.10` is the YAML float 3.1, and `3.5` pins nothing.
             Version.pinned(value)

@@ -5,7 +5,8 @@ Kubespray downloads release files from `{{ files_repo }}/github.com/...` when of
 repackages the Debian archive's builds of etcd, containerd and runc into the upstream release
 file names and layouts (etcd's `etcd-vX-linux-amd64/` tarball, containerd's `bin/` tarball,
 runc's bare `runc.amd64`), writes checksums in Kubespray's variable shape, and serves the tree
-over HTTP inside the lab's network namespace.
+over HTTP inside the lab's network namespace. Which packages, versions and layouts: the component
+table (harness.components, `Component.debian`).
 
 Debian packages come through a private apt configuration (own sources, lists and cache under the
 harness cache), so the machine's apt sources are never touched.
@@ -34,7 +35,8 @@ from typing import Self
 
 import yaml
 
-from harness import debian, proc, progress
+from harness import components, debian, proc, progress
+from harness.components import Component, DebianSource
 from harness.errors import InstallerError, PrerequisiteError
 from harness.settings import cache_dir, file_lock, state_dir
 
@@ -46,39 +48,23 @@ GUEST_GLIBC = "2.36"
 FORMAT = 1  # bump when the repo's layout or manifest changes, so old caches get rebuilt
 
 
-@dataclass(frozen=True)
-class Component:
-    name: str
-    packages: tuple[str, ...]  # Debian binary packages holding the files
-    required: tuple[str, ...]  # binaries every release of the component ships
-    optional: tuple[str, ...] = ()  # binaries only some releases ship (etcdutl since 3.5)
-    checksum_var: str = ""  # Kubespray's checksum dict for this file ([arch][version])
-    url_var: str = ""  # Kubespray's download URL variable
-
-
-COMPONENTS: dict[str, Component] = {
-    "etcd": Component(
-        "etcd", ("etcd-server", "etcd-client"), ("etcd", "etcdctl"), ("etcdutl",),
-        "etcd_binary_checksums", "etcd_download_url",
-    ),
-    "containerd": Component(
-        "containerd", ("containerd",), ("containerd", "containerd-shim-runc-v2", "ctr"),
-        ("containerd-shim", "containerd-shim-runc-v1", "containerd-stress"),
-        "containerd_archive_checksums", "containerd_download_url",
-    ),
-    "runc": Component("runc", ("runc",), ("runc",), (), "runc_checksums", "runc_download_url"),
-}
-
-# What the lab can install by default: bookworm, trixie and sid builds (LAB.md). trixie's and
-# sid's runc ask for glibc 2.38 through one C23 symbol; relink_c23_symbols() maps it back.
-DEFAULT_VERSIONS: dict[str, tuple[str, ...]] = {
-    "etcd": ("3.4.23", "3.5.16", "3.5.30"),
-    "containerd": ("1.6.20", "1.7.24", "2.1.9"),
-    "runc": ("1.1.5", "1.1.15", "1.3.6"),
-}
-
 # Binaries inside a Debian package live in one of these.
 _BIN_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin")
+
+
+def source(component: str) -> tuple[Component, DebianSource]:
+    """A component the repo holds, with where it comes from (harness.components); refuses any other."""
+    c = components.repo_components().get(component)
+    if c is None or c.debian is None:
+        raise InstallerError(f"the files repo has no component {component!r}; it has {', '.join(components.repo_components())}")
+    return c, c.debian
+
+
+def default_versions() -> dict[str, tuple[str, ...]]:
+    """What the lab can install by default: each component's bookworm, trixie and sid builds (LAB.md).
+    trixie's and sid's runc ask for glibc 2.38 through one C23 symbol; relink_c23_symbols() maps it back."""
+    return {name: tuple(v for _suite, v in c.debian.versions)
+            for name, c in components.repo_components().items() if c.debian is not None}
 
 
 def url_path(component: str, version: str, arch: str = ARCH) -> str:
@@ -86,15 +72,8 @@ def url_path(component: str, version: str, arch: str = ARCH) -> str:
 
     roles/kubespray_defaults/defaults/main/download.yml, with `github_url: {{ files_repo }}/github.com`.
     """
-    v = version.removeprefix("v")
-    if component == "etcd":
-        return f"github.com/etcd-io/etcd/releases/download/v{v}/etcd-v{v}-linux-{arch}.tar.gz"
-    if component == "containerd":
-        # containerd_static_binary is false by default: the dynamic tarball's name.
-        return f"github.com/containerd/containerd/releases/download/v{v}/containerd-{v}-linux-{arch}.tar.gz"
-    if component == "runc":
-        return f"github.com/opencontainers/runc/releases/download/v{v}/runc.{arch}"
-    raise InstallerError(f"the files repo has no component {component!r}; it has {', '.join(COMPONENTS)}")
+    _c, src = source(component)
+    return src.url_path.format(v=version.removeprefix("v"), arch=arch)
 
 
 @dataclass(frozen=True)
@@ -145,7 +124,7 @@ class FilesRepo:
         """Kubespray's checksum dicts (`etcd_binary_checksums[arch][version]: sha256:...`)."""
         out: dict[str, dict[str, dict[str, str]]] = {}
         for (comp, ver), a in sorted(self.artifacts.items(), key=lambda kv: (kv[0][0], _vkey(kv[0][1])), reverse=True):
-            out.setdefault(COMPONENTS[comp].checksum_var, {arch: {}})[arch][ver] = f"sha256:{a.sha256}"
+            out.setdefault(_checksum_table(comp), {arch: {}})[arch][ver] = f"sha256:{a.sha256}"
         return out
 
     def verify(self) -> list[str]:
@@ -202,7 +181,7 @@ def build(
     Cached: files already built are not rebuilt, so a second call costs a manifest read.
     `guest_glibc` refuses binaries the lab's guests could not run (None skips the check).
     """
-    wanted = _normalise(versions if versions is not None else DEFAULT_VERSIONS)
+    wanted = _normalise(versions if versions is not None else default_versions())
     root = root or default_root()
     root.mkdir(parents=True, exist_ok=True)
     work = root.parent / f"{root.name}.work"
@@ -228,8 +207,8 @@ def _normalise(versions: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for comp, vers in versions.items():
         comp = comp.removesuffix("_version")
-        if comp not in COMPONENTS:
-            raise InstallerError(f"the files repo cannot hold {comp!r}; it holds {', '.join(COMPONENTS)}")
+        if comp not in components.repo_components():
+            raise InstallerError(f"the files repo cannot hold {comp!r}; it holds {', '.join(components.repo_components())}")
         if isinstance(vers, str):
             vers = [vers]
         for v in vers:
@@ -242,14 +221,14 @@ def _normalise(versions: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
 
 
 def _build_one(apt: _PrivateApt, root: Path, work: Path, comp: str, ver: str, guest_glibc: str | None) -> Artifact:
-    spec = COMPONENTS[comp]
-    debs = [apt.download(pkg, ver, work / "debs") for pkg in spec.packages]
+    spec, src = source(comp)
+    debs = [apt.download(pkg, ver, work / "debs") for pkg in src.packages]
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         tree = Path(tmp) / "x"
         for deb in debs:
             proc.run(["dpkg-deb", "-x", str(deb), str(tree)])
-        found = _find_binaries(tree, spec.required + spec.optional)
-        absent = [b for b in spec.required if b not in found]
+        found = _find_binaries(tree, [b.name for b in spec.binaries])
+        absent = [b.name for b in spec.binaries if b.always and b.name not in found]
         if absent:
             raise InstallerError(
                 f"{comp} {ver}: Debian packages {', '.join(d.name for d in debs)} lack {', '.join(absent)}"
@@ -270,14 +249,11 @@ def _build_one(apt: _PrivateApt, root: Path, work: Path, comp: str, ver: str, gu
         dest = root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp_out = dest.with_name(dest.name + ".part")
-        if comp == "etcd":
-            # Upstream: etcd-vX-linux-amd64/{etcd,etcdctl,etcdutl}; Kubespray unpacks it as is.
-            _write_tgz(tmp_out, f"etcd-v{ver}-linux-{ARCH}", found)
-        elif comp == "containerd":
-            # Upstream: bin/...; Kubespray unpacks with --strip-components=1 into bin_dir.
-            _write_tgz(tmp_out, "bin", found)
+        if src.archive_top is not None:
+            # The upstream tarball's layout (etcd-vX-linux-amd64/, containerd's bin/), as Kubespray unpacks it.
+            _write_tgz(tmp_out, src.archive_top.format(v=ver, arch=ARCH), found)
         else:
-            shutil.copyfile(found["runc"], tmp_out)
+            shutil.copyfile(found[spec.binaries[0].name], tmp_out)  # a bare binary (runc.amd64)
             tmp_out.chmod(0o755)
         os.replace(tmp_out, dest)
     return Artifact(
@@ -291,6 +267,12 @@ def _build_one(apt: _PrivateApt, root: Path, work: Path, comp: str, ver: str, gu
         glibc=needs,
         patched=tuple(patched),
     )
+
+
+def _checksum_table(component: str) -> str:
+    """Kubespray's checksum dict for the component's release file (`etcd_binary_checksums`)."""
+    c, _src = source(component)
+    return c.checksums[0].table
 
 
 def _find_binaries(tree: Path, names: Iterable[str]) -> dict[str, Path]:

@@ -21,46 +21,14 @@ from typing import Any
 
 import yaml
 
-from harness import proc, settings
+from harness import components, proc, settings
 from harness.errors import HarnessError, InstallerError, PlanError
-from harness.plan.tags import COMPONENT_VARS, check_tags_exist
+from harness.plan.tags import check_tags_exist
 from harness.plan.versions import Version
 from harness.settings import file_lock
 
 Progress = Callable[[str], None]
 VenvBuilder = Callable[[Path, Path, Progress], None]
-
-# The version variables whose defaults the harness reads from a ref.
-DEFAULT_VERSION_VARS: tuple[str, ...] = (
-    "kube_version",
-    "etcd_version",
-    "containerd_version",
-    "runc_version",
-    "calico_version",
-    "cni_version",
-    "helm_version",
-    "crictl_version",
-    "coredns_version",
-    "flannel_version",
-    "cilium_version",
-)
-
-# Version variable -> (checksum dict, the single-checksum variable a user sets to bring their own).
-# kube_version needs all three binaries.
-CHECKSUMS: dict[str, tuple[tuple[str, str], ...]] = {
-    "kube_version": (
-        ("kubelet_checksums", "kubelet_binary_checksum"),
-        ("kubeadm_checksums", "kubeadm_binary_checksum"),
-        ("kubectl_checksums", "kubectl_binary_checksum"),
-    ),
-    "etcd_version": (("etcd_binary_checksums", "etcd_binary_checksum"),),
-    "containerd_version": (("containerd_archive_checksums", "containerd_archive_checksum"),),
-    "runc_version": (("runc_checksums", "runc_binary_checksum"),),
-    "calico_version": (("calicoctl_binary_checksums", "calicoctl_binary_checksum"),),
-    "cni_version": (("cni_binary_checksums", "cni_binary_checksum"),),
-    "helm_version": (("helm_archive_checksums", "helm_archive_checksum"),),
-    "crictl_version": (("crictl_checksums", "crictl_binary_checksum"),),
-}
 
 # Where defaults live, oldest layout first; later files override earlier ones, vars override defaults.
 #  <= v2.24: roles/download/defaults/main.yml (versions and checksums) + roles/kubespray-defaults/defaults/main.yaml
@@ -441,7 +409,7 @@ class Kubespray:
 
     def default_versions(self, ref: str) -> dict[str, str]:
         """Component version defaults of the ref, as its own Ansible templates them."""
-        resolved = self.resolve(ref, DEFAULT_VERSION_VARS)
+        resolved = self.resolve(ref, components.version_vars())
         return {k: str(v) for k, v in resolved.items() if isinstance(v, (str, int, float)) and str(v)}
 
     def known_versions(self, ref: str, component: str, arch: str = "amd64") -> list[str]:
@@ -449,7 +417,8 @@ class Kubespray:
         var = version_var(component)
         variables = self.variables(ref)
         known: list[str] | None = None
-        for dict_name, _single in CHECKSUMS.get(var, ()):
+        for checksum in components.checksums_of_var(var):
+            dict_name = checksum.table
             per_arch = variables.get(dict_name, {}).get(arch, {}) if isinstance(variables.get(dict_name), dict) else {}
             keys = [str(k) for k in per_arch] if isinstance(per_arch, dict) else []
             # kube_version needs kubelet, kubeadm and kubectl: only versions all three know.
@@ -467,13 +436,14 @@ class Kubespray:
     ) -> None:
         """Refuse, before any run, a version the ref cannot download: no checksum for it and none supplied."""
         var = version_var(component)
-        if var not in CHECKSUMS:
+        checksums = components.checksums_of_var(var)
+        if not checksums:
             return  # images (coredns, cilium, flannel) are pulled by tag: no checksum to miss
         extra = dict(extra_vars or {})
         wanted = Version.parse(version)
         missing: list[str] = []
         variables = self.variables(ref)
-        for dict_name, single in CHECKSUMS[var]:
+        for dict_name, single in ((c.table, c.single) for c in checksums):
             if single in extra:
                 continue
             supplied = extra.get(dict_name, {}).get(arch, {}) if isinstance(extra.get(dict_name), dict) else {}
@@ -502,8 +472,8 @@ def version_var(component: str) -> str:
     """`etcd`, `etcd_version`, `kubelet` -> the Kubespray variable that sets its version."""
     if component.endswith("_version"):
         return component
-    if component in COMPONENT_VARS:
-        return COMPONENT_VARS[component]
+    if (c := components.find(component)) is not None:
+        return c.var
     return "kube_version" if component == "kube" else f"{component}_version"
 
 

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import proc
+from harness import components, proc
 from harness.errors import InstallerError
 from harness.installer.base import Prepared, StageInputs
-from harness.installer.files_repo import COMPONENTS, FilesRepo
+from harness.installer.files_repo import FilesRepo
 
 if TYPE_CHECKING:
     from harness.cluster.base import Cluster
@@ -32,12 +32,17 @@ PLAYBOOKS: dict[str, Path] = {
     "upgrade": LAB_DIR / "upgrade-cluster.yml",
 }
 
-# Debian bookworm's builds: what a lab cluster starts from unless a scenario says otherwise.
-BASELINE_VERSIONS: dict[str, str] = {
-    "etcd_version": "3.4.23",
-    "containerd_version": "1.6.20",
-    "runc_version": "1.1.5",
-}
+# The guests' own Debian suite: its builds are what a lab cluster starts from unless a scenario says otherwise.
+BASELINE_SUITE = "bookworm"
+
+
+def baseline_versions() -> dict[str, str]:
+    """version variable -> the baseline suite's build, for each component the lab installs."""
+    return {c.var: c.debian.version_in(BASELINE_SUITE) for c in components.lab_components() if c.debian is not None}
+
+
+def _installs(var: str) -> bool:
+    return var in {c.var for c in components.lab_components()}
 
 # Tags the lab playbooks carry (tests compare this with --list-tags).
 TAGS: frozenset[str] = frozenset({"always", "etcd", "etcd-secrets", "container-engine", "docker", "node", "download"})
@@ -56,9 +61,9 @@ def lab_vars(files_repo_url: str, versions: Mapping[str, str], repo: FilesRepo) 
     out: dict[str, Any] = {"files_repo": files_repo_url.rstrip("/")}
     for var, value in versions.items():
         comp = var.removesuffix("_version")
-        if comp not in COMPONENTS:
+        if not _installs(var):
             raise InstallerError(
-                f"the lab installer cannot install {var}; it installs {', '.join(c + '_version' for c in COMPONENTS)}"
+                f"the lab installer cannot install {var}; it installs {', '.join(c.var for c in components.lab_components())}"
             )
         bare = str(value).removeprefix("v")  # the lab's URLs add the `v` themselves, as Kubespray's do
         repo.artifact(comp, bare)
@@ -133,9 +138,9 @@ class LabInstaller:
     def prepare(self, scenario: Scenario) -> Prepared:
         for rel in (scenario.baseline, scenario.target):
             for var in rel.versions:
-                if var.removesuffix("_version") not in COMPONENTS:
+                if not _installs(var):
                     raise InstallerError(f"scenario {scenario.id}: the lab installer cannot install {var}")
-        return Prepared(tags=None, defaults=dict(BASELINE_VERSIONS))
+        return Prepared(tags=None, defaults=baseline_versions())
 
     def baseline_stage(self, scenario: Scenario) -> Stage:
         from harness.upgrade.paths import Stage

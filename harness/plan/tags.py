@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 
+from harness import components
 from harness.errors import PlanError
 
 # Older docs' names for tags that still exist under another name.
@@ -32,29 +33,13 @@ COMPONENT_TAGS: tuple[str, ...] = (
     "helm",
 )
 
-# Which components each tag upgrades: the expected-version checks and the `-k` ids use it.
-TAG_COMPONENTS: dict[str, tuple[str, ...]] = {
-    "etcd": ("etcd",),
-    "etcd-secrets": (),
-    "container-engine": ("containerd", "runc", "crictl"),
-    "node": ("kubelet",),
-    # kube-proxy is a DaemonSet that `kubeadm upgrade apply` rolls, so it moves with the control plane.
-    "control-plane": ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubeadm", "kubectl"),
-    "kubeadm": ("kubeadm",),
-    "network": ("cni", "calico", "flannel", "cilium"),
-    "apps": ("coredns",),
-    "helm": ("helm",),
-    "download": (),
-}
-
-
 # Tags that move no component themselves but belong beside one: `download` fetches what the
 # component tags install (`--tags=download,etcd` is the working etcd path), `etcd-secrets` makes
 # etcd's certificates.
 COMPANION_TAGS = frozenset({"download", "etcd-secrets"})
 
-
-_TAGGED_COMPONENTS = frozenset(c for comps in TAG_COMPONENTS.values() for c in comps)
+# Every tag a scenario may name: those that move a component (harness.components) and the companions.
+KNOWN_TAGS = frozenset(components.tags()) | COMPANION_TAGS
 
 
 def normalise_tag(tag: str) -> str:
@@ -90,11 +75,11 @@ def check_tags_move(tags: Sequence[str], changed: Collection[str]) -> None:
     upgrade (`--tags=master`, today's `control-plane`, on an etcd bump). Refuse that, naming the tags,
     the components and the tags that would move them. A component no tag is known to move (an older
     release's `docker_version`) cannot be judged, so it passes; companions alone move nothing."""
-    if not changed or not set(changed) <= _TAGGED_COMPONENTS:
+    if not changed or not set(changed) <= components.tagged():
         return
-    if any(set(TAG_COMPONENTS.get(t, ())) & set(changed) for t in tags):
+    if any(set(components.moved_by(t)) & set(changed) for t in tags):
         return
-    movers = [t for t in COMPONENT_TAGS if set(TAG_COMPONENTS[t]) & set(changed)]
+    movers = [t for t in COMPONENT_TAGS if set(components.moved_by(t)) & set(changed)]
     keep = [t for t in tags if t in COMPANION_TAGS]
     idle = ", ".join(repr(t) for t in tags)
     raise PlanError(
@@ -102,36 +87,3 @@ def check_tags_move(tags: Sequence[str], changed: Collection[str]) -> None:
         f" scenario changes ({', '.join(sorted(changed))}): the run could only be a green no-op upgrade;"
         f" use tags: [{', '.join([*keep, *movers])}]"
     )
-
-
-# The Kubespray variable that sets each component's version.
-COMPONENT_VARS: dict[str, str] = {
-    "etcd": "etcd_version",
-    "containerd": "containerd_version",
-    "runc": "runc_version",
-    "crictl": "crictl_version",
-    "kubelet": "kube_version",
-    "kube-proxy": "kube_version",
-    "kube-apiserver": "kube_version",
-    "kube-controller-manager": "kube_version",
-    "kube-scheduler": "kube_version",
-    "kubeadm": "kube_version",
-    "kubectl": "kube_version",
-    "cni": "cni_version",
-    "calico": "calico_version",
-    "flannel": "flannel_version",
-    "cilium": "cilium_version",
-    "coredns": "coredns_version",
-    "helm": "helm_version",
-}
-
-
-# What a Kubespray ref bump re-deploys at the new ref's defaults, whatever the inventory enables.
-REF_BUMP_COMPONENTS: tuple[str, ...] = (
-    "kubelet", "kube-proxy", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeadm",
-    "kubectl", "etcd", "containerd", "runc", "crictl", "cni", "calico", "coredns",
-)
-
-
-def components_of_var(var: str) -> list[str]:
-    return [c for c, v in COMPONENT_VARS.items() if v == var] or [var.removesuffix("_version")]

@@ -321,7 +321,7 @@ def _failures(stages: Sequence[StageRun], steps: Sequence[Step], plan: Mapping[s
 
 def _versions(facts_doc: Mapping[str, Any] | None, plan: Mapping[str, Any],
               problems: list[str]) -> tuple[list[VersionRow], list[VersionChange]]:
-    from harness.plan.tags import COMPONENT_VARS
+    from harness.components import version_var
     from harness.probes.facts import PreUpgradeRecord, VersionSample, from_jsonable
 
     if not facts_doc:
@@ -348,8 +348,7 @@ def _versions(facts_doc: Mapping[str, Any] | None, plan: Mapping[str, Any],
         for comp in sorted(set(b) | set(a)):
             if b.get(comp) is None and a.get(comp) is None:
                 continue  # absent before and after: nothing to say
-            var = COMPONENT_VARS.get(comp) or COMPONENT_VARS.get(comp.removesuffix("ctl")) or COMPONENT_VARS.get(
-                comp.removesuffix("utl"))
+            var = version_var(comp)  # a binary's is its component's (etcdctl: etcd_version)
             rows.append(VersionRow(node, comp, b.get(comp), a.get(comp), target_vars.get(var) if var else None))
     # Changes seen while the upgrade ran: against the pre-upgrade record, then sample to sample.
     last: dict[tuple[str, str], str | None] = {(n, c): v for n, per in before.items() for c, v in per.items()}

@@ -9,17 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from harness import components
+from harness.components import components_of_var
 from harness.errors import PlanError
 from harness.plan.rules import check_component_step, check_kube_version_step, check_ref_step
-from harness.plan.tags import (
-    COMPONENT_TAGS,
-    COMPONENT_VARS,
-    REF_BUMP_COMPONENTS,
-    TAG_COMPONENTS,
-    check_tags_move,
-    components_of_var,
-    normalise_tag,
-)
+from harness.plan.tags import COMPONENT_TAGS, KNOWN_TAGS, check_tags_move, normalise_tag
 from harness.plan.versions import Ref, Version
 
 Role = Literal["control-plane", "etcd", "worker"]
@@ -33,9 +27,6 @@ ROLE_GROUPS: dict[str, str] = {
     "etcd": "etcd",
     "worker": "kube_node",
 }
-
-# What the lab installer can install; a lab scenario may name only these.
-LAB_COMPONENTS = ("etcd_version", "containerd_version", "runc_version")
 
 # Kubespray tags whose tasks need no Kubernetes control plane: a Kubespray scenario tagged only
 # with these runs on the lab, with Kubespray's own roles.
@@ -224,12 +215,12 @@ class Scenario(_Strict):
             if not self.tags:
                 tags_ok = False
                 problems.append(("tags", "path 'component' needs 'tags' (one or more of " + ", ".join(COMPONENT_TAGS) + ")"))
-            unknown = [t for t in self.tags if t not in TAG_COMPONENTS]
+            unknown = [t for t in self.tags if t not in KNOWN_TAGS]
             if unknown:
                 tags_ok = False
-                hints = [f"{t!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(t, TAG_COMPONENTS, 1))
+                hints = [f"{t!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(t, KNOWN_TAGS, 1))
                          else repr(t) for t in unknown]
-                problems.append(("tags", f"unknown tag(s) {', '.join(hints)}; known: {', '.join(sorted(TAG_COMPONENTS))}"))
+                problems.append(("tags", f"unknown tag(s) {', '.join(hints)}; known: {', '.join(sorted(KNOWN_TAGS))}"))
         elif self.tags:
             problems.append(("tags", f"'tags' only applies to path 'component', not {self.path!r}"))
         if not self.target.ref and not self.target.versions:
@@ -238,16 +229,17 @@ class Scenario(_Strict):
             problems.append(("target.installer", f"the target is always run by the scenario's installer ({self.installer})"))
         if self.installer == "lab" and self.baseline.installer not in (None, "lab"):
             problems.append(("baseline.installer", "a lab scenario's baseline is deployed by the lab installer"))
+        lab_vars = [c.var for c in components.lab_components()]  # what the lab installer can install
         for rel in ("baseline", "target"):
             r: Release = getattr(self, rel)
             if (r.installer or self.installer) != "lab":
                 continue
             if r.ref:
                 problems.append((f"{rel}.ref", "the lab installer has no Kubespray ref"))
-            extra = sorted(set(r.versions) - set(LAB_COMPONENTS))
+            extra = sorted(set(r.versions) - set(lab_vars))
             if extra:
                 problems.append((f"{rel}.versions", (f"the lab installer cannot install {', '.join(extra)}"
-                                 f" (it installs {', '.join(LAB_COMPONENTS)})")))
+                                 f" (it installs {', '.join(lab_vars)})")))
         if self.expect_failure is not None and tags_ok:
             stray = sorted(set(self.expect_failure.moves) - self.attempted_components())
             if stray:
@@ -355,10 +347,10 @@ class Scenario(_Strict):
             for var in self.changed_versions():
                 changed.update(components_of_var(var))
             if self.path == "component":
-                changed &= {c for t in self.tags for c in TAG_COMPONENTS[t]}
+                changed &= {c for t in self.tags for c in components.moved_by(t)}
             elif self.baseline.ref != self.target.ref:
                 # A ref bump re-deploys every component at the new ref's defaults.
-                changed.update(REF_BUMP_COMPONENTS)
+                changed.update(components.ref_bump_components())
             memo["attempted"] = frozenset(changed)
         return set(memo["attempted"])
 
@@ -366,11 +358,11 @@ class Scenario(_Strict):
         """Component -> version the cluster must show after the upgrade, where the scenario pins it."""
         out: dict[str, str] = {}
         upgraded = self.upgraded_components()
-        for comp, var in COMPONENT_VARS.items():
+        for c in components.COMPONENTS:
             # Unpinned versions at a ref bump come from the ref's defaults (the installer resolves them).
-            value = (self.target if comp in upgraded else self.baseline).versions.get(var)
+            value = (self.target if c.name in upgraded else self.baseline).versions.get(c.var)
             if value:
-                out[comp] = value
+                out[c.name] = value
         return out
 
     def components(self) -> list[str]:
@@ -378,7 +370,7 @@ class Scenario(_Strict):
         memo = self._memo()
         if "components" not in memo:
             names: list[str] = list(self.tags) if self.path == "component" else []
-            vars_touched = {COMPONENT_VARS[c] for c in self.attempted_components() if c in COMPONENT_VARS}
+            vars_touched = {c.var for name in self.attempted_components() if (c := components.find(name))}
             for var in sorted(vars_touched):
                 short = var.removesuffix("_version")
                 if short not in names:
