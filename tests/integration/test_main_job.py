@@ -17,16 +17,23 @@ report and the artifacts.
 
 Then, on the cluster the main job kept, `harness verify` must pass against the last scenario's
 target, and fail naming the node, the component, expected and observed versions once one node's
-etcd binary is put back to 3.4.23.
+etcd binary is put back to 3.4.23; then fail naming node3 once its etcd service is stopped.
+
+Last, a fault during an upgrade on the same lab (its snapshot restored, no new deploy): lab-etcd's
+tagged upgrade with node2's QEMU killed while the upgrade works on node2; the run must end by itself
+with items naming node2, and the fixture then finds nothing of the lab left.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -245,3 +252,64 @@ def test_verify_names_the_member_whose_etcd_stopped(main_job) -> None:
     assert any("node3" in line and "etcd" in line for line in failing), bad.stdout
     # The healthy members are not blamed for it.
     assert not any("node1" in line and "etcd" in line and "inactive" in line for line in failing), bad.stdout
+
+
+def _fault_catalogue(tmp: Path) -> Path:
+    """lab-etcd (tagged etcd upgrade, lab installer) under another id and without its second run: the
+    same baseline, so the kept lab restores its snapshot instead of deploying."""
+    doc = yaml.safe_load((REPO / "scenarios" / "lab.yaml").read_text())
+    sc = next(s for s in doc["scenarios"] if s["id"] == "lab-etcd")
+    sc = {**sc, "id": "fault-vm-killed", "idempotence": False,
+          "description": "lab-etcd with node2's VM killed (SIGKILL of its QEMU) during the upgrade"}
+    path = tmp / "fault.yaml"
+    path.write_text(yaml.safe_dump({"scenarios": [sc]}, sort_keys=False))
+    return path
+
+
+def _kill_when_node_works(artifacts: Path, domain: str, node: str, stop: threading.Event) -> list[str]:
+    """SIGKILL the QEMU of `domain` once the upgrade stage's events show `node` working on an etcd task
+    (observed in ansible-runner's job events, not guessed by time). Returns the task it was killed in."""
+    killed: list[str] = []
+    while not stop.is_set() and not killed:
+        for path in sorted(artifacts.glob("fault-vm-killed/runner/*-upgrade/artifacts/*/job_events/*.json")):
+            try:
+                data = json.loads(path.read_text()).get("event_data", {})
+            except (OSError, ValueError):
+                continue  # being written
+            if data.get("host") == node and "etcd" in (data.get("task") or "").lower():
+                pids = subprocess.run(["pgrep", "-f", f"guest={domain},"], capture_output=True, text=True,
+                                      check=False).stdout.split()
+                assert len(pids) == 1, f"QEMU of {domain}: {pids}"
+                os.kill(int(pids[0]), signal.SIGKILL)
+                killed.append(data["task"])
+                break
+        stop.wait(0.5)
+    return killed
+
+
+def test_a_node_killed_mid_upgrade_is_named(main_job) -> None:
+    """A fault during the upgrade: node2's VM is killed while the upgrade works on it. The run ends by
+    itself, its items fail naming node2 (and only node2) in one line each, never a probe-script dump,
+    and the run's record says what happened to node2; the fixture then finds nothing left behind."""
+    _proc, _items, _artifacts, tmp = main_job
+    art, junit = tmp / "fault-artifacts", tmp / "fault.xml"
+    argv = [sys.executable, "-m", "pytest", "scenarios/", "--scenarios", str(_fault_catalogue(tmp)),
+            "-p", "no:cacheprovider", "-rfE", "--keep", "always", "--artifacts", str(art), "--junitxml", str(junit)]
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        killer = pool.submit(_kill_when_node_works, art, f"{lab_prefix(LAB)}-node2", "node2", stop)
+        proc = subprocess.run(argv, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        stop.set()
+        killed_in = killer.result()
+    out = proc.stdout + proc.stderr
+    assert killed_in, "node2 was never seen working on an etcd task: nothing was killed\n" + out[-3000:]
+    assert proc.returncode == 1, out[-3000:]
+    root = ET.parse(junit).getroot()
+    failed = {case.get("name", ""): (child.get("message") or "") + (child.text or "")
+              for case in root.iter("testcase") for child in case if child.tag in ("failure", "error")}
+    assert failed, "a VM killed mid-upgrade went unnoticed"
+    for name, text in failed.items():
+        assert "node2" in text, f"{name} fails without naming node2: {text[:2000]}"
+        assert "CommandResult(" not in text, f"{name} dumps a raw probe result: {text[:2000]}"
+    run = json.loads((art / "fault-vm-killed" / "run.json").read_text())
+    assert "node2" in json.dumps(run), run

@@ -23,10 +23,13 @@ from harness.settings import file_lock
 SUITE = "bookworm"
 # LAB.md's list; dbus so `systemctl` works for non-root users, netbase for /etc/services and /etc/protocols;
 # openssl and curl because Kubespray puts them on every node (roles/system_packages/vars/main.yml,
-# unconditional `pkgs`) and the probes read certificates and etcd's /version with them.
+# unconditional `pkgs`) and the probes read certificates and etcd's /version with them; python3-apt
+# because Kubespray's system_packages puts it on Debian nodes and its roles' `package` tasks need it
+# (ks-lab-container-engine's "Runc | Remove package" tried to apt-get it from a guest with no archive).
 PACKAGES = (
     "systemd-sysv", "udev", "linux-image-amd64", "openssh-server", "sudo", "python3", "iproute2",
     "isc-dhcp-client", "ifupdown", "procps", "kmod", "dbus", "netbase", "openssl", "curl", "ca-certificates",
+    "python3-apt",
 )  # fmt: skip
 CMD_LINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
 DISK_GIB = 4
