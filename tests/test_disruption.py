@@ -407,15 +407,35 @@ class LoopbackCluster:
         return proc.run(["sh", "-c", command], check=check, timeout=timeout)
 
 
+def _port_free_on_every_address() -> int:
+    """A port free on 127.0.0.1, .2 and .3 at once (the pipeline gives every member the same port)."""
+    for _ in range(50):
+        port = _free_ports(1)[0]
+        socks = [socket.socket() for _ in range(3)]
+        try:
+            for i, s in enumerate(socks, 1):
+                s.bind((f"127.0.0.{i}", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no port free on 127.0.0.1-3")
+
+
 @pytest.fixture
-def loopback_etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
-    """Members node1-3 on 127.0.0.1-3:2379, the addresses and port the pipeline's etcd probes use."""
-    for i in (1, 2, 3):
-        with socket.socket() as s:
-            if s.connect_ex((f"127.0.0.{i}", 2379)) == 0:
-                pytest.skip(f"something already listens on 127.0.0.{i}:2379")
+def loopback_etcd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EtcdCluster]:
+    """Members node1-3 on 127.0.0.1-3, one client port for all as on real nodes (a free one, not 2379:
+    other tests run etcd there), which the pipeline's etcd layout is pointed at."""
+    import functools
+
+    from harness.probes import hosts
+
+    client, peer = _port_free_on_every_address(), _port_free_on_every_address()
+    monkeypatch.setattr(hosts, "EtcdTLS", functools.partial(hosts.EtcdTLS, endpoint=f"https://{{address}}:{client}"))
     (tmp_path / "etcd").mkdir()
-    yield from _etcd(tmp_path / "etcd", [(f"node{i}", f"127.0.0.{i}", 2379, 2380) for i in (1, 2, 3)])
+    yield from _etcd(tmp_path / "etcd", [(f"node{i}", f"127.0.0.{i}", client, peer) for i in (1, 2, 3)])
 
 
 def test_pipeline_probes_around_a_stage(loopback_etcd: EtcdCluster, tmp_path: Path,
