@@ -287,3 +287,11 @@ def test_a_documented_failure_does_not_hide_failed_checks(tmp_path: Path) -> Non
     assert session is not None
     cell = task.replace("|", "\\|")  # a Markdown table cell escapes the task name's pipe
     assert f"| {sc.id} | **FAILED** | {cell} on node1 (documented); checks: etcd health |" in (tmp_path / "session.md").read_text()
+
+
+def test_bars_less_than_a_pixel_apart_merge_only_with_their_own_status() -> None:
+    from harness.report.timeline_plot import _merged
+
+    px = 0.1
+    tasks = [(0.0, 1.0, "ok"), (1.05, 2.0, "ok"), (2.0, 3.0, "changed"), (3.0, 4.0, "ok"), (4.5, 5.0, "ok")]
+    assert _merged(tasks, px) == {"ok": [(0.0, 2.0), (3.0, 1.0), (4.5, 0.5)], "changed": [(2.0, 1.0)]}

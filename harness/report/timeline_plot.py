@@ -32,6 +32,8 @@ MIN_WIDTH = 0.0012
 # boilerplate plays come in bursts); their boundary lines stay.
 LABEL_GAP = 0.012
 WIDTH_IN, ROW_IN, LEFT_IN, RIGHT_IN, TOP_IN, BOTTOM_IN = 14.0, 0.6, 1.4, 0.3, 1.7, 0.9
+DPI = 100
+RASTER_ABOVE = 2000  # task bars (after merging) above which the SVG carries them as a picture
 
 
 def _span(r: TaskRecord) -> tuple[datetime, datetime] | None:
@@ -63,6 +65,24 @@ def _status(r: TaskRecord) -> str:
     return "ignored" if r.ignored else r.status if r.status in COLOURS else "ok"
 
 
+def _merged(tasks: list[tuple[float, float, str]], pixel: float) -> dict[str, list[tuple[float, float]]]:
+    """status -> (start, width) bars of one host: tasks one after another with the same status and less
+    than a pixel apart drawn as one bar (what the picture shows either way, with far fewer shapes)."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    last: list[float] | None = None
+    last_status = ""
+    for start, end, status in sorted(tasks):
+        if last is not None and status == last_status and start <= last[1] + pixel:
+            last[1] = max(last[1], end)
+            continue
+        if last is not None:
+            out.setdefault(last_status, []).append((last[0], last[1] - last[0]))
+        last, last_status = [start, end], status
+    if last is not None:
+        out.setdefault(last_status, []).append((last[0], last[1] - last[0]))
+    return out
+
+
 def _hosts(report: RunReport) -> list[str]:
     hosts = {r.host for s in report.stages for r in s.records if r.host}
     hosts |= {c.node for c in report.changes}
@@ -92,15 +112,15 @@ def plot(report: RunReport, png: Path, svg: Path) -> tuple[Path, Path]:
     y = {name: len(rows) - 1 - i for i, name in enumerate(rows)}  # first row on top
 
     times: list[datetime] = []
-    bars: dict[str, dict[str, list[tuple[float, float]]]] = {h: {} for h in hosts}
+    tasks: dict[str, list[tuple[float, float, str]]] = {h: [] for h in hosts}
     for stage in report.stages:
         for r in stage.records:
             span = _span(r)
-            if span is None or r.host not in bars:
+            if span is None or r.host not in tasks:
                 continue
             times += span
             start, end = (_num(t) for t in span)
-            bars[r.host].setdefault(_status(r), []).append((start, end - start))
+            tasks[r.host].append((start, end, _status(r)))
     times += [c.at for c in report.changes] + [t for i in report.intervals for t in (i.start, i.end)]
     if not times:
         now = datetime.now(UTC)
@@ -108,6 +128,10 @@ def plot(report: RunReport, png: Path, svg: Path) -> tuple[Path, Path]:
     lo, hi = _num(min(times)), _num(max(times))
     width = max(hi - lo, 1.0 / 86400)
     min_w = MIN_WIDTH * width
+    bars = {h: _merged(ts, width / ((WIDTH_IN - LEFT_IN - RIGHT_IN) * DPI)) for h, ts in tasks.items()}
+    # A very long run's thousands of bars as a picture inside the SVG: drawn one by one, they made the
+    # SVG slow (seconds) and large for no visible difference.
+    raster = sum(len(spans) for by in bars.values() for spans in by.values()) > RASTER_ABOVE
 
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "kubespray-upgrade-harness",
                                 "font.size": 8}):
@@ -121,7 +145,7 @@ def plot(report: RunReport, png: Path, svg: Path) -> tuple[Path, Path]:
         for host, by_status in bars.items():
             for status, spans in by_status.items():
                 ax.broken_barh([(s, max(w, min_w)) for s, w in spans], (y[host] - 0.32, 0.44),
-                               facecolors=COLOURS[status], linewidth=0)
+                               facecolors=COLOURS[status], linewidth=0, rasterized=raster)
         for probe in probes:
             spans = [(_num(i.start), _num(i.end) - _num(i.start))
                      for i in report.intervals if i.probe == probe]
@@ -173,6 +197,6 @@ def plot(report: RunReport, png: Path, svg: Path) -> tuple[Path, Path]:
         if probes:
             handles.append(Patch(facecolor=PROBE_COLOUR, alpha=0.75, hatch="///", label="probe failing"))
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=7)
-        fig.savefig(png, dpi=100, format="png")
+        fig.savefig(png, dpi=DPI, format="png")
         fig.savefig(svg, format="svg", metadata={"Date": None})
     return png, svg
