@@ -244,12 +244,14 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
-    if report.failed and hasattr(item, "callspec") and "scenario" in item.callspec.params:
-        item.config.stash[FAILED_KEY].add(item.callspec.params["scenario"].id)
-    if hasattr(item, "callspec") and "scenario" in item.callspec.params:  # the run report lists every verdict
-        from harness.report.run_report import record_report
+    sid = getattr(item.callspec.params.get("scenario"), "id", None) if hasattr(item, "callspec") else None
+    if not isinstance(sid, str):
+        return report  # not a scenario item, or a check no selected scenario needs (pytest's NOTSET param)
+    if report.failed:
+        item.config.stash[FAILED_KEY].add(sid)
+    from harness.report.run_report import record_report  # the run report lists every verdict
 
-        record_report(item.config.stash[OPTIONS_KEY].artifacts / item.callspec.params["scenario"].id, item, report)
+    record_report(item.config.stash[OPTIONS_KEY].artifacts / sid, item, report)
     return report
 
 
