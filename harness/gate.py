@@ -148,7 +148,7 @@ def scenarios_for(req: GateRequest, src: Ref, dst: Ref) -> list[Scenario]:
 
 def exact_k(scenarios: Iterable[Scenario]) -> str:
     """A -k expression matching exactly these scenarios' items: `[id:path:components]` is a substring
-    of their item names only (`lab-etcd:...` alone is also part of `ks-lab-etcd:...`)."""
+    of their item names only (a bare `lab-etcd:...` would also match an `x-lab-etcd:...`)."""
     return " or ".join(f"[{sc.test_id}]" for sc in scenarios)
 
 

@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -130,19 +131,22 @@ def _pytest_k(job: dict[str, Any]) -> str:
 
 
 def test_github_job_selects_its_scenario_only(tmp_path: Path) -> None:
-    """Each job's `pytest -k`, collected for real: that scenario's items, and no other's. `-k lab` is
-    a realistic selection where a bare id would leak (`lab-etcd:...` is inside `ks-lab-etcd:...`)."""
+    """Each job's `pytest -k`, collected for real: that scenario's items, and no other's."""
     doc = github()
     rendered = run_matrix_step(doc, tmp_path, k="lab")
     assert {r["id"] for r in rendered["include"]} == {r["id"] for r in matrix_rows("lab")}
     assert {"lab-etcd", "ks-lab-etcd"} <= {r["id"] for r in rendered["include"]}
-    for row in rendered["include"]:
+    def collect(row: dict[str, Any]) -> tuple[dict[str, Any], str, subprocess.CompletedProcess[str]]:
         k = _pytest_k(expand(doc["jobs"]["upgrade"], row))
-        r = subprocess.run([str(REPO / ".venv/bin/pytest"), "scenarios/", "--collect-only", "-q", "-p", "no:cacheprovider",
-                            "-k", k], check=False, capture_output=True, text=True, cwd=REPO)
-        items = [line for line in r.stdout.splitlines() if "::" in line]
-        assert items, (k, r.stdout, r.stderr)
-        assert all(line.endswith(f"[{row['k']}]") for line in items), (row["id"], items)
+        return row, k, subprocess.run([str(REPO / ".venv/bin/pytest"), "scenarios/", "--collect-only", "-q",
+                                       "-p", "no:cacheprovider", "-k", k],
+                                      check=False, capture_output=True, text=True, cwd=REPO)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # one collection per job, side by side
+        for row, k, r in pool.map(collect, rendered["include"]):
+            items = [line for line in r.stdout.splitlines() if "::" in line]
+            assert items, (k, r.stdout, r.stderr)
+            assert all(line.endswith(f"[{row['k']}]") for line in items), (row["id"], items)
 
 
 def harness_cache_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
@@ -253,3 +257,23 @@ def test_gitlab_caches_and_gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     child = yaml.safe_load((CI / "gitlab-upgrade.yml").read_text())
     assert child["upgrade"]["cache"] == caches  # the same three caches in both pipelines
     assert list(child)[-1] == "upgrade"  # the matrix is appended under the last job
+
+
+def test_bracketed_k_keeps_a_scenario_whose_id_ends_another(tmp_path: Path) -> None:
+    """Why the templates write `-k "[k]"`: -k matches substrings, so a bare `demo-etcd:component:etcd`
+    also selects `ks-demo-etcd:component:etcd`'s items; the brackets hold only its own."""
+    from tests.conftest import GOOD_SCENARIO
+
+    catalogue = tmp_path / "catalogue.yaml"
+    catalogue.write_text("scenarios:\n" + "".join(
+        "  - " + GOOD_SCENARIO.replace("demo-etcd", sid).replace("\n", "\n    ").rstrip() + "\n"
+        for sid in ("demo-etcd", "ks-demo-etcd")))
+
+    def selected(k: str) -> set[str]:
+        r = subprocess.run([str(REPO / ".venv/bin/pytest"), "scenarios/", "--collect-only", "-q", "-p",
+                            "no:cacheprovider", "--scenarios", str(catalogue), "-k", k],
+                           check=False, capture_output=True, text=True, cwd=REPO)
+        return {line.rsplit("[", 1)[1].split(":")[0] for line in r.stdout.splitlines() if "::" in line}
+
+    assert selected("demo-etcd:component:etcd") == {"demo-etcd", "ks-demo-etcd"}
+    assert selected("[demo-etcd:component:etcd]") == {"demo-etcd"}

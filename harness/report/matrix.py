@@ -28,8 +28,8 @@ def row(sc: Scenario) -> dict[str, Any]:
         "tags": list(sc.tags),
         "gate": sc.gate,
         "requires": sorted(sc.requirements()),
-        # Select exactly this scenario's items in a matrix job: `pytest scenarios/ -k "[$K]"`; without the
-        # brackets `lab-etcd:component:etcd` is also a substring of `ks-lab-etcd:component:etcd`.
+        # Select exactly this scenario's items in a matrix job: `pytest scenarios/ -k "[$K]"`; -k matches
+        # substrings, and without the brackets `lab-etcd:component:etcd` would select `x-lab-etcd:component:etcd` too.
         "k": sc.test_id,
     }
 
