@@ -67,7 +67,8 @@ class Component:
     var: str  # the Kubespray variable that sets its version
     tags: tuple[str, ...] = ()  # `cluster.yml --tags` that move it
     # The phase of the upgrade order (harness.checks.order.PHASES) its version change belongs to;
-    # None: not ordered (kubeadm and kubectl are copied at several points).
+    # None: not ordered (kubeadm and kubectl are copied at several points; crictl's and helm's
+    # changes have never been ordered).
     phase: str | None = None
     binaries: tuple[Binary, ...] = ()
     units: tuple[str, ...] = ()  # systemd units it runs as, on the nodes of `roles`
