@@ -46,8 +46,10 @@ MEASURABLE = ("baseline",)
 CANARIES = ("harness-canary-a/canary", "harness-canary-b/canary")
 # How often versions are sampled on every node while the upgrade runs (order and skew checks).
 SAMPLE_SECONDS = 20.0
-# The disruption probes' sampling interval (harness.probes.disruption): HARNESS_PROBE_INTERVAL overrides.
+# The disruption probes' sampling interval and per-request timeout (harness.probes.disruption; defaults
+# 1 s and 5 s): HARNESS_PROBE_INTERVAL and HARNESS_PROBE_TIMEOUT override.
 PROBE_INTERVAL_ENV = "HARNESS_PROBE_INTERVAL"
+PROBE_TIMEOUT_ENV = "HARNESS_PROBE_TIMEOUT"
 
 
 @dataclass
@@ -560,19 +562,29 @@ class Session:
 
 
 def _probe_interval() -> float:
-    import os
-
     from harness.probes.disruption import DEFAULT_INTERVAL, MIN_INTERVAL
 
-    raw = os.environ.get(PROBE_INTERVAL_ENV)
+    return _env_seconds(PROBE_INTERVAL_ENV, DEFAULT_INTERVAL, MIN_INTERVAL, "between probe samples")
+
+
+def _probe_timeout() -> float:
+    from harness.probes.disruption import DEFAULT_TIMEOUT, MIN_INTERVAL
+
+    return _env_seconds(PROBE_TIMEOUT_ENV, DEFAULT_TIMEOUT, MIN_INTERVAL, "before a probe's request fails")
+
+
+def _env_seconds(name: str, default: float, minimum: float, what: str) -> float:
+    import os
+
+    raw = os.environ.get(name)
     if not raw:
-        return DEFAULT_INTERVAL
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value < MIN_INTERVAL:
-        raise HarnessError(f"{PROBE_INTERVAL_ENV}={raw!r}: expected seconds between probe samples, at least {MIN_INTERVAL:g}")
+    if value < minimum:
+        raise HarnessError(f"{name}={raw!r}: expected seconds {what}, at least {minimum:g}")
     return value
 
 
@@ -611,7 +623,9 @@ def _probe_config(run: ScenarioRun, interval: float) -> tuple[Any, dict[str, str
         if why:
             missing.update({f"apiserver:{n.name}": why for n in cluster.with_role("control-plane")})
             missing["apiserver:endpoint"] = why
-    return dp.ProbeConfig(interval=interval, etcd=tuple(etcd), sockets=tuple(sockets), http=tuple(http)), missing
+    config = dp.ProbeConfig(interval=interval, timeout=_probe_timeout(), etcd=tuple(etcd), sockets=tuple(sockets),
+                            http=tuple(http))
+    return config, missing
 
 
 def _secret_dir(cluster: Cluster, *parts: str) -> Path:

@@ -224,7 +224,7 @@ def test_stopped_member_is_one_outage_and_all_endpoints_none(etcd_cluster: EtcdC
     # The victim first in the all-endpoints list: the client is on it when it stops and must fail over.
     ordered = [victim] + [m for m in etcd_cluster.members if m is not victim]
     config = probes.ProbeConfig(
-        interval=INTERVAL,
+        interval=INTERVAL, timeout=INTERVAL,  # a stopped member's request fails within the interval
         etcd=(*(probes.EtcdBackend(f"etcd:{m.name}", (m.url,), etcd_cluster.tls) for m in etcd_cluster.members),
               probes.EtcdBackend("etcd:all", tuple(m.url for m in ordered), etcd_cluster.tls)),
     )
@@ -458,6 +458,7 @@ def test_pipeline_probes_around_a_stage(loopback_etcd: EtcdCluster, tmp_path: Pa
         shutil.copy(loopback_etcd.tls.key, certs / f"admin-node{i}-key.pem")
     monkeypatch.setenv("HARNESS_STATE", str(tmp_path / "state"))
     monkeypatch.setenv("HARNESS_PROBE_INTERVAL", str(INTERVAL))
+    monkeypatch.setenv("HARNESS_PROBE_TIMEOUT", str(INTERVAL))
     (scenario,) = [s for s in load_catalogue([REPO / "scenarios" / "lab.yaml"]) if s.id == "lab-graceful"]
     scenario = scenario.model_copy(update={"budgets": {"etcd-member": 1.0, "etcd-all": 0.0, "containerd": 0.0}})
     run = ScenarioRun(scenario, tmp_path / "artifacts" / scenario.id)

@@ -5,7 +5,7 @@ An **outage** begins at the first failed sample of a backend and ends at its nex
 still failing at the last sample ends there (`open`). Its length is `end - start` of those two
 samples' times, so it is exact only to the sampling: the real outage began somewhere after the last
 ok sample before it and ended somewhere after its last failed sample, i.e. within one sampling
-interval (plus a probe's timeout, which is kept below the interval) either way.
+interval either way, or, for a backend that hangs rather than refuses, one probe timeout.
 
 Backends and budget keys
 ------------------------

@@ -3,9 +3,11 @@
 It runs as its own process, `python -m harness.probes.disruption --config C.json --out S.jsonl`,
 started by the pipeline around the upgrade stage (`Prober`), inside the cluster's network namespace
 when it has one (`ip netns exec NS ...`: lab addresses are never reached from the root namespace).
-One thread per backend samples it every `interval` seconds (default 1 s, down to 0.25 s); a probe
-times out after `timeout` (default: the interval) so a hung backend still yields one sample per
-interval. It stops when its stdin closes (the pipeline, or the pipeline's death) or on SIGTERM.
+One thread per backend samples it every `interval` seconds (default 1 s, down to 0.25 s). Each
+request of a probe times out after `timeout` (default 5 s): slow is not down. On the lab (guests
+under software emulation, a loaded host) etcd writes took 0.6 s at the median and up to 3.9 s while
+the upgrade ran, so a 1 s timeout counted ~17 % of samples as failures of a cluster that was serving.
+A hung backend thus yields a sample per timeout, not per interval. It stops when its stdin closes (the pipeline, or the pipeline's death) or on SIGTERM.
 
 Samples file (JSON lines, one object per sample, appended and flushed as taken):
 
@@ -51,6 +53,7 @@ from pathlib import Path
 from typing import IO, Any
 
 DEFAULT_INTERVAL = 1.0
+DEFAULT_TIMEOUT = 5.0
 MIN_INTERVAL = 0.25
 KEY_PREFIX = "/harness-probe/"
 
@@ -98,7 +101,7 @@ class HttpBackend:
 @dataclass(frozen=True)
 class ProbeConfig:
     interval: float = DEFAULT_INTERVAL
-    timeout: float | None = None  # per probe; None: the interval
+    timeout: float | None = None  # per request of a probe; None: DEFAULT_TIMEOUT
     etcd: tuple[EtcdBackend, ...] = ()
     sockets: tuple[SocketBackend, ...] = ()
     http: tuple[HttpBackend, ...] = ()
@@ -311,7 +314,7 @@ def _kill(child: subprocess.Popen[str]) -> None:
 
 def run(config: ProbeConfig, out: Writer, stop: threading.Event) -> list[threading.Thread]:
     """Start one sampling thread per backend; they end when `stop` is set."""
-    timeout = config.timeout or config.interval
+    timeout = config.timeout or DEFAULT_TIMEOUT
     threads = []
     probes: list[tuple[str, Any]] = []
     for e in config.etcd:
@@ -353,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads = run(config, Writer(fh), stop)
         stop.wait()
         for t in threads:
-            t.join(timeout=config.interval + (config.timeout or config.interval) * 4 + 5)
+            t.join(timeout=config.interval + (config.timeout or DEFAULT_TIMEOUT) * 4 + 5)
     return 0
 
 
