@@ -18,6 +18,7 @@ import datetime
 import ipaddress
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -176,7 +177,10 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
-        DOC.write_text(replace_section(DOC.read_text(), "## Disruption probes", body))
+        text = DOC.read_text()
+        # The lab's figure comes from a real upgrade's run.json, written by hand: kept as it is.
+        kept = re.search(r"^On the lab, .*?(?=^## |\Z)", text, re.DOTALL | re.MULTILINE)
+        DOC.write_text(replace_section(text, "## Disruption probes", body + ("\n\n" + kept.group(0).strip() if kept else "")))
 
 
 if __name__ == "__main__":
