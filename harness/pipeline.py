@@ -436,6 +436,7 @@ class Session:
         try:
             prober.start()
         except OSError as e:
+            _drop_credentials(cluster)
             record.error = f"the prober could not start: {e}"
             record.missing.update({b: record.error for b in config.backends})
             yield
@@ -450,6 +451,7 @@ class Session:
             yield
         finally:
             prober.stop()
+            _drop_credentials(cluster)  # they do not outlive the probing
             record.cpu_seconds, record.wall_seconds = prober.cpu_seconds, prober.wall_seconds
             if prober.popen is not None and prober.popen.returncode:
                 record.error = f"the prober exited rc={prober.popen.returncode}: {prober.stderr.strip()[-500:]}"
@@ -636,6 +638,12 @@ def _secret_dir(cluster: Cluster, *parts: str) -> Path:
         d = d / p
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     return d
+
+
+def _drop_credentials(cluster: Cluster) -> None:
+    import shutil
+
+    shutil.rmtree(_secret_dir(cluster), ignore_errors=True)
 
 
 def _fetch_etcd_creds(cluster: Cluster, node: str, layout: Any) -> Any:

@@ -467,6 +467,9 @@ def test_pipeline_probes_around_a_stage(loopback_etcd: EtcdCluster, tmp_path: Pa
     session.console = Console(file=io.StringIO())
     victim = loopback_etcd.members[1] if loopback_etcd.leader() != "node2" else loopback_etcd.members[2]
     with session._probing(run):
+        # Credentials: in the state dir, owner-only, while the probing lasts; none in the artifacts.
+        kept = sorted((tmp_path / "state" / "disruption").rglob("*.pem"))
+        assert len(kept) == 9 and all(p.stat().st_mode & 0o077 == 0 for p in kept)
         out = run.dir / "disruption.jsonl"
         _wait_until(lambda: {s.backend for s in checks.read_samples(out) if s.ok} >= {"etcd:node1", "etcd:all"})
         victim.popen.send_signal(signal.SIGSTOP)
@@ -479,9 +482,7 @@ def test_pipeline_probes_around_a_stage(loopback_etcd: EtcdCluster, tmp_path: Pa
     assert record is not None and record.error is None and record.interval == INTERVAL
     assert set(record.backends) >= {"etcd:node1", "etcd:node2", "etcd:node3", "etcd:all"}
     assert record.cpu_seconds is not None and record.started_at is not None
-    # Credentials: in the state dir, owner-only; none in the artifacts.
-    kept = sorted((tmp_path / "state" / "disruption").rglob("*.pem"))
-    assert len(kept) == 9 and all(p.stat().st_mode & 0o077 == 0 for p in kept)
+    assert not list((tmp_path / "state" / "disruption").rglob("*.pem"))  # gone with the probing
     assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
     # The member that stopped fails its item showing the outage; the all-endpoints client passes at 0 s.
     result, props = checks.judge_run(run, "etcd-member")
