@@ -287,6 +287,8 @@ def _kill_when_node_works(artifacts: Path, domain: str, node: str, stop: threadi
     return killed
 
 
+@pytest.mark.skipif(os.environ.get("HARNESS_FAULT_TESTS") != "1",
+                    reason="opt-in (HARNESS_FAULT_TESTS=1): ~7 min more than .ci/run's 75-minute budget holds")
 def test_a_node_killed_mid_upgrade_is_named(main_job) -> None:
     """A fault during the upgrade: node2's VM is killed while the upgrade works on it. The run ends by
     itself, its items fail naming node2 (and only node2) in one line each, never a probe-script dump,
