@@ -315,3 +315,19 @@ def test_a_node_killed_mid_upgrade_is_named(main_job) -> None:
         assert "CommandResult(" not in text, f"{name} dumps a raw probe result: {text[:2000]}"
     run = json.loads((art / "fault-vm-killed" / "run.json").read_text())
     assert "node2" in json.dumps(run), run
+
+
+@needs_kubespray
+def test_kubespray_container_engine_stops_at_crictl_after_runc(main_job) -> None:
+    """Kubespray's container-engine roles on the lab: runc's role replaced runc on every node, then
+    crictl's download failed on every node (the files repo has no crictl); containerd's role never ran.
+    Its check items (all passed above) found runc at the target and containerd at its baseline."""
+    _proc, _items, artifacts, _ = main_job
+    run, events = _upgrade_events(artifacts, "ks-lab-container-engine")
+    assert run["results"]["upgrade"]["rc"] != 0
+    failed = {(e["host"], e["task"]) for e in events if e["status"] == "failed"}
+    assert {h for h, _t in failed} == {"node1", "node2", "node3"}, failed
+    assert all(t.startswith("container-engine/crictl : ") for _h, t in failed), failed
+    runc = {e["host"] for e in events if e["task"] == "container-engine/runc : Copy runc binary from download dir" and e["changed"]}
+    assert runc == {"node1", "node2", "node3"}
+    assert not any(e["task"].startswith("container-engine/containerd : ") and e["changed"] for e in events)
