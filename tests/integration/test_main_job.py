@@ -248,10 +248,13 @@ def test_verify_names_the_member_whose_etcd_stopped(main_job) -> None:
     cluster.run("node3", "sudo systemctl stop etcd")
     bad = _verify(inventory, {"installer": "lab"}, tmp)
     assert bad.returncode == 1, bad.stdout + bad.stderr
-    failing = [line for line in bad.stdout.splitlines() if "FAIL" in line]
-    assert any("node3" in line and "etcd" in line for line in failing), bad.stdout
+    lines = bad.stdout.splitlines()
+    assert any("FAIL" in line and "units" in line for line in lines), bad.stdout
+    # The failing checks' details (printed under their names) name the node and the unit.
+    assert any("node3" in line and "etcd" in line and "inactive" in line for line in lines), bad.stdout
     # The healthy members are not blamed for it.
-    assert not any("node1" in line and "etcd" in line and "inactive" in line for line in failing), bad.stdout
+    assert not any(n in line and "etcd" in line and "inactive" in line for n in ("node1", "node2") for line in lines), \
+        bad.stdout
 
 
 def _fault_catalogue(tmp: Path) -> Path:
