@@ -278,3 +278,19 @@ def test_cli_commands_on_a_lab_that_is_not_up() -> None:
     res = CliRunner().invoke(lab_cli, ["snapshot", "s", "--name", "absent"])
     assert res.exit_code == 1 and "no lab named 'absent' is up" in res.output
     assert CliRunner().invoke(lab_cli, ["status"]).output.strip() == "no labs"
+
+
+def test_a_kept_lab_serves_other_roles_on_the_same_machines(tmp_path: Path) -> None:
+    """Roles are inventory, not hardware: a lab kept by a scenario with a control-plane node is the lab of
+    a scenario with other roles on the same machines (the main job's fault run re-deployed without this)."""
+    p = LabProvider("x")
+    paths = LabPaths("ksh-x")
+    doc = p.document(default_spec("x", 2), paths, FAKE_BOX, "tcg")
+    kept = {**doc, "nodes": [{**n, "roles": ["control-plane", "etcd"]} for n in doc["nodes"]]}
+    other = {"pid": 1, "start": provider._process_start(1)}
+    _state(paths, kept, other)
+    with pytest.raises(ClusterError, match="in use by process 1"):  # past the document: the same lab
+        p._reusable(paths, doc)
+    bigger = {**doc, "nodes": [{**n, "memory": n["memory"] * 2} for n in doc["nodes"]]}
+    paths.state.write_text(json.dumps({"document": bigger, "owner": other, "ready": True}))
+    assert p._reusable(paths, doc) is None  # other machines: replaced

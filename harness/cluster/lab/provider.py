@@ -433,7 +433,7 @@ class LabProvider(Provider):
 
     def _reusable(self, paths: LabPaths, doc: dict[str, Any]) -> LabCluster | None:
         state = _read_state(paths)
-        if not state or not state.get("ready") or state.get("document") != doc:
+        if not state or not state.get("ready") or _machines(state.get("document") or {}) != _machines(doc):
             return None
         owner = state.get("owner")
         if owner and owner["pid"] != os.getpid() and _owner_alive(owner):
@@ -506,6 +506,12 @@ class LabProvider(Provider):
 
 def _node_json(n: Node) -> dict[str, Any]:
     return {"name": n.name, "roles": list(n.roles), "address": n.address, "user": n.user, "port": n.port}
+
+
+def _machines(doc: dict[str, Any]) -> dict[str, Any]:
+    """A lab document without the nodes' roles: roles are inventory, not hardware (the pipeline puts
+    each scenario's roles on the nodes), so a kept lab serves a scenario of any roles on its machines."""
+    return {**doc, "nodes": [{k: v for k, v in n.items() if k != "roles"} for n in doc.get("nodes", [])]}
 
 
 def _cluster_from_state(paths: LabPaths, state: dict[str, Any]) -> LabCluster:
