@@ -47,6 +47,8 @@ def test_etcd_failures() -> None:
     f = _etcd({"node1": "3.5.16", "node2": "3.4.23"}, cluster="3.4.0", unhealthy="node3")
     r = check_etcd_healthy(f, 3)
     assert not r.passed and "https://10.0.0.3:2379" in r.details and "deadline" in r.details
+    r = check_etcd_healthy(f, 3, ADDRESSES)  # with the inventory: the node is named, in the one line too
+    assert r.summary.endswith("unhealthy: node3") and "node3" in r.details and "https://10.0.0.3:2379" in r.details
     r = check_etcd_member_versions(f, "3.5.16", ADDRESSES)
     assert not r.passed and ("node2", "etcd", "3.5.16", "3.4.23") in r.rows and ("node3", "etcd", "3.5.16", "no status") in r.rows
     assert "node2 runs 3.4.23" in r.summary

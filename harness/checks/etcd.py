@@ -16,7 +16,9 @@ def _errors(facts: EtcdFacts, *names: str) -> str:
     return "; ".join(f"{k}: {v}" for k, v in facts.errors.items() if not names or k in names)
 
 
-def check_etcd_healthy(facts: EtcdFacts, expected_members: int) -> CheckResult:
+def check_etcd_healthy(facts: EtcdFacts, expected_members: int, nodes: Mapping[str, str] | None = None) -> CheckResult:
+    """`nodes`: node name -> address, so an unhealthy endpoint is named by its node (a VM killed
+    mid-upgrade showed only as `https://10.x.y.z:2379 context deadline exceeded`)."""
     name = "etcd healthy"
     if not facts.health:
         why = _errors(facts, "health", "etcd")
@@ -25,9 +27,11 @@ def check_etcd_healthy(facts: EtcdFacts, expected_members: int) -> CheckResult:
                                 + (f": {why.splitlines()[0][:300]}" if why else ""), why)
     bad = [h for h in facts.health if not h.healthy]
     if bad:
-        rows = [(h.endpoint, h.error or "unhealthy") for h in bad]
-        return CheckResult.fail(name, f"{len(bad)} of {len(facts.health)} etcd endpoint(s) unhealthy",
-                                text_table(("endpoint", "error"), rows))
+        by_address = {addr: node for node, addr in (nodes or {}).items() if addr}
+        named = [by_address.get(_host(h.endpoint), _host(h.endpoint)) for h in bad]
+        rows = [(n, h.endpoint, h.error or "unhealthy") for n, h in zip(named, bad, strict=True)]
+        return CheckResult.fail(name, f"{len(bad)} of {len(facts.health)} etcd endpoint(s) unhealthy: {', '.join(named)}",
+                                text_table(("member", "endpoint", "error"), rows))
     if len(facts.health) < expected_members:
         return CheckResult.fail(name, f"only {len(facts.health)} of {expected_members} etcd members answered")
     return CheckResult.ok(name, f"{len(facts.health)} etcd endpoint(s) healthy")

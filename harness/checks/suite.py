@@ -435,7 +435,7 @@ def _store_health(facts: Facts, expect: Expectation) -> CheckResult:
         return missing
     assert facts.etcd is not None
     members = _etcd_nodes(facts)
-    return combine(name, [etcd_checks.check_etcd_healthy(facts.etcd, len(members)),
+    return combine(name, [etcd_checks.check_etcd_healthy(facts.etcd, len(members), members),
                           etcd_checks.check_etcd_members(facts.etcd, members)])
 
 
