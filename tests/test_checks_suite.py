@@ -90,6 +90,10 @@ class FakeHost:
             out += f"@@section unit:{unit}\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n@@rc 0\n"
         if "openssl x509" in command:
             out += "@@section /etc/kubernetes/ssl/apiserver.crt\nnotAfter=Dec 25 11:52:49 2099 GMT\n@@rc 0\n"
+        if "@@section canary-tasks" in command:  # the container canary plant.yml started, still running
+            out += ("@@section canary-planted\nstate=running\npid=4242\nshim_pid=4200\n@@rc 0\n"
+                    "@@section canary-tasks\nTASK      PID     STATUS\ncanary    4242    RUNNING\n@@rc 0\n"
+                    "@@section canary-shim\n4200\n@@rc 0\n")
         if "endpoint health" in command:
             keys = {k: SENTINEL.get(k, "") for k in re.findall(r" get '?([^' ]+)'? -w json", command)}
             for name, body in _etcd_sections(self.tools["etcd"], keys).items():

@@ -27,6 +27,7 @@ from harness.checks import etcd as etcd_checks
 from harness.checks import kube as kube_checks
 from harness.checks import order as order_checks
 from harness.checks import tokens as token_checks
+from harness.checks.canary import check_container_canary
 from harness.checks.result import CheckResult, combine
 from harness.checks.state import PlantedState, check_planted_state
 from harness.checks.units import check_reboots, check_units
@@ -465,6 +466,12 @@ def _planted(facts: Facts, expect: Expectation) -> CheckResult:
     return check_planted_state(PlantedState(etcd_keys=dict(expect.etcd_keys)), StateFacts(etcd_keys=dict(facts.etcd_keys)))
 
 
+def _container_canary(facts: Facts, expect: Expectation) -> CheckResult:
+    # require_planted: a scenario's plant stage started one wherever ctr was; verify judges what it finds.
+    return (_hosts_missing(facts, "container canary")
+            or check_container_canary(facts.hosts, require_planted=expect.require_planted))
+
+
 def _order(facts: Facts, expect: Expectation) -> CheckResult:
     name = "upgrade order"
     up = _upgrade(expect)
@@ -650,6 +657,9 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
     Check("certificates", "test_certificates", _certificates, "No certificate expires within the limit."),
     Check("planted state", "test_planted_state", _planted, "State planted before the upgrade is intact after it.",
           needs="etcd", requires=("after", "plant")),
+    Check("container canary", "test_container_canary_kept", _container_canary,
+          "A container started with ctr on each containerd node before the upgrade still runs with the same PID.",
+          requires=("after", "plant")),
     Check("upgrade order", "test_upgrade_order", _order,
           "Per node, components changed in the installer's order; graceful paths went one node at a time.",
           upgrade_only=True, requires=("upgrade",)),

@@ -37,6 +37,22 @@ class CertExpiry:
 
 
 @dataclass(frozen=True)
+class CanaryFacts:
+    """The container canary plant.yml starts with ctr on a containerd node, as the host probe reads it:
+    the record the plant left on the node and the task ctr lists now."""
+
+    ctr: bool  # a ctr binary was found on the node (none: no containerd, no canary to expect)
+    planted: str | None = None  # the plant's record: "running" | "error"; None: no record on the node
+    planted_pid: int | None = None
+    planted_shim_pid: int | None = None
+    planted_reason: str | None = None  # why the plant could not start it ("error")
+    status: str | None = None  # the task's status now (RUNNING, STOPPED, ...); None: ctr lists no such task
+    pid: int | None = None
+    shim_pid: int | None = None  # the task's parent now (its containerd-shim)
+    error: str | None = None  # ctr could not be asked (containerd down, ...): what it said
+
+
+@dataclass(frozen=True)
 class HostFacts:
     node: str
     roles: tuple[str, ...]
@@ -50,6 +66,8 @@ class HostFacts:
     boot_id: str | None = None
     # The node's probe did not run at all (one line: "node2 unreachable: ..."); nothing else is known
     error: str | None = None
+    # The container canary (plant.yml); None: not probed (facts saved before the probe read it)
+    canary: CanaryFacts | None = None
 
 
 def unprobed(hosts: Iterable[HostFacts]) -> dict[str, str]:

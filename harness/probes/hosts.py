@@ -25,6 +25,7 @@ from harness.cluster.base import Cluster, Node
 from harness.components import Binary
 from harness.errors import ClusterError
 from harness.probes.facts import (
+    CanaryFacts,
     CertExpiry,
     EtcdEndpointHealth,
     EtcdFacts,
@@ -201,6 +202,76 @@ def parse_boot_id(text: str) -> tuple[str | None, str | None]:
     if rc == "0" and _UUID.match(value):
         return value, None
     return None, f"unreadable boot id (rc={rc}): {value[:100]!r}"
+
+
+# -- container canary (pure) ------------------------------------------------------------
+
+# What playbooks/plant.yml starts on every containerd node (its harness_canary_* variables): one
+# container in its own ctr namespace, and a key=value record of it on the node (state, pid, shim_pid,
+# ctr, socket, reason) that tells this probe which ctr and socket to ask.
+CANARY_DIR = "/var/lib/harness-canary"
+CANARY_NAMESPACE = "harness"
+CANARY_ID = "canary"
+CONTAINERD_SOCKET = "/run/containerd/containerd.sock"  # Kubespray's and the lab's (containerd_state_dir)
+
+
+def canary_script(canary_dir: str = CANARY_DIR) -> str:
+    """The plant's record, `ctr task ls` in the canary's namespace and the task's parent (its shim),
+    in sections canary-planted, canary-tasks and canary-shim; rc `absent` for no record, no ctr, no task."""
+    rec = shlex.quote(f"{canary_dir}/planted")
+    ns, cid = shlex.quote(CANARY_NAMESPACE), shlex.quote(CANARY_ID)
+    return "\n".join((
+        f"echo '@@section canary-planted'; if [ -f {rec} ]; then cat {rec}; echo '@@rc 0'; else echo '@@rc absent'; fi",
+        f"out=; ctr=$(sed -n 's/^ctr=//p' {rec} 2>/dev/null); sock=$(sed -n 's/^socket=//p' {rec} 2>/dev/null)",
+        '[ -n "$ctr" ] && [ -x "$ctr" ] || ctr=$(command -v ctr 2>/dev/null)',
+        f'[ -n "$sock" ] || sock={shlex.quote(CONTAINERD_SOCKET)}',
+        "echo '@@section canary-tasks'",
+        (f'if [ -n "$ctr" ]; then out=$(timeout 20 "$ctr" --address "$sock" -n {ns} task ls 2>&1); rc=$?; '
+         "printf '%s\\n' \"$out\"; echo \"@@rc $rc\"; else echo '@@rc absent'; fi"),
+        "echo '@@section canary-shim'",
+        f"pid=$(printf '%s\\n' \"$out\" | awk -v id={cid} '$1 == id {{print $2}}')",
+        ('if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ]; then awk \'{print $4}\' "/proc/$pid/stat"; echo \'@@rc 0\'; '
+         "else echo '@@rc absent'; fi"),
+    ))
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def parse_canary(text: str, container_id: str = CANARY_ID) -> CanaryFacts:
+    """The canary sections -> what was planted and what runs now. ctr's own words when it failed."""
+    sections = split_sections(text)
+    if "canary-tasks" not in sections:
+        # Unknown is not absent: `ctr` stays True so the check cannot read a lost answer as "no containerd".
+        return CanaryFacts(ctr=True, error="the probe printed nothing for the canary (script interrupted?)")
+    record: dict[str, str] = {}
+    planted_rc, planted_body = sections.get("canary-planted", ("absent", ""))
+    if planted_rc == "0":
+        record = dict(line.split("=", 1) for line in planted_body.splitlines() if "=" in line)
+    rc, body = sections["canary-tasks"]
+    status = pid = error = None
+    if rc not in ("0", "absent"):
+        error = f"ctr task ls failed (rc={rc}): {_last_line(body) or 'no output'}"
+    for line in body.splitlines() if rc == "0" else ():
+        fields = line.split()
+        if len(fields) >= 3 and fields[0] == container_id:
+            pid, status = _int(fields[1]), fields[2]
+    shim_rc, shim_body = sections.get("canary-shim", ("absent", ""))
+    return CanaryFacts(
+        ctr=rc != "absent",
+        planted=record.get("state") or ("error" if record else None),
+        planted_pid=_int(record.get("pid")),
+        planted_shim_pid=_int(record.get("shim_pid")),
+        planted_reason=record.get("reason") or None,
+        status=status,
+        pid=pid,
+        shim_pid=_int(shim_body.strip()) if shim_rc == "0" else None,
+        error=error,
+    )
 
 
 # -- etcd (pure) -----------------------------------------------------------------------
@@ -488,6 +559,7 @@ class HostProbe:
         tls: EtcdTLS | None = None,
         cert_globs: Sequence[str] = CERT_GLOBS,
         installer: str = "kubespray",
+        canary_dir: str = CANARY_DIR,
         host_factory: Callable[[str], _TestinfraHost] | None = None,
         retry_delays: Sequence[float] = RETRY_DELAYS,
         sleep: Callable[[float], None] = time.sleep,
@@ -496,6 +568,7 @@ class HostProbe:
         self.tls = tls or EtcdTLS()
         self.cert_globs = tuple(cert_globs)
         self.installer = installer
+        self.canary_dir = canary_dir
         self.retry_delays = tuple(retry_delays)
         self._sleep = sleep
         self._factory = host_factory or cluster.testinfra_host
@@ -541,11 +614,12 @@ class HostProbe:
         return parse_certs(self._script(node, certs_script(self.cert_globs)))
 
     def host_facts(self, node: Node) -> HostFacts:
-        """Versions, units, certificates and the boot id in one round trip: a command costs ~1 s on an
-        emulated guest. A node the probe cannot reach gives facts with only `error` set."""
+        """Versions, units, certificates, the boot id and the container canary in one round trip: a
+        command costs ~1 s on an emulated guest. A node the probe cannot reach gives facts with only
+        `error` set."""
         script = "\n".join(
             (versions_script(), units_script(units_for(node.roles, self.installer)), certs_script(self.cert_globs),
-             BOOT_ID_SCRIPT)
+             BOOT_ID_SCRIPT, canary_script(self.canary_dir))
         )
         try:
             text = self._script(node.name, script)
@@ -563,6 +637,7 @@ class HostProbe:
             certs=parse_certs(text),
             errors=errors,
             boot_id=boot_id,
+            canary=parse_canary(text),
         )
 
     def all_host_facts(self) -> list[HostFacts]:
