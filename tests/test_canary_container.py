@@ -263,7 +263,7 @@ def containerd() -> Iterator[Containerd]:
         if d.proc is None:
             d.start()  # a test stopped it: the canary is removed through it
         shims = subprocess.run(["pgrep", "-f", f"containerd-shim-runc-v2 -namespace {CANARY_NAMESPACE} .*-address {d.socket}"],
-                               capture_output=True, text=True).stdout.split()
+                               check=False, capture_output=True, text=True).stdout.split()
         d.ctr("task", "rm", "-f", CANARY_ID, check=False)
         d.ctr("container", "rm", CANARY_ID, check=False)
         d.stop()
@@ -286,7 +286,7 @@ def _plant(d: Containerd, **extra: str) -> dict[str, Any]:
     argv = [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(REPO / "playbooks" / "plant.yml")]
     for k, v in extravars.items():
         argv += ["-e", f"{k}={v}"]
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=300,
+    run = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "false"})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     records: dict[str, Any] = json.loads((out / "container-canaries.json").read_text())
