@@ -5,7 +5,8 @@ it was planted with.
 The parser and the check are tested over output recorded from Debian's containerd 1.6.20 and ctr on
 this machine. The real test runs plant.yml itself against localhost with a private containerd (its
 own root, state and socket under /tmp), restarts containerd the way an upgrade does (its shim must
-outlive it), and kills the container's process to see the check fail naming the node.
+outlive it), and kills the container's process to see the check fail naming the node; after each,
+this machine is a static cluster's local node, collected by the real host probe and judged by the suite.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import pytest
 
 from harness.checks import suite
 from harness.checks.canary import check_container_canary
+from harness.checks.result import CheckResult
 from harness.cluster.base import Cluster, Node
+from harness.cluster.static import StaticProvider
 from harness.probes.facts import CanaryFacts, HostFacts, from_json, to_json
 from harness.probes.hosts import CANARY_ID, CANARY_NAMESPACE, HostProbe, canary_script, parse_canary
 from tests.conftest import REPO
@@ -300,6 +303,18 @@ def _probe(d: Containerd) -> list[HostFacts]:
     return [HostFacts("node1", ("worker",), canary=parse_canary(text))]
 
 
+def _collect_and_judge(d: Containerd) -> CheckResult:
+    """The whole after-step: this machine as a static cluster node (`ansible_connection=local`), its
+    host facts collected by the real HostProbe in one round trip, judged by the suite as an item is."""
+    inventory = d.dir / "static.ini"
+    inventory.write_text("[kube_node]\nnode1 ansible_connection=local\n")
+    cluster = StaticProvider(inventory).cluster()
+    facts = suite.collect(cluster, installer="lab", probe=HostProbe(cluster, installer="lab", canary_dir=str(d.dir / "canary")))
+    assert "hosts" not in facts.errors, facts.errors
+    (result,) = suite.judge(facts, suite.Expectation(installer="lab", require_planted=True), ["container canary"])
+    return result
+
+
 @real
 def test_real_canary_survives_a_containerd_restart_and_a_kill_fails(containerd: Containerd) -> None:
     planted = _plant(containerd)["node1"]
@@ -309,7 +324,7 @@ def test_real_canary_survives_a_containerd_restart_and_a_kill_fails(containerd: 
     # An upgrade restarts containerd with KillMode=process: the daemon goes, the shim and task stay.
     containerd.stop()
     containerd.start()
-    after = check_container_canary(_probe(containerd), require_planted=True)
+    after = _collect_and_judge(containerd)
     assert after.passed, after.message
     assert f"node1: RUNNING PID {pid}, shim PID {planted['shim_pid']}" in after.details
 
@@ -319,7 +334,7 @@ def test_real_canary_survives_a_containerd_restart_and_a_kill_fails(containerd: 
         if c is not None and c.status != "RUNNING":
             break
         time.sleep(0.1)
-    killed = check_container_canary(_probe(containerd), require_planted=True)
+    killed = _collect_and_judge(containerd)
     assert not killed.passed
     assert killed.summary == f"node1: the canary is STOPPED (planted as PID {pid}, now PID {pid})"
 
