@@ -8,7 +8,9 @@ network-namespace rule in one place: its ssh config tunnels into the namespace.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
+import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +99,12 @@ class Cluster(ABC):
             "ansible_host": node.name,  # resolved through the ssh config
             "ansible_user": node.user,
             "ansible_ssh_common_args": self.ansible_ssh_args(),
+            # Ansible names its ssh master sockets by a hash of ansible_host, port and user only, in one
+            # shared directory (~/.ansible/cp): two clusters with a node1 each (two labs at once, a lab and
+            # a static cluster) would share node1's master, and one's tasks would run on the other's node1.
+            # The cause of issue 10's two-labs failures (a guest's get_url "Network is unreachable": it ran
+            # on the other lab's VM). One directory per cluster, removed with it.
+            "ansible_control_path_dir": str(control_dir_for(self.ssh_config.parent)),
             "ip": node.address,
             "access_ip": node.address,
         }
@@ -148,3 +156,10 @@ class Provider(ABC):
     @abstractmethod
     def cleanup(self) -> None:
         """Remove everything this provider created in this session."""
+
+
+def control_dir_for(root: Path) -> Path:
+    """Where a cluster's ssh control sockets go (ssh's own and Ansible's), one directory per cluster
+    root: short, since a socket path must fit in 108 bytes."""
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"ksh-cm-{digest}"

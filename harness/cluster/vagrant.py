@@ -10,12 +10,10 @@ snapshot, restore and destroy; the lab (harness/cluster/lab/) adds only what is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import vagrant
 
 from harness import proc, progress
-from harness.cluster.base import Cluster, ClusterSpec, Node, Provider
+from harness.cluster.base import Cluster, ClusterSpec, Node, Provider, control_dir_for
 from harness.errors import ClusterError, HarnessError, PrerequisiteError
 from harness.options import VAGRANT_PROVIDER_NAME
 from harness.settings import state_dir
@@ -160,12 +158,6 @@ def render_ssh_config(
             out += ["  ControlMaster auto", f"  ControlPath {control_dir}/%C", "  ControlPersist 120s"]
         out.append("")
     return "\n".join(out)
-
-
-def control_dir_for(root: Path) -> Path:
-    """Where a cluster's ssh control sockets go: short, since a socket path must fit in 108 bytes."""
-    digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"ksh-cm-{digest}"
 
 
 def close_masters(ssh_config: Path, nodes: list[str]) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import interrupt, progress
-from harness.cluster.base import ClusterSpec, Node, Provider
+from harness.cluster.base import ClusterSpec, Node, Provider, control_dir_for
 from harness.cluster.lab import accel
 from harness.cluster.lab.box import Box, ensure_box
 from harness.cluster.lab.paths import lab_prefix, labs_root, vagrant_home
@@ -38,7 +38,6 @@ from harness.cluster.vagrant import (
     VagrantEnv,
     close_masters,
     connect,
-    control_dir_for,
     spec_document,
     vagrant_up,
 )
