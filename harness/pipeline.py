@@ -596,7 +596,8 @@ def _probe_config(run: ScenarioRun, interval: float) -> tuple[Any, dict[str, str
     etcd: each member's own endpoint with its admin certificate (Kubespray's layout, as the host
     probes read it), fetched into the state dir (0600, never the artifacts: they are secrets), and
     all endpoints together. The runtime socket of each Kubernetes node. With Kubernetes, /readyz of
-    each control-plane node and of the kubeconfig's server, verified with the kubeconfig's CA."""
+    each control-plane node and of the kubeconfig's server, verified with the kubeconfig's CA, and the
+    canary Service and the cluster DNS through the NodePorts the plant stage recorded."""
     from harness.probes import disruption as dp
     from harness.probes.hosts import EtcdTLS
 
@@ -620,13 +621,17 @@ def _probe_config(run: ScenarioRun, interval: float) -> tuple[Any, dict[str, str
     sockets = [dp.SocketBackend(f"containerd:{n.name}", tuple(cluster.ssh_argv(n.name)))
                for n in cluster.nodes if {"worker", "control-plane"} & set(n.roles)]
     http: list[dp.HttpBackend] = []
+    dns: list[dp.DnsBackend] = []
     if "kubernetes" in run.scenario.requirements():
         http, why = _api_backends(run)
         if why:
             missing.update({f"apiserver:{n.name}": why for n in cluster.with_role("control-plane")})
             missing["apiserver:endpoint"] = why
+        canary, dns, unreached = _kube_probe_backends(run)
+        http += canary
+        missing.update(unreached)
     config = dp.ProbeConfig(interval=interval, timeout=_probe_timeout(), etcd=tuple(etcd), sockets=tuple(sockets),
-                            http=tuple(http))
+                            http=tuple(http), dns=tuple(dns))
     return config, missing
 
 
@@ -706,6 +711,99 @@ def _api_backends(run: ScenarioRun) -> tuple[list[Any], str | None]:
     for backend, url in urls.items():
         out += [HttpBackend(backend, url, str(ca)), HttpBackend(backend + ":reused", url, str(ca), reuse=True)]
     return out, None
+
+
+KUBE_PROBES = "kube-probes.json"  # written by plant.yml's Kubernetes play (templates/kube-probes.json.j2)
+
+
+def _kube_probe_backends(run: ScenarioRun) -> tuple[list[Any], list[Any], dict[str, str]]:
+    """The canary Service through its NodePort on each Kubernetes node (plain HTTP, /hostname of
+    agnhost's netexec) and the cluster DNS through the `harness-dns` NodePort on the first Kubernetes
+    node, each new and reused, from the nodePorts the plant stage recorded; what cannot be probed,
+    with why (backend -> reason)."""
+    from harness.checks.disruption import REUSED
+    from harness.probes.disruption import DnsBackend, HttpBackend
+
+    assert run.cluster is not None
+    nodes = [n for n in run.cluster.nodes if {"worker", "control-plane"} & set(n.roles)]
+    canary_names = [f"canary:{n.name}{s}" for n in nodes for s in ("", REUSED)]
+    dns_names = ["dns", "dns" + REUSED]
+    doc, why = _read_kube_probes(run)
+    if doc is None:
+        return [], [], dict.fromkeys(canary_names + dns_names, why)
+    where = doc["file"]
+    missing: dict[str, str] = {}
+    http: list[Any] = []
+    canary = next((c for c in doc["canary"] if c["node_port"] is not None), None)
+    if canary is None:
+        errors = "; ".join(f"{c['namespace']}: {c['error'] or 'no nodePort'}" for c in doc["canary"]) or "none listed"
+        missing.update(dict.fromkeys(canary_names, f"no canary Service has a nodePort in {where} ({errors})"))
+    else:
+        for n in nodes:
+            url = f"http://{_url_host(n.address)}:{canary['node_port']}{doc['canary_path']}"
+            http += [HttpBackend(f"canary:{n.name}", url), HttpBackend(f"canary:{n.name}{REUSED}", url, reuse=True)]
+    dns: list[Any] = []
+    port = doc["dns"]["node_port"]
+    if port is None:
+        missing.update(dict.fromkeys(dns_names, f"the {doc['dns']['namespace']}/{doc['dns']['service']} Service has"
+                                                f" no nodePort in {where} ({doc['dns']['error'] or 'none recorded'})"))
+    elif not nodes:
+        missing.update(dict.fromkeys(dns_names, "no Kubernetes node to reach the DNS NodePort on"))
+    else:
+        dns = [DnsBackend("dns", nodes[0].address, port, doc["dns_name"]),
+               DnsBackend("dns" + REUSED, nodes[0].address, port, doc["dns_name"], reuse=True)]
+    return http, dns, missing
+
+
+def _read_kube_probes(run: ScenarioRun) -> tuple[dict[str, Any] | None, str]:
+    """The plant stage's kube-probes.json, its shape checked (the file and the field named on error)."""
+    out = next((Path(s.extravars["harness_out"]) for s in run.stages if s.purpose == "plant"), None)
+    if out is None:
+        return None, "no plant stage in the run: nothing recorded the canary and DNS nodePorts"
+    path = out / KUBE_PROBES
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as e:
+        return None, f"{path} could not be read ({type(e).__name__}): the plant stage recorded no nodePorts"
+    except ValueError as e:
+        return None, f"{path} is not JSON: {e}"
+    problem = _kube_probes_problem(doc)
+    if problem:
+        return None, f"{path}: {problem}"
+    return {**doc, "file": str(path)}, ""
+
+
+def _kube_probes_problem(doc: Any) -> str | None:
+    """What is wrong with a kube-probes.json's shape (the field named), or None."""
+
+    def entry_problem(entry: Any, where: str) -> str | None:
+        if not isinstance(entry, dict) or not isinstance(entry.get("error", ""), str):
+            return f"{where}: expected an object with node_port and error"
+        if not all(isinstance(entry.get(k), str) and entry[k] for k in ("namespace", "service")):
+            return f"{where}: expected its namespace and service"
+        p = entry.get("node_port")
+        if p is not None and (isinstance(p, bool) or not isinstance(p, int) or not 0 < p < 65536):
+            return f"{where}.node_port: expected a port number or null, got {p!r}"
+        return None
+
+    if not isinstance(doc, dict):
+        return "expected an object"
+    canary = doc.get("canary")
+    if not isinstance(canary, list):
+        return "canary: expected a list of the canary Services"
+    for problem in [entry_problem(c, f"canary[{i}]") for i, c in enumerate(canary)] + [entry_problem(doc.get("dns"), "dns")]:
+        if problem:
+            return problem
+    for key in ("canary_path", "dns_name"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            return f"{key}: expected a non-empty string"
+    if not doc["canary_path"].startswith("/"):
+        return f"canary_path: expected a path starting with /, got {doc['canary_path']!r}"
+    return None
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def _newest_admin_conf(run_dir: Path) -> Path | None:

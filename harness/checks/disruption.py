@@ -18,9 +18,11 @@ Backends are `KIND:NAME` strings, one sample loop each:
     apiserver:<node>     GET /readyz on that control-plane node's apiserver        kind apiserver
     apiserver:endpoint   GET /readyz on the cluster endpoint (kubeconfig server)
     canary:<node>        the canary Service through its NodePort on that node     kind canary
+    dns                  the A record of kubernetes.default.svc.<domain> over TCP kind dns
+                         to the cluster DNS (a NodePort on the first Kubernetes node)
 
-A Kubernetes HTTP backend is probed twice, with a new connection per sample (the name above) and
-with one reused connection (the name plus `:reused`); they are reported separately.
+A Kubernetes backend is probed twice, with a new connection per sample (the name above) and with
+one reused connection (the name plus `:reused`: `dns:reused` too); they are reported separately.
 
 A scenario's `budgets` maps a kind (every backend of it: `etcd-member: 3`) or one backend
 (`etcd:node2: 5`, `etcd:all: 0`) to the seconds of disruption allowed; a backend's own key wins over
@@ -114,7 +116,9 @@ def budget_key_problem(key: str, nodes: Mapping[str, Sequence[str]]) -> str | No
     prefix, sep, name = key.partition(":")
     name = name.removesuffix(REUSED)
     known = f"known kinds: {', '.join(KINDS)}; or one backend: etcd:<node>, etcd:all, containerd:<node>," \
-            " apiserver:<node>, apiserver:endpoint, canary:<node>"
+            " apiserver:<node>, apiserver:endpoint, canary:<node>, dns:reused (each with :reused too)"
+    if key == "dns" + REUSED:
+        return None
     if not sep or prefix not in set(KINDS.values()) or not name:
         return f"unknown budget key {key!r}; {known}"
     if prefix == "etcd":
@@ -236,13 +240,11 @@ BUDGET_ITEMS: dict[str, tuple[str, str]] = {
     "apiserver": ("test_api_readiness_disruption",
                   "/readyz of each control-plane node and of the cluster endpoint, new and reused connections."),
     "canary": ("test_canary_service_disruption", "The canary Service through a NodePort on each node."),
-    "dns": ("test_cluster_resolver_disruption", "A cluster DNS lookup."),
+    "dns": ("test_cluster_resolver_disruption", "A cluster DNS lookup over TCP, new and reused connections."),
 }
 # Kinds a budget may name that no probe measures yet: their items say so (n/a), they never pass.
-UNMEASURED: dict[str, str] = {
-    "canary": "no canary Service probe yet: the canary Deployments run pause and expose no NodePort",
-    "dns": "no cluster DNS probe yet: the cluster's DNS Service is not reachable from the controller",
-}
+# Every kind is measured today (canary and dns through the NodePorts plant.yml records).
+UNMEASURED: dict[str, str] = {}
 
 
 def expected_backends(nodes: Mapping[str, Sequence[str]], kubernetes: bool) -> list[str]:
@@ -254,7 +256,7 @@ def expected_backends(nodes: Mapping[str, Sequence[str]], kubernetes: bool) -> l
     if kubernetes:
         api = [f"apiserver:{n}" for n, roles in nodes.items() if "control-plane" in roles] + ["apiserver:endpoint"]
         canary = [f"canary:{n}" for n in k8s]
-        out += [b + s for b in api + canary for s in ("", REUSED)] + ["dns"]
+        out += [b + s for b in [*api, *canary, "dns"] for s in ("", REUSED)]
     return out
 
 

@@ -28,8 +28,14 @@ Backends:
 - `containerd:<node>`: a loop on the node (python3 over one ssh session) connects to the
   containerd socket every interval and prints the result; the controller stamps it on receipt.
   The session dropping is a gap (no samples), not an outage: the node may be fine.
-- `apiserver:*` / `canary:*`: an HTTP GET (`/readyz`, a NodePort); each with a new connection per
-  sample and, as `<backend>:reused`, over one kept connection.
+- `apiserver:*` / `canary:*`: an HTTP GET (`/readyz`; plain http to the canary Service's NodePort on
+  each node, where agnhost's netexec answers `/hostname`); each with a new connection per sample and,
+  as `<backend>:reused`, over one kept connection.
+- `dns`: a DNS query over TCP (dnspython) for the A record of `kubernetes.default.svc.<domain>` to the
+  cluster DNS through a NodePort; ok only on NOERROR with an A record. `dns:reused` sends it over one
+  kept TCP connection. A kept connection the server closed while idle is replaced before the sample,
+  as an HTTP client's pool does (CoreDNS closes idle TCP connections); one that breaks or hangs
+  mid-query is a failed sample, and the next sample connects afresh.
 """
 
 from __future__ import annotations
@@ -40,8 +46,10 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import shlex
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -99,12 +107,22 @@ class HttpBackend:
 
 
 @dataclass(frozen=True)
+class DnsBackend:
+    backend: str  # dns or dns:reused
+    server: str  # an address (a node's, for the NodePort)
+    port: int
+    name: str  # the name whose A record is asked for: kubernetes.default.svc.<cluster domain>
+    reuse: bool = False
+
+
+@dataclass(frozen=True)
 class ProbeConfig:
     interval: float = DEFAULT_INTERVAL
     timeout: float | None = None  # per request of a probe; None: DEFAULT_TIMEOUT
     etcd: tuple[EtcdBackend, ...] = ()
     sockets: tuple[SocketBackend, ...] = ()
     http: tuple[HttpBackend, ...] = ()
+    dns: tuple[DnsBackend, ...] = ()
 
     def __post_init__(self) -> None:
         if self.interval < MIN_INTERVAL:
@@ -112,7 +130,8 @@ class ProbeConfig:
 
     @property
     def backends(self) -> list[str]:
-        return [e.backend for e in self.etcd] + [s.backend for s in self.sockets] + [h.backend for h in self.http]
+        return ([e.backend for e in self.etcd] + [s.backend for s in self.sockets] + [h.backend for h in self.http]
+                + [d.backend for d in self.dns])
 
     def to_json(self) -> dict[str, Any]:
         import dataclasses
@@ -130,6 +149,8 @@ class ProbeConfig:
                           for s in doc.get("sockets", ())),
             http=tuple(HttpBackend(h["backend"], h["url"], h.get("ca"), bool(h.get("reuse")))
                        for h in doc.get("http", ())),
+            dns=tuple(DnsBackend(d["backend"], d["server"], int(d["port"]), d["name"], bool(d.get("reuse")))
+                      for d in doc.get("dns", ())),
         )
 
 
@@ -231,6 +252,60 @@ class HttpProbe:
         self.client.close()
 
 
+class DnsProbe:
+    """The A record of one name over TCP: NOERROR with an A record is ok, anything else a failure."""
+
+    def __init__(self, spec: DnsBackend, timeout: float) -> None:
+        self.spec, self.timeout = spec, timeout
+        self.sock: socket.socket | None = None  # the kept connection (reuse)
+
+    def _connection(self) -> socket.socket:
+        s = self.sock
+        if s is not None:
+            # Readable while idle means the server closed it (or sent junk): replace it, as a pool would.
+            readable, _, _ = select.select([s], [], [], 0)
+            if readable:
+                self._drop()
+        if self.sock is None:
+            s = socket.create_connection((self.spec.server, self.spec.port), timeout=self.timeout)
+            s.setblocking(False)  # dnspython wants a non-blocking connected socket
+            self.sock = s
+        return self.sock
+
+    def _drop(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            self.sock = None
+
+    def sample(self) -> str | None:
+        import dns.message
+        import dns.query
+        import dns.rcode
+        import dns.rdatatype
+
+        q = dns.message.make_query(self.spec.name, dns.rdatatype.A)
+        try:
+            if self.spec.reuse:
+                start = time.monotonic()
+                sock = self._connection()
+                left = max(0.001, self.timeout - (time.monotonic() - start))
+                r = dns.query.tcp(q, self.spec.server, timeout=left, port=self.spec.port, sock=sock)
+            else:
+                r = dns.query.tcp(q, self.spec.server, timeout=self.timeout, port=self.spec.port)
+        except Exception as e:  # noqa: BLE001  any failure is the sample's result
+            self._drop()  # a connection that failed mid-query is never reused
+            return _why(e)
+        if r.rcode() != dns.rcode.NOERROR:
+            return f"{dns.rcode.to_text(r.rcode())} for {self.spec.name}"
+        if not any(rrset.rdtype == dns.rdatatype.A and len(rrset) for rrset in r.answer):
+            return f"no A record for {self.spec.name} in the answer"
+        return None
+
+    def close(self) -> None:
+        self._drop()
+
+
 def _loop(backend: str, probe: Any, interval: float, stop: threading.Event, out: Writer) -> None:
     """Sample on a fixed grid; a slow sample skips the slots it overran rather than bunching up."""
     try:
@@ -324,6 +399,8 @@ def run(config: ProbeConfig, out: Writer, stop: threading.Event) -> list[threadi
             out.sample(time.time(), e.backend, False, 0.0, f"cannot set up the probe: {_why(err)}")
     for h in config.http:
         probes.append((h.backend, HttpProbe(h, timeout)))
+    for d in config.dns:
+        probes.append((d.backend, DnsProbe(d, timeout)))
     for backend, probe in probes:
         threads.append(threading.Thread(target=_loop, args=(backend, probe, config.interval, stop, out),
                                         name=backend, daemon=True))
