@@ -625,8 +625,8 @@ def _probe_config(run: ScenarioRun, interval: float) -> tuple[Any, dict[str, str
     if "kubernetes" in run.scenario.requirements():
         http, why = _api_backends(run)
         if why:
-            missing.update({f"apiserver:{n.name}": why for n in cluster.with_role("control-plane")})
-            missing["apiserver:endpoint"] = why
+            api = [f"apiserver:{n.name}" for n in cluster.with_role("control-plane")] + ["apiserver:endpoint"]
+            missing.update({b + s: why for b in api for s in ("", ":reused")})
         canary, dns, unreached = _kube_probe_backends(run)
         http += canary
         missing.update(unreached)

@@ -256,6 +256,8 @@ class DnsProbe:
     """The A record of one name over TCP: NOERROR with an A record is ok, anything else a failure."""
 
     def __init__(self, spec: DnsBackend, timeout: float) -> None:
+        import dns.query  # noqa: F401  imported here: the first sample's latency is not the import's
+
         self.spec, self.timeout = spec, timeout
         self.sock: socket.socket | None = None  # the kept connection (reuse)
 
