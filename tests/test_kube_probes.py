@@ -284,6 +284,8 @@ def _load(text: str) -> list[Any]:
     client = ApiClient()
     out = []
     for doc in yaml.safe_load_all(text):
+        if doc is None:  # an empty document (kubectl skips it too)
+            continue
         assert doc["kind"] in MODELS, doc["kind"]
         obj = client.deserialize(json.dumps(doc), MODELS[doc["kind"]], "application/json")
         assert client.sanitize_for_serialization(obj) == doc, f"{doc['kind']} does not round-trip"
@@ -456,3 +458,64 @@ def test_budget_keys_for_the_new_backends() -> None:
     assert checks.kind_of("dns:reused") == "dns" and checks.kind_of("canary:node2:reused") == "canary"
     assert not checks.UNMEASURED
 
+
+
+# -- the Kubernetes play itself, run by Ansible against a fixture kubectl ----------------------------------
+
+# Fixture: stands in for kubectl and an apiserver (none can run here). It answers what the play asks,
+# keeps every manifest applied, and has no nodePort for harness-canary-b's Service.
+FIXTURE_KUBECTL = """#!/bin/sh
+echo "$*" >> "$KUBECTL_LOG"
+case "$*" in
+  "get --raw /readyz") echo ok ;;
+  "apply -f -") { cat; echo "---"; } >> "$KUBECTL_APPLIED"; echo "service/x created" ;;
+  *"rollout status"*) echo "deployment \\"canary\\" successfully rolled out" ;;
+  *"create token"*) echo fixture-token ;;
+  "-n harness-canary-a get service canary "*) printf 31234 ;;
+  "-n kube-system get service harness-dns "*) printf 30053 ;;
+  *" get service "*) echo 'Error from server (NotFound): services "canary" not found' >&2; exit 1 ;;
+  *) echo "fixture kubectl: unexpected: $*" >&2; exit 2 ;;
+esac
+"""
+
+
+def test_the_kubernetes_play_records_what_the_pipeline_probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """plant.yml's Kubernetes play (only it: the others touch etcd and containerd) run by the venv's
+    Ansible on localhost: the manifests it applies load through the client's models, and the
+    kube-probes.json it writes gives the pipeline its canary and DNS backends."""
+    from harness.pipeline import _probe_config
+
+    play = yaml.safe_load((PLAYBOOKS_DIR / "plant.yml").read_text())[0]
+    assert play["name"] == "Plant Kubernetes canaries"
+    (tmp_path / "plant-k8s.yml").write_text(yaml.safe_dump([play], sort_keys=False))
+    (tmp_path / "templates").symlink_to(PLAYBOOKS_DIR / "templates")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "kubectl").write_text(FIXTURE_KUBECTL)
+    (bindir / "kubectl").chmod(0o755)
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"kube_control_plane": {"hosts": {
+        "node1": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))
+    out, applied = tmp_path / "out", tmp_path / "applied.yaml"
+    extra = {"harness_out": str(out), "harness_secret_dir": str(tmp_path / "secrets"), "harness_become": False,
+             "harness_bin_path": f"{bindir}:{os.environ['PATH']}"}
+    env = {**os.environ, "KUBECTL_LOG": str(tmp_path / "kubectl.log"), "KUBECTL_APPLIED": str(applied),
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"), "ANSIBLE_NOCOLOR": "1"}
+    r = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "hosts.yml", "plant-k8s.yml",
+                        "-e", json.dumps(extra)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, check=False, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    objs = _load(applied.read_text())
+    kinds = [(type(o).__name__, o.metadata.namespace, o.metadata.name) for o in objs]
+    assert ("V1Service", "kube-system", "harness-dns") in kinds
+    assert {("V1Service", ns, "canary") for ns in ("harness-canary-a", "harness-canary-b")} <= set(kinds)
+    record = (out / "kube-probes.json").read_text()
+    doc = json.loads(record)
+    assert [c["node_port"] for c in doc["canary"]] == [31234, None]
+    assert 'services "canary" not found' in doc["canary"][1]["error"] and doc["dns"]["node_port"] == 30053
+    # The same file, read by the pipeline: the first canary Service with a nodePort, and the DNS one.
+    run = _run_with(tmp_path / "pipeline", monkeypatch, record)
+    config, missing = _probe_config(run, INTERVAL)
+    assert {h.url for h in config.http if h.backend.startswith("canary:")} == {
+        "http://10.0.0.11:31234/hostname", "http://10.0.0.12:31234/hostname"}
+    assert {(d.backend, d.port, d.name) for d in config.dns} == {("dns", 30053, DNS_NAME), ("dns:reused", 30053, DNS_NAME)}
+    assert not [b for b in missing if b.startswith(("canary", "dns"))]
