@@ -131,8 +131,9 @@ def test_canary_probe_new_and_reused_connections_see_the_stop(tmp_path: Path) ->
     requests = [line.split() for line in log.read_text().splitlines()]
     new = [p for path, p in requests if path.endswith("?new")]
     reused = [p for path, p in requests if path.endswith("?reused")]
-    assert len(set(new)) == len(new) == got["canary:node1"].samples - got["canary:node1"].failed
-    assert len(reused) == got["canary:node1:reused"].samples - got["canary:node1:reused"].failed
+    # (>=: a request the server logged just before it was killed got no answer: a failed sample.)
+    assert len(set(new)) == len(new) >= got["canary:node1"].samples - got["canary:node1"].failed
+    assert len(reused) >= got["canary:node1:reused"].samples - got["canary:node1:reused"].failed
     assert len(set(reused)) == 2, reused
 
 

@@ -239,7 +239,8 @@ BUDGET_ITEMS: dict[str, tuple[str, str]] = {
                    "Each node's runtime socket: unavailable seconds during the upgrade within the budget."),
     "apiserver": ("test_api_readiness_disruption",
                   "/readyz of each control-plane node and of the cluster endpoint, new and reused connections."),
-    "canary": ("test_canary_service_disruption", "The canary Service through a NodePort on each node."),
+    "canary": ("test_canary_service_disruption",
+               "The canary Service through a NodePort on each node, new and reused connections."),
     "dns": ("test_cluster_resolver_disruption", "A cluster DNS lookup over TCP, new and reused connections."),
 }
 # Kinds a budget may name that no probe measures yet: their items say so (n/a), they never pass.
