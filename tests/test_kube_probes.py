@@ -520,3 +520,48 @@ def test_the_kubernetes_play_records_what_the_pipeline_probes(tmp_path: Path, mo
         "http://10.0.0.11:31234/hostname", "http://10.0.0.12:31234/hostname"}
     assert {(d.backend, d.port, d.name) for d in config.dns} == {("dns", 30053, DNS_NAME), ("dns:reused", 30053, DNS_NAME)}
     assert not [b for b in missing if b.startswith(("canary", "dns"))]
+
+
+def test_dns_kept_connection_closed_while_idle_is_replaced_not_failed() -> None:
+    """A server that answers one query per connection and closes it (RFC 7766 allows closing idle
+    connections): the kept connection is found closed before the next query and replaced, so every
+    sample is ok and the server sees one connection per sample."""
+    import threading
+
+    import dns.message
+    import dns.query
+    import dns.rrset
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, addr = listener.accept()
+            except OSError:
+                return
+            with conn:
+                connections.append(addr[1])
+                q, _ = dns.query.receive_tcp(conn, time.time() + 5)
+                r = dns.message.make_response(q)
+                r.answer.append(dns.rrset.from_text(DNS_NAME + ".", 30, "IN", "A", "10.233.0.1"))
+                dns.query.send_tcp(conn, r, time.time() + 5)
+
+    threading.Thread(target=serve, daemon=True).start()
+    probe = probes.DnsProbe(probes.DnsBackend("dns:reused", "127.0.0.1", listener.getsockname()[1], DNS_NAME,
+                                              reuse=True), TIMEOUT)
+    try:
+        for _ in range(3):
+            assert probe.sample() is None
+            _wait_until(lambda: probe.sock is not None and bool(select_readable(probe.sock)))  # the server closed it
+    finally:
+        probe.close()
+        listener.close()
+    assert len(set(connections)) == 3
+
+
+def select_readable(sock: socket.socket) -> list[socket.socket]:
+    import select
+
+    return select.select([sock], [], [], 0)[0]

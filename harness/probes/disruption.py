@@ -34,8 +34,8 @@ Backends:
 - `dns`: a DNS query over TCP (dnspython) for the A record of `kubernetes.default.svc.<domain>` to the
   cluster DNS through a NodePort; ok only on NOERROR with an A record. `dns:reused` sends it over one
   kept TCP connection. A kept connection the server closed while idle is replaced before the sample,
-  as an HTTP client's pool does (CoreDNS closes idle TCP connections); one that breaks or hangs
-  mid-query is a failed sample, and the next sample connects afresh.
+  as an HTTP client's pool does (RFC 7766 lets a DNS server close idle TCP connections); one that
+  breaks or hangs mid-query is a failed sample, and the next sample connects afresh.
 """
 
 from __future__ import annotations
