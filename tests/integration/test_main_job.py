@@ -5,7 +5,7 @@ time: ks-lab-etcd (Kubespray v2.31.0's own etcd role, `--tags=download,etcd`), k
 (Kubespray's container-engine roles) and lab-graceful (`upgrade-cluster.yml`, one node at a time:
 etcd 3.5.16 + containerd 1.7.24 + runc 1.1.15). Left out, each covered elsewhere or measured:
 lab-graceful-etcd (its path is lab-graceful's), lab-etcd (the lab installer's tagged path and its
-second run are tests/integration/test_vagrant_provider.py's scenario; its copies run below as the two
+second run are tests/integration/test_vagrant_provider.py's scenario; its copy runs below with the
 faults) and ks-lab-etcd-documented (the upgrade doc's
 `--tags=etcd`, which fails at "Copy etcd binary from download dir": ~14 min of Kubespray's prelude for
 a result measured in earlier trials and recorded in docs/benchmarks.md; run it with
@@ -19,12 +19,13 @@ Then, on the cluster the main job kept, `harness verify` must pass against the l
 target, and fail naming the node, the component, expected and observed versions once one node's
 etcd binary is put back to 3.4.23; then fail naming node3 once its etcd service is stopped.
 
-Last, two faults during an upgrade on the same lab (its snapshot restored, no new deploy):
-- node3's etcd stopped by hand for 10 s as a tagged etcd upgrade starts, through `harness gate`:
-  the probe of node3's own endpoint reports about 10 s, its budget item fails showing the interval,
-  the all-endpoints probe reports 0 s, and the gate exits 1 naming the scenario;
-- node2's QEMU killed while a tagged etcd upgrade works on node2: the run ends by itself with items
-  naming node2, and the fixture then finds nothing of the lab left.
+Last, two faults in one upgrade on the same lab (its snapshot restored, no new deploy), run through
+`harness gate`: a tagged etcd upgrade (lab-etcd's copy) during which
+- node3's etcd is stopped by hand for 10 s as the upgrade starts: the probe of node3's own endpoint
+  reports that outage, its budget item fails showing the interval, the all-endpoints probe reports 0 s;
+- then node2's QEMU is killed while the upgrade works on node2: the run ends by itself with items
+  naming node2, and the fixture then finds nothing of the lab left;
+and the gate exits 1 naming the scenario.
 """
 
 from __future__ import annotations
@@ -261,26 +262,37 @@ def test_verify_names_the_member_whose_etcd_stopped(main_job) -> None:
     assert not any("node1" in line and "etcd" in line and "inactive" in line for line in lines), bad.stdout
 
 
-# The fault's member budget: the stop's 10 s must exceed it; a member's own restart measured 2-11 s
-# (scenarios/lab.yaml, and lab-etcd's node2 at 11 s under load), so node1's and node2's own verdicts
-# are not asserted: only node3's outage is.
+# Both faults in one upgrade (one restore, one run: CI's time): node3's etcd stopped by hand for 10 s as
+# the upgrade starts, then node2's VM killed once node2 works on an etcd task. The member budget: the
+# stop's 10 s must exceed it (a member's own restart measured 2-11 s, scenarios/lab.yaml).
+FAULT = "fault-etcd"
 MEMBER_BUDGET = 9.0
 STOP_SECONDS = 10.0
 
 
-def _member_fault_catalogue(tmp: Path) -> Path:
-    """lab-etcd (`--tags=etcd`: members restarted one at a time, each waited healthy) under another id,
-    required, with a member budget the 10-s stop exceeds; the same baseline, so the kept lab restores
-    its snapshot. Not lab-graceful-etcd: its upgrade-cluster.yml also walks the container-engine plays,
-    684 s against lab-etcd's ~400 s in the run that chose (the same load)."""
+def _fault_catalogue(tmp: Path) -> Path:
+    """lab-etcd (`--tags=etcd`, the lab installer) under another id, required, without its second run,
+    with a member budget the 10-s stop exceeds; the same baseline, so the kept lab restores its snapshot.
+    Not lab-graceful-etcd: its upgrade-cluster.yml also walks the container-engine plays (684 s against
+    lab-etcd's ~400 s in the run that chose, under the same load)."""
     doc = yaml.safe_load((REPO / "scenarios" / "lab.yaml").read_text())
     sc = next(s for s in doc["scenarios"] if s["id"] == "lab-etcd")
-    sc = {**sc, "id": "fault-member-stopped", "idempotence": False, "gate": "required",
-          "budgets": {**sc["budgets"], "etcd-member": MEMBER_BUDGET},
-          "description": "lab-etcd with node3's etcd stopped by hand for 10 s as the upgrade starts"}
-    path = tmp / "member-fault.yaml"
+    sc = {
+        **sc,
+        "id": FAULT,
+        "idempotence": False,
+        "gate": "required",
+        "budgets": {**sc["budgets"], "etcd-member": MEMBER_BUDGET},
+        "description": "lab-etcd with node3's etcd stopped by hand for 10 s as the upgrade starts, then node2's VM"
+        " killed (SIGKILL of its QEMU) while the upgrade works on node2",
+    }
+    path = tmp / "fault.yaml"
     path.write_text(yaml.safe_dump({"scenarios": [sc]}, sort_keys=False))
     return path
+
+
+def _upgrade_events_written(artifacts: Path) -> list[Path]:
+    return sorted(artifacts.glob(f"{FAULT}/runner/*-upgrade/artifacts/*/job_events/*.json"))
 
 
 def _stop_member_when_upgrade_starts(
@@ -291,7 +303,7 @@ def _stop_member_when_upgrade_starts(
     stop done (etcd surely down from here), the start issued (surely down until here) and the start
     done (`systemctl start` of etcd's notify unit returns once it serves); None if no upgrade began."""
     while not stop.is_set():
-        if any(artifacts.glob("fault-member-stopped/runner/*-upgrade/artifacts/*/job_events/*.json")):
+        if _upgrade_events_written(artifacts):
             cluster = LabProvider(LAB).find()
             assert cluster is not None
             issued = time.time()
@@ -305,6 +317,52 @@ def _stop_member_when_upgrade_starts(
     return None
 
 
+def _kill_when_node_works(artifacts: Path, domain: str, node: str, stop: threading.Event) -> list[str]:
+    """SIGKILL the QEMU of `domain` once the upgrade stage's events show `node` working on an etcd task
+    (observed in ansible-runner's job events, not guessed by time). Returns the task it was killed in."""
+    killed: list[str] = []
+    while not stop.is_set() and not killed:
+        for path in _upgrade_events_written(artifacts):
+            try:
+                data = json.loads(path.read_text()).get("event_data", {})
+            except (OSError, ValueError):
+                continue  # being written
+            if data.get("host") == node and "etcd" in (data.get("task") or "").lower():
+                pids = subprocess.run(
+                    ["pgrep", "-f", f"guest={domain},"], capture_output=True, text=True, check=False
+                ).stdout.split()
+                assert len(pids) == 1, f"QEMU of {domain}: {pids}"
+                os.kill(int(pids[0]), signal.SIGKILL)
+                killed.append(data["task"])
+                break
+        stop.wait(0.5)
+    return killed
+
+
+@pytest.fixture(scope="module")
+def faults(main_job):
+    """The faulted upgrade through `harness gate` on the main job's kept lab: node3's etcd stopped for
+    10 s, then node2's VM killed after the stop is over (never both down at once: quorum stays)."""
+    _proc, _items, _artifacts, tmp = main_job
+    art, report = tmp / "fault-artifacts", tmp / "fault-gate"
+    argv = [*GATE_REFS, "--scenarios", str(_fault_catalogue(tmp)), "-k", FAULT, "--keep", "always",
+            "--artifacts", str(art), "--report", str(report), "--", "-p", "no:cacheprovider", "-rfE"]
+    done, member_back = threading.Event(), threading.Event()
+
+    def stop_then_kill() -> tuple[tuple[float, float, float, float] | None, list[str]]:
+        window = _stop_member_when_upgrade_starts(art, "node3", done)
+        member_back.set()
+        return window, _kill_when_node_works(art, f"{lab_prefix(LAB)}-node2", "node2", done)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        faulting = pool.submit(stop_then_kill)
+        proc = _gate(argv, "faults")
+        done.set()
+        window, killed_in = faulting.result()
+    assert member_back.is_set()
+    return proc, window, killed_in, art, report
+
+
 def _properties(junit: Path, item: str) -> dict[str, list[str]]:
     for case in ET.parse(junit).getroot().iter("testcase"):
         if case.get("name", "").startswith(item + "["):
@@ -315,31 +373,27 @@ def _properties(junit: Path, item: str) -> dict[str, list[str]]:
     raise AssertionError(f"no {item} item in {junit}")
 
 
-def test_a_member_stopped_for_10s_fails_its_budget_and_the_gate(main_job) -> None:
+def _failures(junit: Path) -> dict[str, str]:
+    return {
+        case.get("name", ""): (child.get("message") or "") + (child.text or "")
+        for case in ET.parse(junit).getroot().iter("testcase")
+        for child in case
+        if child.tag in ("failure", "error")
+    }
+
+
+def test_a_member_stopped_for_10s_fails_its_budget_and_the_gate(faults) -> None:
     """Issue 12's fault, through the release gate (issue 11): node3's etcd stopped by hand for 10 s as
-    a tagged etcd upgrade starts. The probe of node3's own endpoint reports about 10 s, inside the
-    stop's window; its budget item fails showing the interval; a client with every endpoint lost
-    nothing (0 s); every other check of the scenario passed; the gate exits 1 naming the scenario."""
-    _proc, _items, _artifacts, tmp = main_job
-    art, report = tmp / "member-fault", tmp / "member-gate"
-    argv = [*GATE_REFS, "--scenarios", str(_member_fault_catalogue(tmp)), "-k", "fault-member-stopped",
-            "--keep", "always", "--artifacts", str(art), "--report", str(report), "--", "-p", "no:cacheprovider"]
-    done = threading.Event()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        stopper = pool.submit(_stop_member_when_upgrade_starts, art, "node3", done)
-        proc = _gate(argv, "member fault")
-        done.set()
-        window = stopper.result()
+    a tagged etcd upgrade starts. The probe of node3's own endpoint reports an outage matching the stop;
+    its budget item fails showing the interval; a client with every endpoint lost nothing (0 s); the
+    gate exits 1 naming the scenario."""
+    proc, window, _killed_in, _art, report = faults
     assert window is not None, "the upgrade never started: nothing was stopped\n" + proc.stdout[-3000:]
     issued, stopped, started, done = window
     assert proc.returncode == 1, proc.stdout[-3000:]
 
-    items = _junit(report / "junit.xml")
-    failed = sorted(k for k, v in items.items() if v in ("failed", "error"))
-    assert [k.split("[")[0] for k in failed] == ["test_member_endpoints_disruption"], failed
-    assert items[next(k for k in items if k.startswith("test_all_endpoints_disruption["))] == "passed"
-
-    member = _properties(report / "junit.xml", "test_member_endpoints_disruption")
+    junit = report / "junit.xml"
+    member = _properties(junit, "test_member_endpoints_disruption")
     outages = [tuple(map(float, v.split("-"))) for v in member["disruption:etcd:node3:interval"]]
     # The outage that overlaps the stop covers the time etcd was surely down, and lies within the
     # stop's commands (ssh under emulation takes seconds each way), each bound to one sampling interval
@@ -352,82 +406,35 @@ def test_a_member_stopped_for_10s_fails_its_budget_and_the_gate(main_job) -> Non
     assert a >= issued - slack and b <= done + slack, (a, b, issued, stopped, started, done)
     print(f"node3 stopped {started - stopped:.1f} s (commands {done - issued:.1f} s); its probe: {b - a:.1f} s")
     assert float(member["disruption:etcd:node3:seconds"][0]) > MEMBER_BUDGET
-    everyone = _properties(report / "junit.xml", "test_all_endpoints_disruption")
+    everyone = _properties(junit, "test_all_endpoints_disruption")
     assert float(everyone["disruption:etcd:all:seconds"][0]) == 0.0, everyone
+    assert _junit(junit)[next(k for k in _junit(junit) if k.startswith("test_all_endpoints_disruption["))] == "passed"
 
-    # The budget item's message shows node3's outage as a from/to table.
-    root = ET.parse(report / "junit.xml").getroot()
-    text = next((c.get("message") or "") + (c.text or "") for case in root.iter("testcase")
-                if case.get("name", "").startswith("test_member_endpoints_disruption[") for c in case
-                if c.tag == "failure")
+    # The budget item's message shows node3's outage in a from/to table.
+    text = next(t for name, t in _failures(junit).items() if name.startswith("test_member_endpoints_disruption["))
     assert "etcd:node3" in text and "from" in text and "seconds" in text, text[:3000]
 
     gate = json.loads((report / "gate.json").read_text())
     (row,) = gate["rows"]
-    assert (row["scenario"], row["verdict"], gate["exit_code"]) == ("fault-member-stopped", "failed", 1), row
-    assert "test_member_endpoints_disruption" in row["detail"], row
+    assert (row["scenario"], row["verdict"], gate["exit_code"]) == (FAULT, "failed", 1), row
     md = (report / "gate.md").read_text()
-    assert md.startswith("# Release gate v2.30.0 -> v2.31.0: FAILED") and "`fault-member-stopped` (required, failed)" in md, md
+    assert md.startswith("# Release gate v2.30.0 -> v2.31.0: FAILED") and f"`{FAULT}` (required, failed)" in md, md
 
 
-def _fault_catalogue(tmp: Path) -> Path:
-    """lab-etcd (tagged etcd upgrade, lab installer) under another id and without its second run: the
-    same baseline, so the kept lab restores its snapshot instead of deploying."""
-    doc = yaml.safe_load((REPO / "scenarios" / "lab.yaml").read_text())
-    sc = next(s for s in doc["scenarios"] if s["id"] == "lab-etcd")
-    sc = {**sc, "id": "fault-vm-killed", "idempotence": False,
-          "description": "lab-etcd with node2's VM killed (SIGKILL of its QEMU) during the upgrade"}
-    path = tmp / "fault.yaml"
-    path.write_text(yaml.safe_dump({"scenarios": [sc]}, sort_keys=False))
-    return path
-
-
-def _kill_when_node_works(artifacts: Path, domain: str, node: str, stop: threading.Event) -> list[str]:
-    """SIGKILL the QEMU of `domain` once the upgrade stage's events show `node` working on an etcd task
-    (observed in ansible-runner's job events, not guessed by time). Returns the task it was killed in."""
-    killed: list[str] = []
-    while not stop.is_set() and not killed:
-        for path in sorted(artifacts.glob("fault-vm-killed/runner/*-upgrade/artifacts/*/job_events/*.json")):
-            try:
-                data = json.loads(path.read_text()).get("event_data", {})
-            except (OSError, ValueError):
-                continue  # being written
-            if data.get("host") == node and "etcd" in (data.get("task") or "").lower():
-                pids = subprocess.run(["pgrep", "-f", f"guest={domain},"], capture_output=True, text=True,
-                                      check=False).stdout.split()
-                assert len(pids) == 1, f"QEMU of {domain}: {pids}"
-                os.kill(int(pids[0]), signal.SIGKILL)
-                killed.append(data["task"])
-                break
-        stop.wait(0.5)
-    return killed
-
-
-def test_a_node_killed_mid_upgrade_is_named(main_job) -> None:
+def test_a_node_killed_mid_upgrade_is_named(faults) -> None:
     """A fault during the upgrade: node2's VM is killed while the upgrade works on it. The run ends by
-    itself, its items fail naming node2 (and only node2) in one line each, never a probe-script dump,
-    and the run's record says what happened to node2; the fixture then finds nothing left behind."""
-    _proc, _items, _artifacts, tmp = main_job
-    art, junit = tmp / "fault-artifacts", tmp / "fault.xml"
-    argv = [sys.executable, "-m", "pytest", "scenarios/", "--scenarios", str(_fault_catalogue(tmp)),
-            "-p", "no:cacheprovider", "-rfE", "--keep", "always", "--artifacts", str(art), "--junitxml", str(junit)]
-    stop = threading.Event()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        killer = pool.submit(_kill_when_node_works, art, f"{lab_prefix(LAB)}-node2", "node2", stop)
-        proc = subprocess.run(argv, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
-        stop.set()
-        killed_in = killer.result()
-    out = proc.stdout + proc.stderr
+    itself, its items fail naming node2 in one line each, never a probe-script dump, and the run's
+    record says what happened to node2; the main job's fixture then finds nothing left behind."""
+    proc, _window, killed_in, art, report = faults
+    out = proc.stdout
     assert killed_in, "node2 was never seen working on an etcd task: nothing was killed\n" + out[-3000:]
     assert proc.returncode == 1, out[-3000:]
-    root = ET.parse(junit).getroot()
-    failed = {case.get("name", ""): (child.get("message") or "") + (child.text or "")
-              for case in root.iter("testcase") for child in case if child.tag in ("failure", "error")}
+    failed = _failures(report / "junit.xml")
     assert failed, "a VM killed mid-upgrade went unnoticed"
     for name, text in failed.items():
         assert "node2" in text, f"{name} fails without naming node2: {text[:2000]}"
         assert "CommandResult(" not in text, f"{name} dumps a raw probe result: {text[:2000]}"
-    run = json.loads((art / "fault-vm-killed" / "run.json").read_text())
+    run = json.loads((art / FAULT / "run.json").read_text())
     assert "node2" in json.dumps(run), run
 
 
