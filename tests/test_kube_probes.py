@@ -93,6 +93,35 @@ class HttpChild:
             self.popen.wait()
 
 
+
+def _probe_through_a_3s_stop(config: Any, out: Path, backends: set[str], stop: Callable[[], None],
+                             start: Callable[[], None]) -> tuple[float, float]:
+    """Probe until every backend answered, stop the server for 3 s, probe until every backend answers
+    again; returns when the server was stopped and when it was started again."""
+    with probes.probing(config, out):
+        _wait_until(lambda: _ok_after(out, backends, 0) and len(_samples(out)) >= 8)
+        stopped = time.time()
+        stop()
+        time.sleep(3)
+        start()
+        resumed = time.time()
+        _wait_until(lambda: _ok_after(out, backends, resumed))
+    return stopped, resumed
+
+def _one_outage_each(out: Path, backends: set[str], stopped: float, resumed: float) -> dict[str, Any]:
+    """Each backend's disruption, with exactly one outage about as long as the server was down: its
+    ends within a few samples of the stop and the restart."""
+    got = checks.summarize(checks.read_samples(out))
+    assert set(got) == backends
+    slack = 3 * INTERVAL + TIMEOUT
+    for backend in backends:
+        d = got[backend]
+        assert len(d.outages) == 1, checks.describe(d)
+        (o,) = d.outages
+        assert stopped - slack <= o.start <= stopped + slack, (backend, o, stopped)
+        assert resumed - slack <= o.end <= resumed + slack, (backend, o, resumed)
+    return got
+
 def test_canary_probe_new_and_reused_connections_see_the_stop(tmp_path: Path) -> None:
     port, log = _free_port(), tmp_path / "requests.log"
     server = HttpChild(port, log)
@@ -105,29 +134,15 @@ def test_canary_probe_new_and_reused_connections_see_the_stop(tmp_path: Path) ->
     both = {"canary:node1", "canary:node1:reused"}
     server.start()
     try:
-        with probes.probing(config, out):
-            _wait_until(lambda: _ok_after(out, both, 0) and len(_samples(out)) >= 8)
-            stopped = time.time()
-            server.stop()
-            time.sleep(3)
-            server.start()
-            resumed = time.time()
-            _wait_until(lambda: _ok_after(out, both, resumed))
+        stopped, resumed = _probe_through_a_3s_stop(config, out, both, server.stop, server.start)
     finally:
         server.stop()
-    got = checks.summarize(checks.read_samples(out))
-    assert set(got) == both
-    slack = 3 * INTERVAL + TIMEOUT
+    got = _one_outage_each(out, both, stopped, resumed)
     for backend in both:
-        d = got[backend]
-        assert len(d.outages) == 1, checks.describe(d)
-        (o,) = d.outages
-        # About as long as the server was down: its ends within a sample of the stop and the restart.
-        assert stopped - slack <= o.start <= stopped + slack, (backend, o, stopped)
-        assert resumed - slack <= o.end <= resumed + slack, (backend, o, resumed)
+        (o,) = got[backend].outages
         # Refused; or, for a request in flight when the server was killed, cut off.
         assert any(e in (o.error or "") for e in ("ConnectError", "ReadError", "RemoteProtocolError")), o.error
-        assert checks.check_budget(backend, ("canary", 1.0), d, interval=INTERVAL).passed is False
+        assert checks.check_budget(backend, ("canary", 1.0), got[backend], interval=INTERVAL).passed is False
     # A new connection per sample: one client port per request; the kept one: one per server life.
     requests = [line.split() for line in log.read_text().splitlines()]
     new = [p for path, p in requests if path.endswith("?new")]
@@ -239,23 +254,10 @@ def test_dns_probe_new_and_reused_see_the_stop(dnsmasq: Dnsmasq, tmp_path: Path)
         probes.DnsBackend("dns:reused", "127.0.0.1", dnsmasq.port, DNS_NAME, reuse=True)))
     out = tmp_path / "s.jsonl"
     both = {"dns", "dns:reused"}
-    with probes.probing(config, out):
-        _wait_until(lambda: _ok_after(out, both, 0) and len(_samples(out)) >= 8)
-        stopped = time.time()
-        dnsmasq.stop()
-        time.sleep(3)
-        dnsmasq.start()
-        resumed = time.time()
-        _wait_until(lambda: _ok_after(out, both, resumed))
-    got = checks.summarize(checks.read_samples(out))
-    assert set(got) == both
-    slack = 3 * INTERVAL + TIMEOUT
+    stopped, resumed = _probe_through_a_3s_stop(config, out, both, dnsmasq.stop, dnsmasq.start)
+    got = _one_outage_each(out, both, stopped, resumed)
     for backend in both:
-        d = got[backend]
-        assert len(d.outages) == 1, checks.describe(d)
-        (o,) = d.outages
-        assert stopped - slack <= o.start <= stopped + slack, (backend, o, stopped)
-        assert resumed - slack <= o.end <= resumed + slack, (backend, o, resumed)
+        (o,) = got[backend].outages
         # Refused, or reset for a query in flight when the server was killed.
         assert any(e in (o.error or "") for e in ("ConnectionRefusedError", "ConnectionResetError")), o.error
     # Judged by the dns kind's item: both backends, each over its budget.
