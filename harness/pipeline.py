@@ -598,6 +598,7 @@ def _probe_config(run: ScenarioRun, interval: float) -> tuple[Any, dict[str, str
     all endpoints together. The runtime socket of each Kubernetes node. With Kubernetes, /readyz of
     each control-plane node and of the kubeconfig's server, verified with the kubeconfig's CA, and the
     canary Service and the cluster DNS through the NodePorts the plant stage recorded."""
+    from harness.checks.disruption import REUSED
     from harness.probes import disruption as dp
     from harness.probes.hosts import EtcdTLS
 
@@ -626,7 +627,7 @@ def _probe_config(run: ScenarioRun, interval: float) -> tuple[Any, dict[str, str
         http, why = _api_backends(run)
         if why:
             api = [f"apiserver:{n.name}" for n in cluster.with_role("control-plane")] + ["apiserver:endpoint"]
-            missing.update({b + s: why for b in api for s in ("", ":reused")})
+            missing.update({b + s: why for b in api for s in ("", REUSED)})
         canary, dns, unreached = _kube_probe_backends(run)
         http += canary
         missing.update(unreached)
@@ -723,6 +724,7 @@ def _kube_probe_backends(run: ScenarioRun) -> tuple[list[Any], list[Any], dict[s
     with why (backend -> reason)."""
     from harness.checks.disruption import REUSED
     from harness.probes.disruption import DnsBackend, HttpBackend
+    from harness.probes.kube import url_host
 
     assert run.cluster is not None
     nodes = [n for n in run.cluster.nodes if {"worker", "control-plane"} & set(n.roles)]
@@ -740,7 +742,7 @@ def _kube_probe_backends(run: ScenarioRun) -> tuple[list[Any], list[Any], dict[s
         missing.update(dict.fromkeys(canary_names, f"no canary Service has a nodePort in {where} ({errors})"))
     else:
         for n in nodes:
-            url = f"http://{_url_host(n.address)}:{canary['node_port']}{doc['canary_path']}"
+            url = f"http://{url_host(n.address)}:{canary['node_port']}{doc['canary_path']}"
             http += [HttpBackend(f"canary:{n.name}", url), HttpBackend(f"canary:{n.name}{REUSED}", url, reuse=True)]
     dns: list[Any] = []
     port = doc["dns"]["node_port"]
@@ -800,10 +802,6 @@ def _kube_probes_problem(doc: Any) -> str | None:
     if not doc["canary_path"].startswith("/"):
         return f"canary_path: expected a path starting with /, got {doc['canary_path']!r}"
     return None
-
-
-def _url_host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
 
 
 def _newest_admin_conf(run_dir: Path) -> Path | None:

@@ -111,14 +111,12 @@ def kind_of(backend: str) -> str:
 
 def budget_key_problem(key: str, nodes: Mapping[str, Sequence[str]]) -> str | None:
     """Why `key` is not a budget key for a topology (node -> roles), or None when it is one."""
-    if key in KINDS:
+    if key in KINDS or key == "dns" + REUSED:  # dns is a kind and its one backend
         return None
     prefix, sep, name = key.partition(":")
     name = name.removesuffix(REUSED)
     known = f"known kinds: {', '.join(KINDS)}; or one backend: etcd:<node>, etcd:all, containerd:<node>," \
             " apiserver:<node>, apiserver:endpoint, canary:<node>, dns:reused (each with :reused too)"
-    if key == "dns" + REUSED:
-        return None
     if not sep or prefix not in set(KINDS.values()) or not name:
         return f"unknown budget key {key!r}; {known}"
     if prefix == "etcd":

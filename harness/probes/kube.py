@@ -61,9 +61,13 @@ def api_client(cfg: Any, server: str | None = None) -> Any:
     return client.ApiClient(configuration=c)
 
 
+def url_host(address: str) -> str:
+    """An address as a URL's host: IPv6 in brackets."""
+    return f"[{address}]" if ":" in address else address
+
+
 def node_server(address: str, port: int = APISERVER_PORT) -> str:
-    host = f"[{address}]" if ":" in address else address
-    return f"https://{host}:{port}"
+    return f"https://{url_host(address)}:{port}"
 
 
 def _api_error(e: Exception) -> str:
