@@ -146,6 +146,7 @@ class Session:
         self._servers: dict[str, Any] = {}  # netns -> FilesServer
         self._installers: dict[str, Installer] = {}
         self._keep: list[Cluster] = []
+        self._versions: dict[str, Any] = {}  # cluster name -> VersionCache: its scenarios' probes share it
 
     # -- shared resources ---------------------------------------------------------
 
@@ -196,6 +197,16 @@ class Session:
         roles = {n.name: tuple(n.roles) for n in scenario.topology.nodes}
         cluster.nodes = [dataclasses.replace(n, roles=roles.get(n.name, n.roles)) for n in cluster.nodes]
         return cluster
+
+    def host_probe(self, run: ScenarioRun) -> Any:
+        """The scenario's host probe. Every probe of one cluster in this session shares one version
+        cache: a binary unchanged since the last probe (same file) is not run again."""
+        from harness.checks import suite
+        from harness.probes.hosts import HostProbe, VersionCache
+
+        assert run.cluster is not None
+        cache = self._versions.setdefault(run.cluster.name, VersionCache())
+        return HostProbe(run.cluster, installer=suite.scenario_installer(run.scenario), versions=cache)
 
     def files_url(self, cluster: Cluster) -> str:
         """The lab's offline files repo, built from the Debian archive and served inside the lab's netns."""
@@ -305,12 +316,9 @@ class Session:
             raise UpgradeRunError(f"baseline deploy failed:\n{result.summary}")
 
     def _before(self, run: ScenarioRun) -> None:
-        from harness.checks import suite
-        from harness.probes.hosts import HostProbe, pre_upgrade_record
+        from harness.probes.hosts import pre_upgrade_record
 
-        assert run.cluster is not None
-        probe = HostProbe(run.cluster, installer=suite.scenario_installer(run.scenario))
-        hosts = probe.all_host_facts()
+        hosts = self.host_probe(run).all_host_facts()
         run.before = pre_upgrade_record(hosts, datetime.now(UTC))  # boot ids too: the reboot check reads them
         (run.dir / "before.json").parent.mkdir(parents=True, exist_ok=True)
         (run.dir / "before.json").write_text(json.dumps(to_jsonable(hosts), indent=2, default=str) + "\n")
@@ -374,14 +382,10 @@ class Session:
         """Sample versions in the background while the upgrade runs: every node's tools over ssh and,
         with a Kubernetes API, each control-plane node's own apiserver and every kubelet (the order
         and skew checks replay them)."""
-        from harness.checks import suite
-        from harness.probes.hosts import HostProbe, sample_sources, take_samples
+        from harness.probes.hosts import sample_sources, take_samples
 
-        assert run.cluster is not None
         stop = threading.Event()
-        probe = HostProbe(run.cluster, installer=suite.scenario_installer(run.scenario))
-
-        sources = sample_sources(probe, self._api_sampler(run))
+        sources = sample_sources(self.host_probe(run), self._api_sampler(run))
 
         def loop() -> None:
             while not stop.is_set():
@@ -498,6 +502,7 @@ class Session:
             run.cluster, installer=suite.scenario_installer(run.scenario), etcd_keys=sorted(run.planted_keys),
             api=api, no_api="the scenario has no Kubernetes control plane", samples=run.samples,
             timeline=suite.run_timeline(run.results), runs=suite.run_records(run.results), errors=errors,
+            probe=self.host_probe(run),
         )
 
     # -- Kubernetes API ---------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fixtures.certs import PEM_2099, pem_until
 from fixtures.k8s.fixture_server import FakeApiserver, load, serve_cluster
 from pydantic import SecretStr
 
@@ -88,8 +89,8 @@ class FakeHost:
                 out += f"@@section {comp}\n" + (f"{fmt.format(v)}@@rc 0\n" if v else "@@rc absent\n")
         for unit in re.findall(r"@@section unit:([\w.-]+)", command):
             out += f"@@section unit:{unit}\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n@@rc 0\n"
-        if "openssl x509" in command:
-            out += "@@section /etc/kubernetes/ssl/apiserver.crt\nnotAfter=Dec 25 11:52:49 2099 GMT\n@@rc 0\n"
+        if "BEGIN CERTIFICATE" in command:  # the certificate probe: the file's PEM
+            out += f"@@section /etc/kubernetes/ssl/apiserver.crt\n{pem_until(PEM_2099)}@@rc 0\n"
         if "@@section canary-tasks" in command:  # the container canary plant.yml started, still running
             out += ("@@section canary-planted\nstate=running\npid=4242\nshim_pid=4200\n@@rc 0\n"
                     "@@section canary-tasks\nTASK      PID     STATUS\ncanary    4242    RUNNING\n@@rc 0\n"

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fixtures.certs import PEM_2099, pem_until
 
 from harness.checks import cli
 from harness.checks.verify import Expectation, load_expectation, run_verify
@@ -55,8 +56,8 @@ class _Host:
             out += _versions(self.etcd, self.etcdutl)
         if "endpoint health" in command:
             out += _etcd(self.etcd)
-        if "openssl x509" in command:
-            out += "@@section /etc/ssl/etcd/ssl/ca.pem\nnotAfter=Dec 25 11:52:49 2099 GMT\n@@rc 0\n"
+        if "BEGIN CERTIFICATE" in command:  # the certificate probe: the file's PEM
+            out += f"@@section /etc/ssl/etcd/ssl/ca.pem\n{pem_until(PEM_2099)}@@rc 0\n"
         for unit in re.findall(r"@@section unit:([\w.-]+)", command):
             out += f"@@section unit:{unit}\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n@@rc 0\n"
         return SimpleNamespace(rc=0, stdout=out)

@@ -123,29 +123,52 @@ def test_versions_script_runs_and_reports_absent_tools() -> None:
     assert sections == {"nosuch-tool-xyz": ("absent", ""), "cni": ("absent", "")}
 
 
-# measured: `openssl x509 -enddate -noout` on this machine
-def test_parse_enddate_and_certs() -> None:
-    assert h.parse_enddate("notAfter=Dec 25 11:52:49 2026 GMT\n") == datetime(2026, 12, 25, 11, 52, 49, tzinfo=UTC)
-    assert h.parse_enddate("notAfter=Jan  5 01:02:03 2027 GMT") == datetime(2027, 1, 5, 1, 2, 3, tzinfo=UTC)
-    certs = h.parse_certs(
-        "@@section /etc/ssl/etcd/ssl/member-node1.pem\nnotAfter=Dec 25 11:52:49 2026 GMT\n@@rc 0\n"
-        "@@section /etc/kubernetes/ssl/apiserver.crt\nCould not open file or uri for loading certificate\n"
-        "Unable to load certificate\n@@rc 1\n")
-    assert certs["/etc/ssl/etcd/ssl/member-node1.pem"].not_after == datetime(2026, 12, 25, 11, 52, 49, tzinfo=UTC)
-    bad = certs["/etc/kubernetes/ssl/apiserver.crt"]
-    assert bad.not_after is None and bad.error == "Unable to load certificate"
-
-
-def test_certs_script_on_a_real_certificate(tmp_path: Any) -> None:
+def _openssl_cert(tmp_path: Path, name: str, days: int) -> Path:
+    """A real certificate and its key, as openssl writes them (the key beside it, as Kubespray's are)."""
     from harness import proc
 
-    proc.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "ca-key.pem"),
-              "-out", str(tmp_path / "ca.pem"), "-days", "10", "-subj", "/CN=etcd-ca"])
-    res = proc.run(["sh", "-c", h.certs_script([str(tmp_path / "*.pem")])])
+    proc.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / f"{name}-key.pem"),
+              "-out", str(tmp_path / f"{name}.pem"), "-days", str(days), "-subj", f"/CN={name}"])
+    return tmp_path / f"{name}.pem"
+
+
+def test_certs_script_on_real_certificates(tmp_path: Path) -> None:
+    """The script run by the local shell over real files: the date read on the controller is openssl's,
+    a key never leaves the node, a bundle counts by its first certificate (as `openssl x509` reads it)."""
+    from harness import proc
+
+    ca = _openssl_cert(tmp_path, "ca", 10)
+    member = _openssl_cert(tmp_path, "member", 400)
+    (tmp_path / "bundle.pem").write_text(member.read_text() + ca.read_text())
+    (tmp_path / "combined.pem").write_text((tmp_path / "ca-key.pem").read_text() + ca.read_text())
+    (tmp_path / "empty.pem").write_text("not a certificate\n")
+    (tmp_path / "locked.pem").write_text(ca.read_text())
+    (tmp_path / "locked.pem").chmod(0)
+    res = proc.run(["sh", "-c", h.certs_script([str(tmp_path / "*.pem")])], check=False)
+    assert "PRIVATE KEY" not in res.stdout  # neither the -key.pem files nor the key inside combined.pem
     certs = h.parse_certs(res.stdout)
-    assert list(certs) == [str(tmp_path / "ca.pem")]  # the key is skipped
-    left = certs[str(tmp_path / "ca.pem")].not_after - datetime.now(UTC)  # type: ignore[operator]
-    assert 9 <= left.days <= 10
+    assert sorted(Path(p).name for p in certs) == ["bundle.pem", "ca.pem", "combined.pem", "empty.pem", "locked.pem",
+                                                   "member.pem"]
+    enddate = proc.run(["openssl", "x509", "-enddate", "-noout", "-in", str(ca)]).stdout.strip().split("=", 1)[1]
+    assert certs[str(ca)].not_after == datetime.strptime(" ".join(enddate.split()), "%b %d %H:%M:%S %Y GMT").replace(tzinfo=UTC)
+    assert certs[str(tmp_path / "combined.pem")].not_after == certs[str(ca)].not_after
+    assert certs[str(tmp_path / "bundle.pem")].not_after == certs[str(member)].not_after
+    assert (certs[str(member)].not_after - datetime.now(UTC)).days in (399, 400)  # type: ignore[operator]
+    assert certs[str(tmp_path / "empty.pem")] == h.CertExpiry(str(tmp_path / "empty.pem"), None, "no certificate in the file")
+    import os
+
+    if os.geteuid() != 0:  # root reads a mode-0 file
+        locked = certs[str(tmp_path / "locked.pem")]
+        assert locked.not_after is None and "Permission denied" in str(locked.error)
+
+
+def test_parse_certs_says_why_a_certificate_is_unreadable() -> None:
+    certs = h.parse_certs(
+        "@@section /etc/kubernetes/ssl/apiserver.crt\nsed: can't read /etc/kubernetes/ssl/apiserver.crt: No such file\n@@rc 2\n"
+        "@@section /etc/ssl/etcd/ssl/ca.pem\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n@@rc 0\n")
+    assert certs["/etc/kubernetes/ssl/apiserver.crt"].error == "sed: can't read /etc/kubernetes/ssl/apiserver.crt: No such file"
+    bad = certs["/etc/ssl/etcd/ssl/ca.pem"]
+    assert bad.not_after is None and bad.error
 
 
 # measured: etcdctl 3.5.16 against a real etcd 3.5.16, a second endpoint down
@@ -311,7 +334,7 @@ def test_host_probe_collects_and_reuses_hosts() -> None:
                                **{k: ("absent", "") for k in ("kubelet", "kubeadm", "kubectl", "crictl", "etcdutl",
                                                               "calicoctl", "cni")}})
     host = _FakeHost({"@@section kubelet": versions,
-                      "openssl x509": "@@section /etc/ssl/etcd/ssl/ca.pem\nnotAfter=Dec 25 11:52:49 2026 GMT\n@@rc 0\n"},
+                      "openssl x509": "@@section /etc/ssl/etcd/ssl/ca.pem\n-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n@@rc 0\n"},
                      {"containerd": _Svc(True, True, True), "etcd": _Svc(True, True, False)})
     made: list[str] = []
 
@@ -336,7 +359,7 @@ def test_parse_units_from_systemctl_show() -> None:
         "@@section unit:etcd\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n@@rc 0\n"
         "@@section unit:containerd\nLoadState=loaded\nActiveState=failed\nUnitFileState=disabled\n@@rc 0\n"
         "@@section unit:kubelet\nLoadState=not-found\nActiveState=inactive\nUnitFileState=\n@@rc 0\n"
-        "@@section /etc/ssl/etcd/ssl/ca.pem\nnotAfter=Dec 25 11:52:49 2026 GMT\n@@rc 0\n"
+        "@@section /etc/ssl/etcd/ssl/ca.pem\n-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n@@rc 0\n"
     )
     units = h.parse_units(text)
     assert units == {
@@ -395,3 +418,96 @@ def test_host_facts_without_a_boot_id_say_why() -> None:
     facts = h.HostProbe(_Cluster([node]), installer="lab", host_factory=lambda _n: host).host_facts(node)  # type: ignore[arg-type]
     assert facts.error is None and facts.boot_id is None and "boot_id" in facts.errors
     assert "; cat /proc/sys/kernel/random/boot_id" in host.commands[0]
+
+
+# -- the version cache: a binary is run again only when its file changed ----------------------------
+
+
+def _fake_tool(path: Path, version: str) -> None:
+    """An executable printing etcd's version line and counting its runs beside itself."""
+    new = path.with_suffix(".new")
+    new.write_text(f"#!/bin/sh\necho run >> {shlex.quote(str(path))}.runs\necho 'etcd Version: {version}'\n")
+    new.chmod(0o755)
+    new.replace(path)  # as an installer does: a new file renamed over the old one (a new inode)
+
+
+def _runs(path: Path) -> int:
+    runs = path.with_name(path.name + ".runs")
+    return len(runs.read_text().splitlines()) if runs.exists() else 0
+
+
+def test_version_cache_runs_a_binary_again_only_when_its_file_changed(tmp_path: Path) -> None:
+    import os
+
+    from harness import proc
+
+    tool = tmp_path / "faketool"
+    _fake_tool(tool, "3.4.23")
+    binaries = [Binary("faketool", "faketool --version", pv.parse_etcd_version)]
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    cache = h.VersionCache()
+
+    def probe() -> tuple[str | None, str]:
+        raw = proc.run(["sh", "-c", h.versions_script(binaries, cache.known("node1"))], env=env).stdout
+        versions, errors = h.parse_versions(cache.resolve("node1", raw), binaries)
+        assert not errors, errors
+        return versions["faketool"], raw
+
+    assert probe()[0] == "3.4.23" and _runs(tool) == 1
+    version, raw = probe()
+    assert version == "3.4.23" and _runs(tool) == 1 and "@@rc same" in raw  # answered from the cache
+    _fake_tool(tool, "3.5.16")  # replaced: a new inode
+    assert probe()[0] == "3.5.16" and _runs(tool) == 2
+    # Rewritten in place, same size, its mtime put back: the ctime still moves.
+    st = tool.stat()
+    tool.write_text(tool.read_text().replace("3.5.16", "3.5.17"))
+    os.utime(tool, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert tool.stat().st_size == st.st_size and tool.stat().st_mtime_ns == st.st_mtime_ns
+    assert probe()[0] == "3.5.17" and _runs(tool) == 3
+    assert probe()[0] == "3.5.17" and _runs(tool) == 3
+
+
+def test_version_cache_never_answers_for_a_failed_run_or_another_node(tmp_path: Path) -> None:
+    cache = h.VersionCache()
+    failed = "@@section etcd\n@@id /usr/bin/etcd 1:2:3:4:5\nsegfault\n@@rc 139\n"
+    assert h.parse_versions(cache.resolve("node1", failed), [find("etcd").binaries[0]])[1]  # type: ignore[union-attr]
+    assert cache.known("node1") == {}  # a failure is asked again next time
+    ok = f"@@section etcd\n@@id /usr/bin/etcd 1:2:3:4:5\n{ETCD_34}@@rc 0\n"
+    cache.resolve("node1", ok)
+    assert cache.known("node1") == {"etcd": "/usr/bin/etcd 1:2:3:4:5"} and cache.known("node2") == {}
+    # `same` for an identity the cache no longer holds: said, not answered with another file's output.
+    text = cache.resolve("node1", "@@section etcd\n@@id /usr/bin/etcd 9:9:9:9:9\n@@rc same\n")
+    versions, errors = h.parse_versions(text, [find("etcd").binaries[0]])  # type: ignore[union-attr]
+    assert versions["etcd"] is not None and versions["etcd"].startswith("unparsed") and "nothing cached" in errors["etcd"]
+    assert cache.known("node1") == {}
+
+
+def test_host_probe_shares_its_cache_across_probes_of_a_real_host(tmp_path: Path) -> None:
+    """This machine as a static node (`ansible_connection=local`) through the real testinfra backend:
+    the second probe answers every binary from the first one's runs, with the same versions."""
+    from harness.cluster.static import StaticProvider
+
+    inventory = tmp_path / "static.ini"
+    inventory.write_text("[kube_node]\nnode1 ansible_connection=local\n")
+    cluster = StaticProvider(inventory).cluster()
+    seen: list[str] = []
+
+    class Recording:
+        def __init__(self, host: Any) -> None:
+            self.host = host
+
+        def run(self, command: str, *args: Any, **kwargs: Any) -> Any:
+            res = self.host.run(command, *args, **kwargs)
+            seen.append(str(res.stdout))
+            return res
+
+    cache = h.VersionCache()
+    probes = [h.HostProbe(cluster, installer="lab", versions=cache,
+                          host_factory=lambda n: Recording(cluster.testinfra_host(n))) for _ in range(2)]
+    first, second = (p.versions("node1") for p in probes)
+    assert first == second
+    present = [name for name, v in first[0].items() if v is not None]
+    if not present:
+        pytest.skip("no probed binary on this machine (ci/setup installs etcd-server)")
+    assert all(f"@@section {name}\n@@id " in seen[0] and "@@rc same" not in seen[0] for name in present)
+    assert seen[1].count("@@rc same") == len(present), seen[1]

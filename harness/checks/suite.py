@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,17 +168,20 @@ def collect(
     probe = probe or HostProbe(cluster, tls=tls, installer=installer)
     errs = dict(errors or {})
     hosts: list[HostFacts] = []
-    try:
-        hosts = probe.all_host_facts()
-    except Exception as e:  # noqa: BLE001  an unreachable node is a finding, reported by the checks
-        errs["hosts"] = _why(e)
     etcd: EtcdFacts | None = None
     keys: dict[str, str | None] = {}
-    if cluster.with_role("etcd"):
+    # etcd's view beside the host facts, not after them: each is seconds on an emulated guest.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        from_etcd = pool.submit(probe.etcd, keys=list(etcd_keys)) if cluster.with_role("etcd") else None
         try:
-            etcd, keys = probe.etcd(keys=list(etcd_keys))
-        except Exception as e:  # noqa: BLE001
-            errs["etcd"] = _why(e)
+            hosts = probe.all_host_facts()
+        except Exception as e:  # noqa: BLE001  an unreachable node is a finding, reported by the checks
+            errs["hosts"] = _why(e)
+        if from_etcd is not None:
+            try:
+                etcd, keys = from_etcd.result()
+            except Exception as e:  # noqa: BLE001
+                errs["etcd"] = _why(e)
     kube: KubeFacts | None = None
     tokens: tuple[PodTokenFacts, ...] | None = None
     review: TokenReviewResult | None = None

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -47,10 +47,17 @@ PATH_PREFIX = 'export PATH="/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/s
 # Which binary the probe asks and how: harness.components; how each answer reads: harness.probes.versions.
 
 
-def _version_section(b: Binary) -> str:
-    """One binary's section; rc `absent` when it is not installed."""
+# A binary's identity: its path, device, inode, size, and mtime and ctime to the nanosecond. Any
+# replacement (a new inode) or write changes it, and no user-space tool can set a ctime.
+_IDENTITY = "%n %d:%i:%s:%.9Y:%.9Z"
+
+
+def _version_section(b: Binary, known: str | None = None) -> str:
+    """One binary's section; rc `absent` when it is not installed. An `@@id` line gives its identity;
+    rc `same` (its command not run) when that is `known`: the output cached for it still holds."""
     if b.dirs:
         # Not on PATH: the first of `dirs` holding it (CNI plugins), and its Debian package's version.
+        # Never cached: the package's version is printed beside it.
         exe = shlex.quote(b.argv.split()[0] if b.argv else b.name)
         dirs = " ".join(shlex.quote(d) for d in b.dirs)
         dpkg = (f"dpkg-query -W -f='dpkg ${{Version}}\\n' {shlex.quote(b.dpkg)} 2>/dev/null; " if b.dpkg else "")
@@ -60,15 +67,72 @@ def _version_section(b: Binary) -> str:
             "if [ -n \"$found\" ]; then echo '@@rc 0'; else echo '@@rc absent'; fi"
         )
     exe = shlex.quote(b.name)
+    run = f"timeout 20 {b.argv} 2>&1; echo \"@@rc $?\""
+    if known is not None:
+        run = f"if [ \"$id\" = {shlex.quote(known)} ]; then echo '@@rc same'; else {run}; fi"
     return (
-        f"echo '@@section {b.name}'; if command -v {exe} >/dev/null 2>&1; then "
-        f"timeout 20 {b.argv} 2>&1; echo \"@@rc $?\"; else echo '@@rc absent'; fi"
+        f"echo '@@section {b.name}'; if p=$(command -v {exe} 2>/dev/null); then "
+        f"id=$(stat -L -c '{_IDENTITY}' \"$p\" 2>/dev/null); echo \"@@id $id\"; {run}; "
+        "else echo '@@rc absent'; fi"
     )
 
 
-def versions_script(binaries: Sequence[Binary] | None = None) -> str:
-    """One script printing each binary's version in its own section (default: every one the table probes)."""
-    return "\n".join([PATH_PREFIX, *(_version_section(b) for b in (components.host_binaries() if binaries is None else binaries))])
+def versions_script(binaries: Sequence[Binary] | None = None, known: Mapping[str, str] | None = None) -> str:
+    """One script printing each binary's version in its own section (default: every one the table
+    probes); `known` (name -> identity) skips the binaries whose output a VersionCache holds."""
+    known = known or {}
+    return "\n".join([PATH_PREFIX, *(_version_section(b, known.get(b.name))
+                                     for b in (components.host_binaries() if binaries is None else binaries))])
+
+
+class VersionCache:
+    """Each node's version output by binary identity, across a session's probes of one cluster: a
+    binary that has not changed is not run again. Under emulation a Go binary's `--version` costs a
+    second or more, and the probe asks every binary before, every 20 s during and after each upgrade.
+    A restored snapshot brings back the very files (same identities), so their output stays known."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, dict[str, tuple[str, str]]] = {}  # node -> binary -> (identity, output)
+        self._lock = threading.Lock()
+
+    def known(self, node: str) -> dict[str, str]:
+        with self._lock:
+            return {name: ident for name, (ident, _out) in self._nodes.get(node, {}).items()}
+
+    def resolve(self, node: str, text: str) -> str:
+        """The script's output with each `same` section given its cached output back; a section that
+        ran (rc 0, with an identity) is remembered. Other sections pass through untouched."""
+        lines: list[str] = []
+        name: str | None = None
+        ident: str | None = None
+        body: list[str] = []
+        with self._lock:
+            cache = self._nodes.setdefault(node, {})
+            for line in text.splitlines():
+                if line.startswith("@@section "):
+                    name, ident, body = line.split(" ", 1)[1].strip(), None, []
+                elif name is not None and line.startswith("@@id "):
+                    ident = line[len("@@id "):].strip() or None
+                elif name is not None and "@@rc " in line:
+                    head, _, rc = line.rpartition("@@rc ")
+                    body += [head] if head else []
+                    rc = rc.strip()
+                    if rc == "same":
+                        ident_out = cache.get(name)
+                        if ident_out is not None and ident_out[0] == ident:
+                            lines += [*ident_out[1].splitlines(), "@@rc 0"]
+                        else:  # the script was built from a cache entry since replaced: ask again next time
+                            cache.pop(name, None)
+                            lines.append(f"nothing cached for identity {ident}@@rc same")
+                        name = None
+                        continue
+                    if rc == "0" and ident:
+                        cache[name] = (ident, "\n".join(body))
+                    name = None
+                elif name is not None:
+                    body.append(line)
+                lines.append(line)
+        return "\n".join(lines) + "\n"
 
 
 def split_sections(text: str) -> dict[str, tuple[str, str]]:
@@ -79,6 +143,8 @@ def split_sections(text: str) -> dict[str, tuple[str, str]]:
     for line in text.splitlines():
         if line.startswith("@@section "):
             name, body = line.split(" ", 1)[1].strip(), []
+        elif line.startswith("@@id ") and name is not None:
+            continue  # a binary's identity (VersionCache), not its output
         elif "@@rc " in line and name is not None:
             # Output without a final newline (curl's JSON) puts the marker at the end of its last line.
             head, _, rc = line.rpartition("@@rc ")
@@ -122,21 +188,27 @@ def parse_versions(text: str, binaries: Sequence[Binary] | None = None) -> tuple
 CERT_GLOBS: tuple[str, ...] = ("/etc/kubernetes/ssl/*.crt", "/etc/kubernetes/pki/*.crt", "/etc/ssl/etcd/ssl/*.pem")
 
 
+# The first certificate block of a file, as `openssl x509` would read it, and never a key block. The
+# controller reads the date: an `openssl` start costs ~0.5 s on an emulated guest (5 s for etcd's ten
+# certificates), `sed` a tenth of that.
+_FIRST_CERT = "sed -n '/^-----BEGIN CERTIFICATE-----/,/^-----END CERTIFICATE-----/{p;/^-----END CERTIFICATE-----/q;}'"
+
+
 def certs_script(globs: Sequence[str] = CERT_GLOBS) -> str:
     return (
         "for f in " + " ".join(globs) + "; do case \"$f\" in *-key.pem|*.key) continue;; esac; "
-        "[ -f \"$f\" ] || continue; echo \"@@section $f\"; openssl x509 -enddate -noout -in \"$f\" 2>&1; "
+        f"[ -f \"$f\" ] || continue; echo \"@@section $f\"; {_FIRST_CERT} \"$f\" 2>&1; "
         "echo \"@@rc $?\"; done"
     )
 
 
-def parse_enddate(text: str) -> datetime:
-    """`openssl x509 -enddate -noout`: `notAfter=Dec 25 11:52:49 2026 GMT` -> an aware UTC datetime."""
-    m = re.search(r"notAfter=(.+?)\s*$", text, re.MULTILINE)
-    if not m:
-        raise ValueError(f"no notAfter= line in {text.strip()[:200]!r}")
-    raw = re.sub(r"\s+", " ", m.group(1).strip())  # openssl pads single-digit days: "Jan  5"
-    return datetime.strptime(raw, "%b %d %H:%M:%S %Y GMT").replace(tzinfo=UTC)
+def parse_cert(pem: str) -> datetime:
+    """A certificate's PEM -> its notAfter, an aware UTC datetime."""
+    from cryptography import x509
+
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise ValueError("no certificate in the file")
+    return x509.load_pem_x509_certificate(pem.strip().encode()).not_valid_after_utc
 
 
 def parse_certs(text: str) -> dict[str, CertExpiry]:
@@ -146,10 +218,10 @@ def parse_certs(text: str) -> dict[str, CertExpiry]:
             continue  # another probe's section in the same output
         try:
             if rc != "0":
-                raise ValueError(body.strip().splitlines()[-1] if body.strip() else f"openssl rc={rc}")
-            out[path] = CertExpiry(path, parse_enddate(body))
+                raise ValueError(body.strip().splitlines()[-1] if body.strip() else f"sed rc={rc}")
+            out[path] = CertExpiry(path, parse_cert(body))
         except ValueError as e:
-            out[path] = CertExpiry(path, None, str(e))
+            out[path] = CertExpiry(path, None, str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
     return out
 
 
@@ -560,6 +632,7 @@ class HostProbe:
         cert_globs: Sequence[str] = CERT_GLOBS,
         installer: str = "kubespray",
         canary_dir: str = CANARY_DIR,
+        versions: VersionCache | None = None,
         host_factory: Callable[[str], _TestinfraHost] | None = None,
         retry_delays: Sequence[float] = RETRY_DELAYS,
         sleep: Callable[[float], None] = time.sleep,
@@ -569,6 +642,7 @@ class HostProbe:
         self.cert_globs = tuple(cert_globs)
         self.installer = installer
         self.canary_dir = canary_dir
+        self.version_cache = versions
         self.retry_delays = tuple(retry_delays)
         self._sleep = sleep
         self._factory = host_factory or cluster.testinfra_host
@@ -608,7 +682,13 @@ class HostProbe:
 
     def versions(self, node: str) -> tuple[dict[str, str | None], dict[str, str]]:
         # Not retried: version sampling asks again next round, and must not stall on a rebooting node.
-        return parse_versions(self._script(node, versions_script(), retry=False))
+        return parse_versions(self._resolve(node, self._script(node, self._versions_script(node), retry=False)))
+
+    def _versions_script(self, node: str) -> str:
+        return versions_script(known=self.version_cache.known(node) if self.version_cache else None)
+
+    def _resolve(self, node: str, text: str) -> str:
+        return self.version_cache.resolve(node, text) if self.version_cache else text
 
     def certs(self, node: str) -> dict[str, CertExpiry]:
         return parse_certs(self._script(node, certs_script(self.cert_globs)))
@@ -618,13 +698,14 @@ class HostProbe:
         command costs ~1 s on an emulated guest. A node the probe cannot reach gives facts with only
         `error` set."""
         script = "\n".join(
-            (versions_script(), units_script(units_for(node.roles, self.installer)), certs_script(self.cert_globs),
+            (self._versions_script(node.name), units_script(units_for(node.roles, self.installer)), certs_script(self.cert_globs),
              BOOT_ID_SCRIPT, canary_script(self.canary_dir))
         )
         try:
             text = self._script(node.name, script)
         except ProbeError as e:
             return HostFacts(node=node.name, roles=tuple(node.roles), error=str(e))
+        text = self._resolve(node.name, text)
         versions, errors = parse_versions(text)
         boot_id, why = parse_boot_id(text)
         if why:
