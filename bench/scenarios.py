@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--artifacts", type=Path, help="report on this artifacts dir instead of running the job")
     ap.add_argument("-k", default="etcd", help="the scenarios to run (default: etcd, the README's main job)")
     ap.add_argument("--source", default="a run made before", help="with --artifacts: which run that was, for the record")
+    ap.add_argument("--section", default="## Main job", help="the docs/benchmarks.md section to write (replaced whole)")
     args = ap.parse_args()
 
     wall = None
@@ -79,11 +80,11 @@ def main() -> None:
         "The harness's own cost: every step that is not an installer's playbook (plan, a restore,",
         "before, plant, collect, after) against the upgrade playbook's time (issue 11's goal: at most 10 %):",
         "",
-        "| scenario | harness's own steps (s) | upgrade (s) | own / upgrade |",
-        "| --- | ---: | ---: | ---: |",
+        "| scenario | restore | before | plant | after | plan, collect | harness's own steps (s) | upgrade (s) | own / upgrade |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *own_rows,
     ]
-    DOC.write_text(replace_section(DOC.read_text() if DOC.exists() else "", "## Main job", "\n".join(lines)))
+    DOC.write_text(replace_section(DOC.read_text() if DOC.exists() else "", args.section, "\n".join(lines)))
     print("\n".join(lines))
 
 
@@ -94,13 +95,14 @@ OWN_STEPS = ("plan", "before", "plant", "collect", "after")
 
 def _own_cost(run: dict) -> str:
     seconds = {o["name"]: o["seconds"] for o in run["outcomes"]}
-    own = sum(seconds.get(s, 0.0) for s in OWN_STEPS)
-    if run["baseline"] == "restored":
-        own += seconds.get("baseline", 0.0)
+    restore = seconds.get("baseline", 0.0) if run["baseline"] == "restored" else 0.0
+    own = restore + sum(seconds.get(s, 0.0) for s in OWN_STEPS)
+    parts = [restore, *(seconds.get(s, 0.0) for s in ("before", "plant", "after")),
+             seconds.get("plan", 0.0) + seconds.get("collect", 0.0)]
     upgrade = seconds.get("upgrade")
     share = f"{100 * own / upgrade:.0f} %" if upgrade else "-"
-    return f"| {run['scenario']} | {own:.0f} | {upgrade:.0f} | {share} |" if upgrade else \
-        f"| {run['scenario']} | {own:.0f} | - | - |"
+    return (f"| {run['scenario']} | " + " | ".join(f"{x:.0f}" for x in parts)
+            + f" | {own:.0f} | {f'{upgrade:.0f}' if upgrade else '-'} | {share} |")
 
 
 if __name__ == "__main__":

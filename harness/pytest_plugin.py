@@ -211,6 +211,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("scenario", params, indirect=True, scope="session")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameters
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every item of a scenario next to the others, scenarios in the order pytest first reaches them. `scenario` is a
+    session-scoped parameter, and pytest keeps one value at a time: when the budget items (which only
+    some scenarios get) interleave the scenarios, going back to one tears the previous run down and
+    runs its whole pipeline again (seen on the lab: lab-graceful-etcd upgraded twice in one session)."""
+    first: dict[str, int] = {}
+    for item in items:
+        sid = _scenario_id(item)
+        if sid is not None:
+            first.setdefault(sid, len(first))
+    # Items of no scenario keep their place ahead of the scenarios'; the sort is stable within one.
+    items.sort(key=lambda item: -1 if (sid := _scenario_id(item)) is None else first[sid])
+
+
+def _scenario_id(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    sid = getattr(callspec.params.get("scenario"), "id", None) if callspec is not None else None
+    return sid if isinstance(sid, str) else None
+
+
 def _group(sc: Scenario, provider: str, group_by: str) -> str:
     """The group of scenarios one xdist worker takes whole. By baseline: the snapshot name the pipeline restores
     (machine shape, roles as the baseline's installer deploys them, installer, ref, versions), so a
@@ -244,8 +265,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
-    sid = getattr(item.callspec.params.get("scenario"), "id", None) if hasattr(item, "callspec") else None
-    if not isinstance(sid, str):
+    sid = _scenario_id(item)
+    if sid is None:
         return report  # not a scenario item, or a check no selected scenario needs (pytest's NOTSET param)
     if report.failed:
         item.config.stash[FAILED_KEY].add(sid)

@@ -172,6 +172,31 @@ def test_the_checks_above_see_a_split_when_grouping_is_undone(project: pytest.Py
     assert len(started) > len(set(started)), started
 
 
+def test_budget_items_of_some_scenarios_never_split_a_scenario(project: pytest.Pytester, tmp_path: Path) -> None:
+    """Budget items exist only for the scenarios that budget their kind: pytest's own ordering then
+    interleaves scenarios, and the session-scoped `scenario` parameter, switched back, ran a pipeline
+    again (lab-graceful-etcd upgraded twice in one bench session). Each pipeline runs once, its items
+    together, with or without workers."""
+    # The lab catalogue's shapes: budget kinds and an idempotence item that differ by scenario.
+    budgeted = CATALOGUE.replace(
+        "    tags: [download, etcd]\n", "    tags: [download, etcd]\n    budgets: {etcd-member: 20, etcd-all: 0, containerd: 0}\n",
+    ).replace(
+        "    tags: [download, container-engine]\n", "    tags: [download, container-engine]\n    budgets: {etcd-all: 0, containerd: 90}\n",
+    ).replace("  - id: ks-a\n", "  - id: ks-a\n    idempotence: true\n")
+    assert budgeted.count("budgets:") == 3
+    (project.path / "suite" / "catalogue.yaml").write_text(budgeted)
+    collected = _run(project, tmp_path, "--collect-only", "-q")
+    order = [m.group(1) for line in collected.outlines if (m := re.search(r"\[([^:\]]+):", line))]
+    assert any("disruption" in line for line in collected.outlines)  # the budget items are there
+    assert order == sorted(order, key=order.index), order  # one run of items per scenario
+    for args in ([], ["-n", "2"]):
+        (tmp_path / "spy.log").unlink(missing_ok=True)
+        r = _run(project, tmp_path, *args)
+        assert r.ret == pytest.ExitCode.TESTS_FAILED, r.outlines[-20:]
+        started = [sid for _, sid in _pipelines(tmp_path)]
+        assert sorted(started) == ["ks-a", "ks-b", "ks-c"], (args, started)
+
+
 def test_static_provider_refuses_several_workers(project: pytest.Pytester, tmp_path: Path) -> None:
     inventory = tmp_path / "hosts.yaml"
     inventory.write_text("all:\n  children:\n    etcd: {hosts: {node1: {ansible_host: 127.0.0.1, ansible_port: 9}}}\n")
