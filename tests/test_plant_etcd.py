@@ -30,8 +30,14 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 def etcdctl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Debian's etcd-client, as apt downloads it, unpacked: its usr/bin holds etcdctl."""
     d = tmp_path_factory.mktemp("etcd-client")
-    got = subprocess.run(["apt-get", "download", "etcd-client"], cwd=d, capture_output=True, text=True, check=False,
-                         timeout=300)
+    def download() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["apt-get", "download", "etcd-client"], cwd=d, capture_output=True, text=True, check=False,
+                              timeout=300)
+
+    got = download()
+    if got.returncode != 0 and os.geteuid() == 0:  # a machine whose package lists were never fetched
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False, timeout=600)
+        got = download()
     assert got.returncode == 0, f"apt-get download etcd-client: {got.stderr.strip()[-500:]}"
     (deb,) = d.glob("etcd-client_*.deb")
     subprocess.run(["dpkg-deb", "-x", str(deb), str(d / "root")], check=True, timeout=120)
