@@ -400,8 +400,7 @@ class VagrantCluster(Cluster):
         # The masters' TCP connections die with the restore; close them rather than let a command hit one.
         close_masters(self.ssh_config, [n.name for n in self.nodes])
         try:
-            with self.env.reporting(f"restoring snapshot {name} of {self.label}"):
-                self.env.snapshot_restore(name)
+            self._revert(name)
         except proc.CommandError as e:
             raise ClusterError(
                 f"{self.label}: restoring snapshot {name!r} failed; snapshots every node has:"
@@ -410,6 +409,11 @@ class VagrantCluster(Cluster):
         # A restored guest's clock is where the snapshot left it; certificates, leases and probe
         # timestamps need today's. Setting it doubles as the wait for ssh (~3 s after a revert).
         self.each_node(lambda node: self.wait_ssh(node, set_clock=True))
+
+    def _revert(self, name: str) -> None:
+        """Every node back to snapshot `name`, through `vagrant snapshot restore`."""
+        with self.env.reporting(f"restoring snapshot {name} of {self.label}"):
+            self.env.snapshot_restore(name)
 
     def destroy(self) -> None:
         close_masters(self.ssh_config, [n.name for n in self.nodes])

@@ -13,7 +13,7 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,61 +100,50 @@ class VersionCache:
             return {name: ident for name, (ident, _out) in self._nodes.get(node, {}).items()}
 
     def resolve(self, node: str, text: str) -> str:
-        """The script's output with each `same` section given its cached output back; a section that
-        ran (rc 0, with an identity) is remembered. Other sections pass through untouched."""
-        lines: list[str] = []
-        name: str | None = None
-        ident: str | None = None
-        body: list[str] = []
+        """The script's sections with each `same` one given its cached output back; a section that ran
+        (rc 0, with an identity) is remembered. Other sections pass through untouched."""
+        out: list[str] = []
         with self._lock:
             cache = self._nodes.setdefault(node, {})
-            for line in text.splitlines():
-                if line.startswith("@@section "):
-                    name, ident, body = line.split(" ", 1)[1].strip(), None, []
-                elif name is not None and line.startswith("@@id "):
-                    ident = line[len("@@id "):].strip() or None
-                elif name is not None and "@@rc " in line:
-                    head, _, rc = line.rpartition("@@rc ")
-                    body += [head] if head else []
-                    rc = rc.strip()
-                    if rc == "same":
-                        ident_out = cache.get(name)
-                        if ident_out is not None and ident_out[0] == ident:
-                            lines += [*ident_out[1].splitlines(), "@@rc 0"]
-                        else:  # the script was built from a cache entry since replaced: ask again next time
-                            cache.pop(name, None)
-                            lines.append(f"nothing cached for identity {ident}@@rc same")
-                        name = None
-                        continue
-                    if rc == "0" and ident:
-                        cache[name] = (ident, "\n".join(body))
-                    name = None
-                elif name is not None:
-                    body.append(line)
-                lines.append(line)
-        return "\n".join(lines) + "\n"
+            for name, ident, rc, body in _sections(text):
+                output = "\n".join(body)
+                if rc == "same":
+                    held = cache.get(name)
+                    if held is not None and held[0] == ident:
+                        rc, output = "0", held[1]
+                    else:  # the script was built from a cache entry since replaced: ask again next time
+                        cache.pop(name, None)
+                        output = f"nothing cached for identity {ident}"
+                elif rc == "0" and ident:
+                    cache[name] = (ident, output)
+                out.append(f"@@section {name}\n" + (f"{output}\n" if output else "") + f"@@rc {rc}")
+        return "\n".join(out) + "\n"
 
 
-def split_sections(text: str) -> dict[str, tuple[str, str]]:
-    """`@@section NAME` ... `@@rc X` blocks -> NAME -> (rc text, output)."""
-    out: dict[str, tuple[str, str]] = {}
+def _sections(text: str) -> Iterator[tuple[str, str | None, str, list[str]]]:
+    """`@@section NAME` ... `@@rc X` blocks in order -> (NAME, the `@@id` identity or None, X, output lines)."""
     name: str | None = None
+    ident: str | None = None
     body: list[str] = []
     for line in text.splitlines():
         if line.startswith("@@section "):
-            name, body = line.split(" ", 1)[1].strip(), []
+            name, ident, body = line.split(" ", 1)[1].strip(), None, []
         elif line.startswith("@@id ") and name is not None:
-            continue  # a binary's identity (VersionCache), not its output
+            ident = line[len("@@id "):].strip() or None  # a binary's identity (VersionCache), not its output
         elif "@@rc " in line and name is not None:
             # Output without a final newline (curl's JSON) puts the marker at the end of its last line.
             head, _, rc = line.rpartition("@@rc ")
             if head:
                 body.append(head)
-            out[name] = (rc.strip(), "\n".join(body))
+            yield name, ident, rc.strip(), body
             name = None
         elif name is not None:
             body.append(line)
-    return out
+
+
+def split_sections(text: str) -> dict[str, tuple[str, str]]:
+    """`@@section NAME` ... `@@rc X` blocks -> NAME -> (rc text, output)."""
+    return {name: (rc, "\n".join(body)) for name, _ident, rc, body in _sections(text)}
 
 
 def parse_versions(text: str, binaries: Sequence[Binary] | None = None) -> tuple[dict[str, str | None], dict[str, str]]:

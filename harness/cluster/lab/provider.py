@@ -163,8 +163,9 @@ class LabCluster(VagrantCluster):
 
     def restore(self, name: str) -> None:
         self._require_running()
-        # The masters' TCP connections die with the restore; close them rather than let a command hit one.
-        close_masters(self.ssh_config, [n.name for n in self.nodes])
+        super().restore(name)
+
+    def _revert(self, name: str) -> None:
         # Pause every node first: a member reverted early must not talk to members still running the
         # previous scenario's cluster (seen in CI: node1, reverted to etcd 3.4, took raft messages from
         # the 3.5 members not yet reverted and the restored cluster never formed).
@@ -174,17 +175,8 @@ class LabCluster(VagrantCluster):
         # the same libvirt snapshots one domain after another, behind Vagrant's own start (13 s for 3
         # nodes; docs/benchmarks.md, Lab). Only the lab's own libvirtd is this provider's to drive.
         with progress.step(f"restoring snapshot {name} of lab {self.prefix}"):
-            try:
-                self.each_node(lambda node: self.net.virsh("snapshot-revert", self.domain(node), name, "--running",
-                                                           timeout=600))
-            except HarnessError as e:
-                raise ClusterError(
-                    f"{self.label}: restoring snapshot {name!r} failed; snapshots every node has:"
-                    f" {', '.join(self.snapshots()) or 'none'}\n{e}"
-                ) from e
-            # A restored guest's clock is where the snapshot left it; certificates, leases and probe
-            # timestamps need today's. Setting it doubles as the wait for ssh (~3 s after a revert).
-            self.each_node(lambda node: self.wait_ssh(node, set_clock=True))
+            self.each_node(lambda node: self.net.virsh("snapshot-revert", self.domain(node), name, "--running",
+                                                       timeout=600))
 
     def has_snapshot(self, name: str) -> bool:
         return self.net.running() and super().has_snapshot(name)
