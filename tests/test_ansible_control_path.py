@@ -45,14 +45,14 @@ def _lab(root: Path, subnet: str) -> VagrantCluster:
                           control_dir=control)
 
 
-def _control_path(cluster: VagrantCluster, pdd: Path, fake_ssh: Path, *, drop: str | None = None) -> str:
+def _control_path(cluster: VagrantCluster, pdd: Path, fake_ssh: Path, *, drop: tuple[str, ...] = ()) -> str:
     """The ControlPath `ansible node1 -m ping` passes to ssh with this cluster's inventory."""
     inventory = cluster.inventory()
-    if drop:
-        for hosts in _host_maps(inventory):
-            for hv in hosts.values():
+    for hosts in _host_maps(inventory):
+        for hv in hosts.values():
+            for key in drop:
                 if hv:
-                    hv.pop(drop, None)
+                    hv.pop(key, None)
     inv = write_inventory(pdd, inventory, {})
     argv_file = pdd / "ssh-argv"
     env = {**os.environ, "SSH_ARGV_FILE": str(argv_file), "ANSIBLE_SSH_RETRIES": "0", "ANSIBLE_NOCOLOR": "1",
@@ -93,10 +93,26 @@ def test_two_labs_never_share_an_ansible_ssh_master(tmp_path: Path, fake_ssh: Pa
     assert Path(path_b).parent == control_dir_for(b.ssh_config.parent)
 
 
+def _ssh_control_path(cluster: VagrantCluster, *extra: str) -> str:
+    """The ControlPath the real ssh resolves for node1 through the cluster's ssh config (`ssh -G`)."""
+    out = subprocess.run(["ssh", "-G", "-F", str(cluster.ssh_config), *extra, "node1"], capture_output=True,
+                         text=True, check=True, timeout=30).stdout
+    return next(line.split(None, 1)[1] for line in out.splitlines() if line.startswith("controlpath "))
+
+
+def test_ansible_shares_the_masters_the_ssh_config_names(tmp_path: Path, fake_ssh: Path) -> None:
+    """Ansible's ControlPath, as real ssh expands it, is the one the harness's own ssh (probes, restore's
+    `-O exit`) uses: playbooks reuse the probes' connections, and closing the masters closes Ansible's."""
+    a = _lab(tmp_path / "labs" / "ksh-a", "10.101.7")
+    ansible_path = _control_path(a, tmp_path / "run-a", fake_ssh)
+    assert "%C" in ansible_path  # left for ssh to expand, not a hash of Ansible's own
+    assert _ssh_control_path(a, "-o", f"ControlPath={ansible_path}") == _ssh_control_path(a)
+
+
 def test_without_a_directory_per_cluster_both_labs_node1_share_one_master(tmp_path: Path, fake_ssh: Path) -> None:
     """The cause, shown: what Ansible did before, with only its own defaults (one ~/.ansible/cp)."""
     a = _lab(tmp_path / "labs" / "ksh-a", "10.101.7")
     b = _lab(tmp_path / "labs" / "ksh-b", "10.150.3")
-    drop = "ansible_control_path_dir"
+    drop = ("ansible_control_path_dir", "ansible_control_path")
     assert _control_path(a, tmp_path / "run-a", fake_ssh, drop=drop) == _control_path(b, tmp_path / "run-b", fake_ssh,
                                                                                       drop=drop)
