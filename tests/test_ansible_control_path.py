@@ -49,10 +49,9 @@ def _control_path(cluster: VagrantCluster, pdd: Path, fake_ssh: Path, *, drop: t
     """The ControlPath `ansible node1 -m ping` passes to ssh with this cluster's inventory."""
     inventory = cluster.inventory()
     for hosts in _host_maps(inventory):
-        for hv in hosts.values():
+        for hv in filter(None, hosts.values()):
             for key in drop:
-                if hv:
-                    hv.pop(key, None)
+                hv.pop(key, None)
     inv = write_inventory(pdd, inventory, {})
     argv_file = pdd / "ssh-argv"
     env = {**os.environ, "SSH_ARGV_FILE": str(argv_file), "ANSIBLE_SSH_RETRIES": "0", "ANSIBLE_NOCOLOR": "1",

@@ -155,9 +155,15 @@ def render_ssh_config(
         ]
         if control_dir is not None:
             # One TCP+key exchange per node instead of one per command: under TCG a handshake costs ~1 s.
-            out += ["  ControlMaster auto", f"  ControlPath {control_dir}/%C", "  ControlPersist 120s"]
+            out += ["  ControlMaster auto", f"  ControlPath {control_path(control_dir)}", "  ControlPersist 120s"]
         out.append("")
     return "\n".join(out)
+
+
+def control_path(control_dir: Path) -> str:
+    """The ssh master socket of a node in `control_dir`: ssh's own %C (a hash of host, port, user), so
+    every ssh that reads the cluster's config, Ansible's included, finds the same master."""
+    return f"{control_dir}/%C"
 
 
 def close_masters(ssh_config: Path, nodes: list[str]) -> None:
@@ -370,7 +376,7 @@ class VagrantCluster(Cluster):
             # in the same directory: every playbook then reuses the connection the harness's probes
             # opened instead of a key exchange per node per run (~1.6 s under emulation), and a restore
             # closes both. `%%`: Ansible formats the path with `%` before ssh expands it.
-            hv["ansible_control_path"] = f"{self.control_dir}/%%C"
+            hv["ansible_control_path"] = control_path(self.control_dir).replace("%", "%%")
         return hv
 
     def each_node(self, action: Callable[[str], object]) -> None:
