@@ -316,12 +316,27 @@ class Session:
             raise UpgradeRunError(f"baseline deploy failed:\n{result.summary}")
 
     def _before(self, run: ScenarioRun) -> None:
+        """The record before the upgrade and the plant (etcd sentinels, container canaries) in one round
+        trip per node: harness.probes.plant. Kubernetes canaries follow in the plant stage."""
+        from harness.probes import plant as planting
         from harness.probes.hosts import pre_upgrade_record
 
-        hosts = self.host_probe(run).all_host_facts()
+        assert run.cluster is not None
+        etcd = run.cluster.with_role("etcd")
+        plant = planting.Plant(etcd_node=etcd[0].name if etcd else None)
+        with progress.step(f"{run.scenario.id}: facts and plant on {len(run.cluster.nodes)} node(s)"):
+            pairs = self.host_probe(run).all_facts_and_plant(plant)
+        hosts = [h for h, _ in pairs]
         run.before = pre_upgrade_record(hosts, datetime.now(UTC))  # boot ids too: the reboot check reads them
-        (run.dir / "before.json").parent.mkdir(parents=True, exist_ok=True)
+        run.dir.mkdir(parents=True, exist_ok=True)
         (run.dir / "before.json").write_text(json.dumps(to_jsonable(hosts), indent=2, default=str) + "\n")
+        sentinels = planting.sentinel_record(plant, [p for _, p in pairs])
+        record = {"etcd_sentinels": sentinels, "container_canaries": {p.node: p.canary for _, p in pairs}}
+        (run.dir / PLANT_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        if sentinels["failed"]:
+            # An etcd that does not take writes now was broken before the upgrade began.
+            raise HarnessError(f"could not plant the etcd sentinels on {plant.etcd_node}: {sentinels['error']}")
+        run.planted_keys = planting.planted_keys(sentinels)
 
     def _stage(self, run: ScenarioRun, stage: Any) -> None:
         """A harness or upgrade stage. The upgrade's own failure is a result (checks measure it);
@@ -335,10 +350,8 @@ class Session:
         else:
             result = self._run_stage(run, stage)
         run.results[stage.purpose] = result
-        if stage.purpose == "plant":
-            run.planted_keys = _planted_keys(Path(stage.extravars["harness_out"]))
-            if "kubernetes" in run.scenario.requirements() and result.ok:
-                self._kube_before(run)
+        if stage.purpose == "plant" and "kubernetes" in run.scenario.requirements() and result.ok:
+            self._kube_before(run)
         if not result.ok and not stage.may_fail and stage.purpose not in ("upgrade", "idempotence"):
             raise HarnessError(f"stage {stage.ident} ({stage.playbook}) failed:\n{result.summary}")
 
@@ -719,6 +732,7 @@ def _api_backends(run: ScenarioRun) -> tuple[list[Any], str | None]:
     return out, None
 
 
+PLANT_RECORD = "plant.json"  # the before step's: etcd sentinels and container canaries, as planted
 KUBE_PROBES = "kube-probes.json"  # written by plant.yml's Kubernetes play (templates/kube-probes.json.j2)
 
 
@@ -851,16 +865,6 @@ def _clear(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _planted_keys(out: Path) -> dict[str, str]:
-    try:
-        data = json.loads((out / "etcd-sentinels.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    if not data.get("planted"):
-        return {}
-    return {k["key"]: k["value"] for k in data.get("keys", [])}
 
 
 def _components_from_vars(defaults: dict[str, str]) -> dict[str, str]:

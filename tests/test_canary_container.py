@@ -1,9 +1,9 @@
-"""The container canary (issue 12, container engine): plant.yml starts a `sleep` container with ctr
+"""The container canary (issue 12, container engine): the before step starts a `sleep` container with ctr
 (the node's own /usr bound read-only into an empty rootfs) on every containerd node, the host probe reads it back, and the check wants it RUNNING with the PID
 it was planted with.
 
 The parser and the check are tested over output recorded from Debian's containerd 1.6.20 and ctr on
-this machine. The real test runs plant.yml itself against localhost with a private containerd (its
+this machine. The real test runs the before step's plant (harness.probes.plant) here with a private containerd (its
 own root, state and socket under /tmp), restarts containerd the way an upgrade does (its shim must
 outlive it), and kills the container's process to see the check fail naming the node; after each,
 this machine is a static cluster's local node, collected by the real host probe and judged by the suite.
@@ -11,12 +11,10 @@ this machine is a static cluster's local node, collected by the real host probe 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,7 +32,7 @@ from harness.cluster.base import Cluster, Node
 from harness.cluster.static import StaticProvider
 from harness.probes.facts import CanaryFacts, HostFacts, from_json, to_json
 from harness.probes.hosts import CANARY_ID, CANARY_NAMESPACE, HostProbe, canary_script, parse_canary
-from tests.conftest import REPO
+from harness.probes.plant import Plant
 
 # -- recorded output (containerd 1.6.20~ds1-1+deb12u3, ctr from the same package) ---------------------
 
@@ -164,7 +162,7 @@ def test_registered_in_the_suite_for_items_and_verify() -> None:
     check = suite.CHECKS["container canary"]
     assert check.item == "test_container_canary_kept"
     assert not check.upgrade_only  # part of `harness verify` too
-    assert check.requires == ("after", "plant")
+    assert check.requires == ("before", "after")  # the before step plants it
     facts = suite.Facts(nodes={"node1": ("worker",)}, hosts=(_host("node1", RUNNING),))
     (result,) = suite.judge(facts, suite.Expectation(), ["container canary"])
     assert result.passed
@@ -205,7 +203,7 @@ def test_host_facts_read_the_canary_in_the_same_round_trip() -> None:
     assert facts.canary is not None and (facts.canary.status, facts.canary.pid) == ("RUNNING", 6492)
 
 
-# -- real: plant.yml against localhost, a private containerd restarted, the task killed ------------------
+# -- real: the before step's plant here, a private containerd restarted, the task killed -----------------
 
 NEEDED = {"containerd": "containerd", "ctr": "containerd", "containerd-shim-runc-v2": "containerd", "runc": "runc"}
 MISSING = sorted({pkg for exe, pkg in NEEDED.items() if shutil.which(exe) is None})
@@ -213,7 +211,6 @@ real = pytest.mark.skipif(
     os.geteuid() != 0 or bool(MISSING),
     reason=("needs root" if os.geteuid() != 0 else f"needs Debian's {', '.join(MISSING)} (apt-get install {' '.join(MISSING)})"),
 )
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
 
 @dataclass
@@ -277,22 +274,18 @@ def containerd() -> Iterator[Containerd]:
         shutil.rmtree(d.dir, ignore_errors=True)
 
 
-def _plant(d: Containerd, **extra: str) -> dict[str, Any]:
-    """Run playbooks/plant.yml against localhost (the etcd and Kubernetes plays find no host)."""
-    inventory = d.dir / "hosts.ini"
-    inventory.write_text(f"[all]\nnode1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
-    out = d.dir / "out"
-    extravars = {"harness_plant_kubernetes": "false", "harness_out": str(out), "harness_become": "false",
-                 "containerd_bin_dir": str(Path(shutil.which("ctr") or "/usr/bin/ctr").parent),
-                 "containerd_state_dir": str(d.socket.parent), "harness_canary_dir": str(d.dir / "canary"), **extra}
-    argv = [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(REPO / "playbooks" / "plant.yml")]
-    for k, v in extravars.items():
-        argv += ["-e", f"{k}={v}"]
-    run = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "false"})
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    records: dict[str, Any] = json.loads((out / "container-canaries.json").read_text())
-    return records
+def _plant(d: Containerd, socket: Path | None = None) -> dict[str, Any]:
+    """The before step's facts-and-plant round trip (harness.probes.plant) on this machine as a static
+    cluster's local node with no etcd: the canary part alone."""
+    inventory = d.dir / "plant.ini"
+    inventory.write_text("[kube_node]\nnode1 ansible_connection=local ansible_host=127.0.0.1\n")
+    cluster = StaticProvider(inventory).cluster()
+    plant = Plant(etcd_node=None, ctr=shutil.which("ctr") or "/usr/bin/ctr", socket=str(socket or d.socket))
+    probe = HostProbe(cluster, installer="lab", canary_dir=str(d.dir / "canary"))
+    ((facts, planted),) = probe.all_facts_and_plant(plant)
+    assert facts.error is None, facts.error
+    assert planted.etcd is None  # not an etcd node
+    return {planted.node: planted.canary}
 
 
 def _probe(d: Containerd) -> list[HostFacts]:
@@ -345,7 +338,7 @@ def test_real_canary_survives_a_containerd_restart_and_a_kill_fails(containerd: 
 
 @real
 def test_real_plant_without_containerd_socket_records_why_and_does_not_fail(containerd: Containerd) -> None:
-    planted = _plant(containerd, containerd_state_dir=str(containerd.dir / "nowhere"))["node1"]
+    planted = _plant(containerd, socket=containerd.dir / "nowhere" / "containerd.sock")["node1"]
     assert planted["state"] == "error"
     assert "containerd's socket" in planted["reason"] and "nowhere" in planted["reason"], planted
     r = check_container_canary(_probe(containerd), require_planted=True)

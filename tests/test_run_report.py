@@ -79,11 +79,9 @@ def realistic_run(scenario: Scenario, run_dir: Path, *, fail: tuple[str, str, st
     cluster behind it (a fixture: the VMs are what cannot run here)."""
     run = ScenarioRun(scenario, run_dir)
     run.stages = pipeline(scenario, run_dir, available_tags={"etcd", "download", "always"})
-    for step, secs in (("plan", 0.1), ("cluster", 0.0), ("baseline", 14.0), ("before", 11.0), ("plant", 21.0)):
+    for step, secs in (("plan", 0.1), ("cluster", 0.0), ("baseline", 14.0), ("before", 11.0)):
         run.outcomes[step] = StepOutcome(step, True, secs)
     run.baseline_outcome = "restored"
-    run.results["plant"] = _result(run, "plant", [_task("node1", "Plant etcd sentinel keys", "Write the sentinel keys",
-                                                        -30, 20, "changed")])
     run.results["upgrade"] = _result(run, "upgrade", _upgrade_records(fail))
     run.outcomes["upgrade"] = StepOutcome("upgrade", True, 250.0)  # a failed playbook is a result, not a failed step
     old = {"etcd": "3.4.23", "etcdctl": "3.4.23", "containerd": "1.6.20"}

@@ -120,16 +120,15 @@ def test_pipeline_stages_and_idents(tmp_path: Path, ks: Kubespray) -> None:
     ]
     assert [s.runner for s in stages] == ["harness", "kubespray", "kubespray", "harness"]
     assert stages[0].extravars["harness_out"] == str(tmp_path / "01-plant")
-    assert stages[0].extravars["harness_plant_kubernetes"] is True
     assert stages[0].extravars["harness_secret_dir"] == str(tmp_path / "secrets")
     assert stages[2].extravars == stages[1].extravars and stages[2].purpose == "idempotence"
     assert stages[-1].may_fail and not stages[2].may_fail
     for s in stages:
         if s.runner == "harness":
             assert (PLAYBOOKS_DIR / s.playbook).exists(), s.playbook
+    # No Kubernetes, no plant stage: the before step plants the etcd sentinels and container canaries.
     lab = pipeline(_lab(), tmp_path)
-    assert lab[0].extravars["harness_plant_kubernetes"] is False
-    assert [s.ident for s in lab] == ["01-plant", "02-upgrade", "03-collect"]
+    assert [s.ident for s in lab] == ["01-upgrade", "02-collect"]
 
 
 def test_lab_tags_match_the_lab_playbooks() -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from harness import components
@@ -35,6 +35,9 @@ from harness.probes.facts import (
     UnitState,
     VersionSample,
 )
+
+if TYPE_CHECKING:
+    from harness.probes.plant import Plant, Planted
 
 T = TypeVar("T")
 
@@ -686,14 +689,34 @@ class HostProbe:
         """Versions, units, certificates, the boot id and the container canary in one round trip: a
         command costs ~1 s on an emulated guest. A node the probe cannot reach gives facts with only
         `error` set."""
-        script = "\n".join(
-            (self._versions_script(node.name), units_script(units_for(node.roles, self.installer)), certs_script(self.cert_globs),
-             BOOT_ID_SCRIPT, canary_script(self.canary_dir))
-        )
+        try:
+            text = self._script(node.name, self._facts_script(node, canary=True))
+        except ProbeError as e:
+            return HostFacts(node=node.name, roles=tuple(node.roles), error=str(e))
+        return self._facts(node, text, canary=True)
+
+    def facts_and_plant(self, node: Node, plant: Plant) -> tuple[HostFacts, Planted]:
+        """The before step's round trip: the host facts (without the canary: none is planted yet),
+        then the node's part of `plant` (harness.probes.plant) in the same script."""
+        from harness.probes import plant as planting
+
+        script = "\n".join((self._facts_script(node, canary=False),
+                            planting.plant_script(plant, node.name, node.address, self.tls, self.canary_dir)))
         try:
             text = self._script(node.name, script)
         except ProbeError as e:
-            return HostFacts(node=node.name, roles=tuple(node.roles), error=str(e))
+            return (HostFacts(node=node.name, roles=tuple(node.roles), error=str(e)),
+                    planting.Planted(node.name, {"state": "error", "reason": f"unreachable at plant: {e}"},
+                                     False if node.name == plant.etcd_node else None, str(e)))
+        return self._facts(node, text, canary=False), planting.parse_planted(node.name, text, etcd_node=node.name == plant.etcd_node)
+
+    def _facts_script(self, node: Node, *, canary: bool) -> str:
+        return "\n".join((
+            self._versions_script(node.name), units_script(units_for(node.roles, self.installer)),
+            certs_script(self.cert_globs), BOOT_ID_SCRIPT, *((canary_script(self.canary_dir),) if canary else ()),
+        ))
+
+    def _facts(self, node: Node, text: str, *, canary: bool) -> HostFacts:
         text = self._resolve(node.name, text)
         versions, errors = parse_versions(text)
         boot_id, why = parse_boot_id(text)
@@ -707,12 +730,16 @@ class HostProbe:
             certs=parse_certs(text),
             errors=errors,
             boot_id=boot_id,
-            canary=parse_canary(text),
+            canary=parse_canary(text) if canary else None,
         )
 
     def all_host_facts(self) -> list[HostFacts]:
         """Every node at once (one testinfra host, one ssh connection each), in the cluster's order."""
         return self._each_node(self.host_facts)
+
+    def all_facts_and_plant(self, plant: Plant) -> list[tuple[HostFacts, Planted]]:
+        """facts_and_plant on every node at once, in the cluster's order."""
+        return self._each_node(lambda n: self.facts_and_plant(n, plant))
 
     def _each_node(self, fn: Callable[[Node], T]) -> list[T]:
         nodes = list(self.cluster.nodes)

@@ -134,7 +134,10 @@ def pipeline(
     # Versions before and after are measured by the host probes (testinfra), not by a playbook.
     # Tokens live outside every stage's folder: those are masked after the run, the tokens must stay usable.
     secrets = str(artifacts_dir / "secrets")
-    add("plant", "plant.yml", {"harness_plant_kubernetes": has_kubernetes, "harness_secret_dir": secrets})
+    # etcd sentinels and container canaries are planted by the before step (harness.probes.plant);
+    # this stage plants what goes through kubectl.
+    if has_kubernetes:
+        add("plant", "plant.yml", {"harness_secret_dir": secrets})
     stages.append(upgrade_stage(scenario, available_tags=tags, ident=f"{len(stages) + 1:02d}-upgrade"))
     if scenario.idempotence if idempotence is None else idempotence:
         stages.append(
