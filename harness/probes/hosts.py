@@ -75,17 +75,36 @@ def _version_section(b: Binary, known: str | None = None) -> str:
         run = f"if [ \"$id\" = {shlex.quote(known)} ]; then echo '@@rc same'; else {run}; fi"
     return (
         f"echo '@@section {b.name}'; if p=$(command -v {exe} 2>/dev/null); then "
-        f"id=$(stat -L -c '{_IDENTITY}' \"$p\" 2>/dev/null); echo \"@@id $id\"; {run}; "
+        f"id=$(_harness_id \"$p\"); echo \"@@id $id\"; {run}; "
         "else echo '@@rc absent'; fi"
     )
+
+
+# Every binary's identity from one `stat` (a process start costs ~0.1 s on an emulated guest); each
+# section picks its line with shell builtins alone (`_harness_id PATH`). A second `stat` at the end
+# (section `identities`) tells VersionCache which identities still held once the versions were read: a
+# binary replaced in between (mid-upgrade) must not have its new output cached under its old file.
+def _identities(binaries: Sequence[Binary], var: str = "_harness_ids") -> str:
+    names = " ".join(shlex.quote(b.name) for b in binaries if not b.dirs)
+    # One `command -v` per name: dash's stops at the first name it cannot find.
+    return f"{var}=$(stat -L -c '{_IDENTITY}' $(for n in {names}; do command -v \"$n\"; done 2>/dev/null) 2>/dev/null)"
+
+
+_PICK_IDENTITY = (
+    "_harness_id() { (IFS='\n'; for l in $_harness_ids; do case \"$l\" in \"$1 \"*) printf '%s\\n' \"$l\"; exit;; esac;"
+    " done) }"
+)
 
 
 def versions_script(binaries: Sequence[Binary] | None = None, known: Mapping[str, str] | None = None) -> str:
     """One script printing each binary's version in its own section (default: every one the table
     probes); `known` (name -> identity) skips the binaries whose output a VersionCache holds."""
     known = known or {}
-    return "\n".join([PATH_PREFIX, *(_version_section(b, known.get(b.name))
-                                     for b in (components.host_binaries() if binaries is None else binaries))])
+    table = components.host_binaries() if binaries is None else binaries
+    return "\n".join([
+        PATH_PREFIX, _identities(table), _PICK_IDENTITY, *(_version_section(b, known.get(b.name)) for b in table),
+        "echo '@@section identities'", _identities(table, "_harness_end"), "printf '%s\\n' \"$_harness_end\"; echo '@@rc 0'",
+    ])
 
 
 class VersionCache:
@@ -106,9 +125,12 @@ class VersionCache:
         """The script's sections with each `same` one given its cached output back; a section that ran
         (rc 0, with an identity) is remembered. Other sections pass through untouched."""
         out: list[str] = []
+        sections = list(_sections(text))
+        # The identities the script saw at its end; None (hand-written output): each section's own.
+        held_at_end = next((set(body) for name, _i, _rc, body in sections if name == "identities"), None)
         with self._lock:
             cache = self._nodes.setdefault(node, {})
-            for name, ident, rc, body in _sections(text):
+            for name, ident, rc, body in sections:
                 output = "\n".join(body)
                 if rc == "same":
                     held = cache.get(name)
@@ -117,7 +139,7 @@ class VersionCache:
                     else:  # the script was built from a cache entry since replaced: ask again next time
                         cache.pop(name, None)
                         output = f"nothing cached for identity {ident}"
-                elif rc == "0" and ident:
+                elif rc == "0" and ident and (held_at_end is None or ident in held_at_end):
                     cache[name] = (ident, output)
                 out.append(f"@@section {name}\n" + (f"{output}\n" if output else "") + f"@@rc {rc}")
         return "\n".join(out) + "\n"
@@ -180,17 +202,29 @@ def parse_versions(text: str, binaries: Sequence[Binary] | None = None) -> tuple
 CERT_GLOBS: tuple[str, ...] = ("/etc/kubernetes/ssl/*.crt", "/etc/kubernetes/pki/*.crt", "/etc/ssl/etcd/ssl/*.pem")
 
 
-# The first certificate block of a file, as `openssl x509` would read it, and never a key block. The
-# controller reads the date: an `openssl` start costs ~0.5 s on an emulated guest (5 s for etcd's ten
-# certificates), `sed` a tenth of that.
-_FIRST_CERT = "sed -n '/^-----BEGIN CERTIFICATE-----/,/^-----END CERTIFICATE-----/{p;/^-----END CERTIFICATE-----/q;}'"
+# The first certificate block of each file, as `openssl x509` would read it, and never a key block, in
+# one awk over every file: the controller reads the date. Under emulation every process start on a guest
+# costs ~0.1 s (an `openssl` per file cost 5 s of etcd's ten certificates, a `sed` per file still 1 s).
+_FIRST_CERTS = (
+    'FNR == 1 { if (f != "") print "@@rc 0"; f = FILENAME; print "@@section " f; inb = 0; done = 0 } '
+    "done { next } "
+    "/^-----BEGIN CERTIFICATE-----/ { inb = 1 } "
+    "inb { print } "
+    "inb && /^-----END CERTIFICATE-----/ { done = 1; inb = 0 } "
+    'END { if (f != "") print "@@rc 0" }'
+)
 
 
 def certs_script(globs: Sequence[str] = CERT_GLOBS) -> str:
+    # awk never sees an empty file (no first line: no section) nor one it cannot read (it would stop):
+    # the shell gives those their sections itself.
     return (
-        "for f in " + " ".join(globs) + "; do case \"$f\" in *-key.pem|*.key) continue;; esac; "
-        f"[ -f \"$f\" ] || continue; echo \"@@section $f\"; {_FIRST_CERT} \"$f\" 2>&1; "
-        "echo \"@@rc $?\"; done"
+        "set --; for f in " + " ".join(globs) + "; do case \"$f\" in *-key.pem|*.key) continue;; esac; "
+        "[ -f \"$f\" ] || continue; "
+        "if [ ! -r \"$f\" ]; then echo \"@@section $f\"; echo \"$f: Permission denied\"; echo '@@rc 1'; "
+        "elif [ ! -s \"$f\" ]; then echo \"@@section $f\"; echo '@@rc 0'; "
+        "else set -- \"$@\" \"$f\"; fi; done; "
+        f"[ $# -eq 0 ] || awk {shlex.quote(_FIRST_CERTS)} \"$@\" 2>&1"
     )
 
 
