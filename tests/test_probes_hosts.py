@@ -512,3 +512,32 @@ def test_host_probe_shares_its_cache_across_probes_of_a_real_host(tmp_path: Path
         pytest.skip("no probed binary on this machine (ci/setup installs etcd-server)")
     assert all(f"@@section {name}\n@@id " in seen[0] and "@@rc same" not in seen[0] for name in present)
     assert seen[1].count("@@rc same") == len(present), seen[1]
+
+
+def test_version_cache_saved_and_loaded_answers_a_new_session(tmp_path: Path) -> None:
+    """The cache kept beside a cluster: a new session's first probe runs no unchanged binary, a file
+    that cannot be read is an empty cache, and a binary replaced since is asked again."""
+    import os
+
+    from harness import proc
+
+    tool = tmp_path / "faketool"
+    _fake_tool(tool, "3.4.23")
+    binaries = [Binary("faketool", "faketool --version", pv.parse_etcd_version)]
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+
+    def probe(cache: h.VersionCache) -> str | None:
+        raw = proc.run(["sh", "-c", h.versions_script(binaries, cache.known("node1"))], env=env).stdout
+        return h.parse_versions(cache.resolve("node1", raw), binaries)[0]["faketool"]
+
+    first = h.VersionCache()
+    assert probe(first) == "3.4.23" and _runs(tool) == 1
+    saved = tmp_path / "versions.json"
+    first.save(saved)
+    assert probe(h.VersionCache.load(saved)) == "3.4.23" and _runs(tool) == 1  # answered from the saved cache
+    _fake_tool(tool, "3.5.16")
+    assert probe(h.VersionCache.load(saved)) == "3.5.16" and _runs(tool) == 2
+    for junk in ("{not json", '["a list"]', '{"node1": {"faketool": []}}'):
+        saved.write_text(junk)
+        assert h.VersionCache.load(saved).known("node1") == {}
+    assert h.VersionCache.load(tmp_path / "missing.json").known("node1") == {}
