@@ -723,13 +723,15 @@ def _fetch_etcd_creds(cluster: Cluster, node: str, layout: Any) -> Any:
     except tarfile.TarError as e:
         raise failed(f"the copy was not a tar ({e});") from None
     with tar:
-        for name, src in files.items():
-            try:
-                member = tar.extractfile(src)
-            except KeyError:
-                member = None
-            if member is None:  # tar goes on past a missing file (its status is lost in the pipe): stderr says which
-                raise failed(f"{src} missing from the copy;")
+        # In the order tar was given them. A missing file is skipped (its status is lost in the pipe):
+        # tar's stderr, in the message, says which.
+        members = [m for m in tar.getmembers() if m.isfile()]
+        if len(members) != len(files):
+            raise failed(f"{len(members)} of {len(files)} files in the copy;")
+        for name, info in zip(files, members):
+            member = tar.extractfile(info)
+            if member is None:
+                raise failed(f"{info.name} unreadable in the copy;")
             target = d / name
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
