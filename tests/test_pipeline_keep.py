@@ -13,6 +13,8 @@ from harness.scenario import load_catalogue
 
 
 class _Cluster:
+    name = "t"
+
     def __init__(self) -> None:
         self.calls: list[str] = []
 
