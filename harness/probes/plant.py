@@ -39,7 +39,7 @@ class Plant:
 
     etcd_node: str | None
     sentinels: tuple[tuple[str, str], ...] = SENTINELS
-    etcd_tries: int = 20  # 3 s apart: a cluster just reverted to a snapshot elects a leader first
+    etcd_tries: int = 60  # 1 s apart (a minute): a cluster just reverted to a snapshot may elect a leader first
     ctr: str = CTR
     socket: str = hosts.CONTAINERD_SOCKET
 
@@ -76,7 +76,7 @@ tries=0
 until out=$(etcdctl "$@" endpoint health 2>&1); do
   tries=$((tries + 1))
   if [ "$tries" -ge {int(plant.etcd_tries)} ]; then echo "etcd does not serve: $(printf '%s' "$out" | tail -n 2)"; exit 1; fi
-  sleep 3
+  sleep 1
 done
 {puts}
 [ "$rc" -eq 0 ] && echo 'etcd_planted=true'
