@@ -433,10 +433,19 @@ class EtcdTLS:
     def url(self, address: str) -> str:
         return self.endpoint.format(address=address)
 
+    def etcdctl_args(self, node: str, address: str, *, plain: bool = False) -> str:
+        """etcdctl's endpoint, credentials and timeouts for `node`; `plain` drops TLS (an etcd without certs)."""
+        if plain:
+            return f"--endpoints={shlex.quote(self.url(address).replace('https://', 'http://'))} {ETCDCTL_TIMEOUTS}"
+        return f"--endpoints={shlex.quote(self.url(address))} {self.flags(node)} {ETCDCTL_TIMEOUTS}"
+
+
+# Bounded: an etcd that does not answer must not hang a probe script.
+ETCDCTL_TIMEOUTS = "--dial-timeout=5s --command-timeout=10s"
+
 
 def etcd_script(node: str, address: str, tls: EtcdTLS, keys: Iterable[str] = ()) -> str:
-    ep = shlex.quote(tls.url(address))
-    ctl = f"etcdctl --endpoints={ep} {tls.flags(node)} --dial-timeout=5s --command-timeout=10s"
+    ctl = f"etcdctl {tls.etcdctl_args(node, address)}"
     sections = {
         "health": f"{ctl} endpoint health --cluster -w json",
         "members": f"{ctl} member list -w json",

@@ -56,8 +56,6 @@ class Planted:
 
 def etcd_section(plant: Plant, node: str, address: str, tls: hosts.EtcdTLS) -> str:
     """Wait for etcd to serve, then put each sentinel; `etcd_planted=true` once all are written."""
-    ep = shlex.quote(tls.url(address))
-    plain = shlex.quote(tls.url(address).replace("https://", "http://"))
     cert = shlex.quote(tls.cert.format(node=node)) if tls.cert else "''"
     puts = "\n".join(
         # etcdctl stores stdin verbatim: no newline may become part of the value
@@ -70,8 +68,7 @@ def etcd_section(plant: Plant, node: str, address: str, tls: hosts.EtcdTLS) -> s
 rc=0
 if ! command -v etcdctl >/dev/null 2>&1; then echo 'etcd_reason=no etcdctl on the node'; exit 0; fi
 # Kubespray's etcd (and the lab's) speaks TLS with per-host admin certs; one without them plain HTTP.
-if [ -f {cert} ]; then set -- --endpoints={ep} {tls.flags(node)}; else set -- --endpoints={plain}; fi
-set -- "$@" --dial-timeout=5s --command-timeout=10s
+if [ -f {cert} ]; then set -- {tls.etcdctl_args(node, address)}; else set -- {tls.etcdctl_args(node, address, plain=True)}; fi
 tries=0
 until out=$(etcdctl "$@" endpoint health 2>&1); do
   tries=$((tries + 1))
