@@ -118,7 +118,8 @@ class ScenarioRun:
                 {"ident": s.ident, "purpose": s.purpose, "argv": s.argv()} for s in self.stages
             ],
             "results": {
-                k: {"rc": r.rc, "status": r.status, "recap": r.recap, "artifacts": str(r.artifacts_dir)}
+                k: {"rc": r.rc, "status": r.status, "recap": r.recap, "artifacts": str(r.artifacts_dir),
+                    "seconds": r.seconds}
                 for k, r in self.results.items()
             },
             "disruption": self.disruption.to_json() if self.disruption is not None else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,13 @@ def test_success_and_idempotence_recap(project: Path, tmp_path: Path) -> None:
     assert recap_changed(r2)["node1"] >= 1
     # Every ident keeps its own artifacts.
     assert {p.name for p in (tmp_path / "artifacts").iterdir()} == {"04-idempotence", "05-again"}
+    # The run's seconds are ansible-playbook's whole process: they hold its events' span, first to recap.
+    at = {}
+    for path in (r2.artifacts_dir / "job_events").glob("*.json"):
+        event = json.loads(path.read_text())
+        if event["event"] in ("playbook_on_start", "playbook_on_stats"):
+            at[event["event"]] = datetime.fromisoformat(event["created"])
+    assert r2.seconds is not None and r2.seconds >= (at["playbook_on_stats"] - at["playbook_on_start"]).total_seconds()
 
 
 def _processes_with_env(marker: str) -> list[str]:

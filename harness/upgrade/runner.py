@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ class RunResult:
     run_mark: str = ""
     # Transient trouble the run got through or died of: tasks retried, hosts unreachable (run.json notes).
     notes: tuple[str, ...] = ()
+    # ansible-runner's run() call: ansible-playbook's process from its start (Python, the playbook's
+    # parse: 5 s of Kubespray's) to its exit. What the installer costs by itself, whoever runs it.
+    seconds: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -223,7 +227,9 @@ def run_playbook(
         # now stops the playbook (its runner kills it) and, below, the whole run (harness.interrupt).
         kwargs["cancel_callback"] = interrupt.cancelled
         with interrupt.deferred():
+            began = time.monotonic()
             r = ansible_runner.run(**kwargs)
+            seconds = time.monotonic() - began
 
     rc = int(r.rc) if r.rc is not None else -1
     status = str(r.status)
@@ -260,6 +266,7 @@ def run_playbook(
         records=tuple(builder.records),
         run_mark=mark,
         notes=notes,
+        seconds=seconds,
     )
 
 

@@ -142,6 +142,9 @@ def test_runs_leave_timelines_and_runner_artifacts(main_job) -> None:
     assert run["results"]["upgrade"]["rc"] == 0
     upgrade = Path(run["results"]["upgrade"]["artifacts"])
     assert (upgrade / "job_events").is_dir() and (upgrade / "stdout").is_file() and (upgrade / "rc").is_file()
+    # The playbook's own seconds (bench/scenarios.py's denominator) lie within the upgrade step's.
+    step = next(o["seconds"] for o in run["outcomes"] if o["name"] == "upgrade")
+    assert 0 < run["results"]["upgrade"]["seconds"] <= step, (run["results"]["upgrade"], step)
     events = [json.loads(line) for line in (upgrade / "timeline.jsonl").read_text().splitlines()]
     etcd_hosts = {e["host"] for e in events if "etcd" in e["tags"] and e["changed"]}
     assert etcd_hosts == {"node1", "node2", "node3"}
