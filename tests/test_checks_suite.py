@@ -479,7 +479,7 @@ def test_pipeline_after_step_collects_one_bundle(server: FakeApiserver, tmp_path
     timeline.write_text(TaskRecord("cp1", "Upgrade", "etcd : Restart", ("etcd",), "2025-01-15T10:00:00+00:00",
                                    "2025-01-15T10:00:05+00:00", "changed", True).to_json() + "\n")
     run.results["upgrade"] = SimpleNamespace(ok=True, status="successful", rc=0, summary="", recap={"cp1": {"changed": 1}},
-                                             failures=dict, timeline_path=timeline, artifacts_dir=tmp_path)
+                                             failures=dict, timeline_path=timeline, artifacts_dir=tmp_path, seconds=5.5)
     run.planted_keys = dict(SENTINEL)
     run.samples = [VersionSample(datetime(2025, 1, 15, 10, tzinfo=UTC), "cp1", "etcd", "3.5.9")]
     run.sample_errors = {"api": "HTTP 503 Service Unavailable"}
@@ -496,3 +496,4 @@ def test_pipeline_after_step_collects_one_bundle(server: FakeApiserver, tmp_path
     run.save()
     saved = json.loads((run.dir / "facts.json").read_text())
     assert saved["facts"]["timeline"] == [] and len(saved["facts"]["hosts"]) == 2 and len(saved["samples"]) == 1
+    assert json.loads((run.dir / "run.json").read_text())["results"]["upgrade"]["seconds"] == 5.5
