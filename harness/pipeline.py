@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from harness.checks.suite import Facts
     from harness.probes.hosts import SampleSource
 
+# Stages whose tasks are listed (`--list-tasks`): ansible-runner's events carry no tags, and the order
+# checks sort these stages' tasks into phases by them.
+LISTED = ("upgrade", "idempotence")
 # The stage that fetches journals and cluster dumps: evidence for a failed scenario only (~90 s a run
 # on the lab), taken after its items have judged it.
 EVIDENCE = "collect"
@@ -86,6 +89,8 @@ class ScenarioRun:
     notes: list[str] = field(default_factory=list)  # what an installer changed about the run (report)
     disruption: ProbeRun | None = None  # the disruption probes around the upgrade (samples in disruption.jsonl)
     worker: str = "main"  # the xdist worker (or "main") whose session ran this pipeline
+    # stage ident -> its `--list-tasks`, started by the plan step and taken by the stage
+    listing: dict[str, Future[Any]] = field(default_factory=dict, repr=False)
 
     def ok(self, step: str) -> bool:
         o = self.outcomes.get(step)
@@ -151,6 +156,7 @@ class Session:
         self._installers: dict[str, Installer] = {}
         self._keep: list[Cluster] = []
         self._versions: dict[str, Any] = {}  # cluster name -> VersionCache: its scenarios' probes share it
+        self._lister = ThreadPoolExecutor(max_workers=2, thread_name_prefix="list-tasks")
 
     # -- shared resources ---------------------------------------------------------
 
@@ -297,6 +303,11 @@ class Session:
         if sc.installer == "kubespray":
             run.resolved = _components_from_vars(dict(prepared.defaults))
         run.stages = pipeline(sc, run.dir, available_tags=prepared.tags)
+        # `--list-tasks` depends on the stage alone and costs 1.4 s (the lab's playbooks) to 3.8 s
+        # (Kubespray's) of local CPU: it runs while the cluster is restored, not inside the upgrade step.
+        for stage in run.stages:
+            if stage.purpose in LISTED:
+                run.listing[stage.ident] = self._lister.submit(self._stage_installer(run, stage).listed_tasks, stage)
 
     def _cluster(self, run: ScenarioRun) -> None:
         run.cluster = self.cluster_for(run.scenario)
@@ -390,14 +401,18 @@ class Session:
         if inputs.extravars:
             stage = dataclasses.replace(stage, extravars={**inputs.extravars, **stage.extravars})
         ks = self.kubespray() if stage.runner == "kubespray" else None
-        task_tags = None
-        if stage.purpose in ("upgrade", "idempotence"):
-            # ansible-runner's events carry no tags; the order checks sort tasks into phases by them.
-            task_tags = {(t.play, t.name): tuple(sorted(t.tags)) for t in installer.listed_tasks(stage)}
+        task_tags = self._task_tags(run, installer, stage) if stage.purpose in LISTED else None
         result = run_stage(stage, pdd, inventory, kubespray=ks, show_progress=True, timeout=_timeout(stage),
                            envvars=inputs.envvars, task_tags=task_tags)
         run.notes += [n for n in result.notes if n not in run.notes]  # retries and unreachables: said, not hidden
         return result
+
+    def _task_tags(self, run: ScenarioRun, installer: Installer, stage: Any) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Each task's tags, from the listing the plan step started (or listed now, without one); a
+        listing that failed fails here, in the stage that needs it."""
+        started = run.listing.pop(stage.ident, None)
+        listed = started.result() if started is not None else installer.listed_tasks(stage)
+        return {(t.play, t.name): tuple(sorted(t.tags)) for t in listed}
 
     @contextmanager
     def _sampling(self, run: ScenarioRun) -> Iterator[None]:
@@ -575,6 +590,7 @@ class Session:
                 self.console.print(f"[yellow]{run.scenario.id} failed[/]: its cluster will be kept", highlight=False)
 
     def close(self, *, failed: bool) -> None:
+        self._lister.shutdown(wait=True, cancel_futures=True)  # a listing still running ends in seconds
         for server in self._servers.values():
             server.stop()
         self._servers.clear()

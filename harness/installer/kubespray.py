@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -301,8 +303,12 @@ class Kubespray:
         if not (tree / playbook).exists():
             raise InstallerError(f"Kubespray {ref} has no playbook {playbook}")
         inv = self.cache / "empty-inventory.ini"
-        inv.parent.mkdir(parents=True, exist_ok=True)
-        inv.write_text(_EMPTY_INVENTORY)
+        if not inv.is_file() or inv.read_text() != _EMPTY_INVENTORY:
+            # Written whole under a temporary name: listings run side by side (the plan step starts them).
+            inv.parent.mkdir(parents=True, exist_ok=True)
+            tmp = inv.with_name(f".{inv.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_text(_EMPTY_INVENTORY)
+            tmp.replace(inv)
         r = proc.run(
             [str(self.ansible_playbook(ref)), "-i", str(inv), playbook, *args],
             cwd=str(tree),
