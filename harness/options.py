@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from harness import userinput
 from harness.errors import HarnessError
 from harness.plan.versions import Ref
 
@@ -68,13 +70,7 @@ class Options:
             raise OptionError(f"--keep {keep!r}: choose one of {', '.join(KEEP)}")
         if archive not in ARCHIVE:
             raise OptionError(f"--archive {archive!r}: choose one of {', '.join(ARCHIVE)}")
-        ks = None
-        if kubespray:
-            ks = Path(kubespray).expanduser().resolve()
-            if not (ks / ".git").exists() and not (ks / "HEAD").exists():
-                raise OptionError(f"--kubespray {kubespray}: not a git checkout of Kubespray (no .git)")
-            if not (ks / "cluster.yml").exists() and not (ks / "HEAD").exists():
-                raise OptionError(f"--kubespray {kubespray}: no cluster.yml; is this a Kubespray checkout?")
+        ks = check_kubespray_path(kubespray) if kubespray else None
         for flag, value in (("--from", from_ref), ("--to", to_ref)):
             if value:
                 try:
@@ -84,12 +80,19 @@ class Options:
         inv = Path(inventory).expanduser().resolve() if inventory else None
         if provider == "static" and inv is None:
             raise OptionError("--provider static needs --inventory FILE (an Ansible inventory of existing hosts)")
-        if inv is not None and not inv.is_file():
-            raise OptionError(f"--inventory {inventory}: no such file")
+        if inventory is not None:
+            from harness.installer.inventory import check_inventory_file
+
+            try:
+                check_inventory_file(inventory)
+            except HarnessError as e:
+                raise OptionError(f"--inventory {e}") from None
+        for f in scenario_files or ():
+            try:
+                userinput.stat_path(f)  # the loader's own words: a loop of links is not "no such file"
+            except HarnessError as e:
+                raise OptionError(f"--scenarios {e}") from None
         files = tuple(Path(f) for f in scenario_files or ())
-        for f in files:
-            if not f.exists():
-                raise OptionError(f"--scenarios {f}: no such file or folder")
         if provider == "vagrant" and not box:
             raise OptionError("--provider vagrant needs --box NAME (a box your Vagrant provider can boot)")
         if vagrant_provider:
@@ -113,6 +116,28 @@ class Options:
             vagrant_options=parse_vagrant_options(vagrant_options or ()),
             archive=archive,
         )
+
+
+def check_kubespray_path(kubespray: str) -> Path:
+    """`--kubespray PATH` is a Kubespray repository's own top level (a work tree with `.git`, or a bare
+    repository), and a work tree holds Kubespray's playbooks. A folder inside another repository would
+    otherwise be taken for it: git finds the enclosing repository and its tags are read instead."""
+    from harness.installer.kubespray import KUBESPRAY_PLAYBOOKS
+
+    try:
+        st = userinput.stat_path(os.path.expanduser(kubespray))
+    except HarnessError as e:
+        raise OptionError(f"--kubespray {e}") from None
+    ks = Path(kubespray).expanduser().resolve()
+    if not stat.S_ISDIR(st.st_mode):
+        raise OptionError(f"--kubespray {kubespray}: not a folder; give a Kubespray checkout or bare repository")
+    bare = (ks / "HEAD").is_file() and (ks / "objects").is_dir()
+    if not bare and not (ks / ".git").exists():
+        raise OptionError(f"--kubespray {kubespray}: not the top of a git checkout (no .git here); give the"
+                          " Kubespray checkout's own folder")
+    if not bare and not any((ks / p).is_file() for p in KUBESPRAY_PLAYBOOKS):
+        raise OptionError(f"--kubespray {kubespray}: not a Kubespray checkout (no {' or '.join(KUBESPRAY_PLAYBOOKS)})")
+    return ks
 
 
 def parse_vagrant_options(items: Sequence[str]) -> dict[str, Any]:

@@ -179,8 +179,14 @@ def _catalogue(config: pytest.Config) -> list[Scenario]:
         from harness.scenario.select import with_refs
 
         opts = config.stash[OPTIONS_KEY]
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+        def notice(text: str) -> None:
+            if reporter is not None:
+                reporter.write_line(f"notice: {text}")
+
         try:
-            scenarios = load_catalogue(list(opts.scenario_files) or None)
+            scenarios = load_catalogue(list(opts.scenario_files) or None, notice)
             # --from/--to move refs after loading: the load-time rules run again on what they made.
             scenarios = [with_refs(s, opts.from_ref, opts.to_ref) for s in scenarios]
         except HarnessError as e:

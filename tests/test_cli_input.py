@@ -60,7 +60,7 @@ UNREADABLE: dict[str, tuple[Callable[[Path], object], str]] = {
     "random-bytes": (_random_bytes, "not UTF-8 text"),
     "binary": (lambda p: p.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(64)), "binary file"),
     "latin-1": (_latin1, "not UTF-8 text (byte 0xe9"),
-    "not-yaml": (lambda p: p.write_text("id: [unclosed\n"), "not valid YAML: line 2, column 1"),
+    "not-yaml": (lambda p: p.write_text("id: [unclosed\n"), "not valid YAML: line 1, column 5: this '[' is never closed"),
     "empty": (lambda p: p.write_text(""), "empty"),
     "only-comments": (lambda p: p.write_text("# nothing here\n"), "empty"),
     "a-list": (lambda p: p.write_text("- 1\n- 2\n"), "got a YAML list"),
@@ -178,7 +178,7 @@ def test_version_number_and_major_minor_refused_through_the_cli(tmp_path: Path) 
     "replace,field,words",
     [
         ({"etcd_version: 3.5.16": "etcd_version: 3.4.0"}, "target.versions.etcd_version", "3.4.23 -> 3.4.0 is a downgrade"),
-        ({"tags: [etcd]": "tags: [master]"}, "tags", "'control-plane' moves none of what this scenario changes (etcd): the run could only be a green no-op upgrade; use tags: [etcd]"),
+        ({"tags: [etcd]": "tags: [master]"}, "tags", "'control-plane' (written 'master') moves none of what this scenario changes (etcd): the run could only be a green no-op upgrade; use tags: [etcd]"),
     ],
     ids=["downgrade", "tag-moves-nothing"],
 )
@@ -226,6 +226,8 @@ def checkout(tmp_path: Path) -> Path:
     repo = tmp_path / "kubespray"
     repo.mkdir()
     _git(repo, "init", "-q", "-b", "master")
+    (repo / "cluster.yml").write_text("[]\n")  # what makes it Kubespray's to Kubespray.open
+    _git(repo, "add", "cluster.yml")
     for version, tag in [("2.29.0", "v2.29.0"), ("2.30.0", "v2.30.0"), ("2.31.0", "v2.31.0"), ("2.32.0", None)]:
         (repo / "galaxy.yml").write_text(f"namespace: kubernetes_sigs\nname: kubespray\nversion: {version}\n")
         _git(repo, "add", "galaxy.yml")
@@ -326,8 +328,8 @@ EXPECT_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
     "binary": (UNREADABLE["binary"][0], "a binary file (NUL byte at offset"),
     "latin-1": (lambda p: p.write_bytes(b"versions: {etcd: caf\xe9}\n"), "not UTF-8 text (byte 0xe9"),
     "folder": (_folder, "is a folder, not an expectation file"),
-    "missing": (lambda p: None, "no such expectation file"),
-    "not-yaml": (lambda p: p.write_text("versions: {etcd: [\n"), "not valid YAML: line 2, column 1"),
+    "missing": (lambda p: None, "no such file or folder"),
+    "not-yaml": (lambda p: p.write_text("versions: {etcd: [\n"), "not valid YAML: line 1, column 18: this '[' is never closed"),
     "nodes-a-list": (lambda p: p.write_text("nodes: [node1]\n"), "field 'nodes': expected a mapping"),
 }
 

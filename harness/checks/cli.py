@@ -70,7 +70,8 @@ def _render(report: VerifyReport) -> None:
 @click.option("--inventory", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Ansible inventory of the cluster (Kubespray groups).")
 # No `exists=True`: click's own refusal is a usage block; the loader's is one line naming the file.
-@click.option("--expect", "expect_file", required=True, type=click.Path(readable=False, path_type=Path),
+# A str, not a Path: `Path('')` is the current folder, and an empty --expect must be named as such.
+@click.option("--expect", "expect_file", required=True, type=click.Path(readable=False),
               help="Expected versions (YAML; see docs/verify.md).")
 @click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Defaults to <inventory dir>/artifacts/admin.conf when that exists.")
@@ -78,7 +79,7 @@ def _render(report: VerifyReport) -> None:
               help="Fail certificates expiring within this many days.")
 @click.option("--fix-stale-tokens", is_flag=True, help="Delete pods whose service-account token no longer"
               " authenticates (their controllers recreate them), then collect and check everything again.")
-def verify(inventory: Path, expect_file: Path, kubeconfig: Path | None, cert_days: int, fix_stale_tokens: bool) -> None:
+def verify(inventory: Path, expect_file: str, kubeconfig: Path | None, cert_days: int, fix_stale_tokens: bool) -> None:
     """Check an existing cluster against expected versions without upgrading it.
 
     Exits 0 only when every applicable check passes; checks that cannot apply (no Kubernetes API)
@@ -86,9 +87,11 @@ def verify(inventory: Path, expect_file: Path, kubeconfig: Path | None, cert_day
     from dataclasses import replace
 
     from harness.checks.verify import api_access, load_expectation, run_verify
+    from harness.installer.inventory import check_inventory_file
 
     try:
         expect = replace(load_expectation(expect_file), cert_days=cert_days)
+        check_inventory_file(inventory)  # before Ansible reads it (a FIFO would block it, a list flood warnings)
         if kubeconfig is None:
             default = inventory.parent / "artifacts" / "admin.conf"
             kubeconfig = default if default.exists() and expect.installer == "kubespray" else None

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import yaml
-
+from harness import userinput
 from harness.checks import suite
 from harness.checks.result import CheckResult
 from harness.checks.suite import ApiAccess, Expectation, Facts
@@ -24,7 +23,9 @@ from harness.components import components_of_var, version_vars
 from harness.errors import PlanError, ScenarioError
 from harness.plan.versions import Version
 from harness.probes.hosts import EtcdTLS, HostProbe
-from harness.scenario.loader import one_line_yaml_error
+from harness.userinput import BadValue
+
+T = TypeVar("T")
 
 _KEYS = {"installer", "versions", "nodes", "kube_proxy_remove", "canaries", "etcd", "etcd_keys", "pods_budget"}
 
@@ -50,61 +51,49 @@ def _versions(file: str, where: str, raw: Any) -> dict[str, str]:
     return out
 
 
-def _read_text(file: str, path: Path) -> str:
-    """The file as UTF-8 text, or one line naming it (missing, a folder, unreadable, binary, not UTF-8)."""
+def _typed(file: str, field: str, read: Callable[[object], T], value: object) -> T:
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ScenarioError(file, None, None, "no such expectation file") from None
-    except IsADirectoryError:
-        raise ScenarioError(file, None, None, "is a folder, not an expectation file") from None
-    except OSError as e:
-        raise ScenarioError(file, None, None, f"cannot read the expectation file: {e.strerror or e}") from None
-    nul = data.find(b"\0")
-    if nul >= 0:
-        raise ScenarioError(file, None, None, f"a binary file (NUL byte at offset {nul}), not YAML")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ScenarioError(
-            file, None, None, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); is it a binary file?"
-        ) from None
+        return read(value)
+    except BadValue as e:
+        raise ScenarioError(file, None, field, str(e)) from None
 
 
-def load_expectation(path: Path) -> Expectation:
-    file = str(path)
-    try:
-        data = yaml.safe_load(_read_text(file, path)) or {}
-    except yaml.YAMLError as e:
-        raise ScenarioError(file, None, None, f"not valid YAML: {one_line_yaml_error(e)}") from None
+def load_expectation(path: str | Path) -> Expectation:
+    """An `--expect` file (docs/verify.md) as an `Expectation`. An empty file is refused: read as
+    "nothing pinned", it would judge the cluster against nothing."""
+    file = userinput.shown(path)
+    data = userinput.read_yaml(path, what="an expectation file")
+    if data is None or data == {}:
+        raise ScenarioError(file, None, None, "empty: nothing to expect (give at least 'installer:' or 'versions:';"
+                            " see docs/verify.md)")
     if not isinstance(data, dict):
-        raise ScenarioError(file, None, None, "expected a mapping at the top level")
-    unknown = sorted(set(data) - _KEYS)
+        raise ScenarioError(file, None, None, f"expected a mapping at the top level, not {userinput.yaml_kind(data)}")
+    unknown = sorted((str(k) for k in set(data) - _KEYS), key=str)
     if unknown:
-        raise ScenarioError(file, None, unknown[0], f"unknown key; known: {', '.join(sorted(_KEYS))}")
-    installer = str(data.get("installer", "kubespray"))
+        raise ScenarioError(file, None, unknown[0], f"unknown key{userinput.did_you_mean(unknown[0], _KEYS)}; known:"
+                            f" {', '.join(sorted(_KEYS))}")
+    installer = data.get("installer", "kubespray")
     if installer not in ("kubespray", "lab"):
         raise ScenarioError(file, None, "installer", f"{installer!r}: expected kubespray or lab")
     for key in ("nodes", "etcd_keys"):
         if not isinstance(data.get(key) or {}, Mapping):
             raise ScenarioError(file, None, key, "expected a mapping")
-    if not isinstance(data.get("canaries") or [], list):
+    canaries = data.get("canaries") or []
+    if not isinstance(canaries, list) or not all(isinstance(c, str) and c.count("/") == 1 for c in canaries):
         raise ScenarioError(file, None, "canaries", "expected a list of namespace/name")
     nodes = {str(n): _versions(file, f"nodes.{n}", v) for n, v in (data.get("nodes") or {}).items()}
     etcd = data.get("etcd") or {}
     if not isinstance(etcd, Mapping):
         raise ScenarioError(file, None, "etcd", "expected a mapping (cacert, cert, key, endpoint)")
     tls = EtcdTLS(**{k: etcd[k] for k in ("cacert", "cert", "key", "endpoint") if k in etcd})
-    try:
-        budget = float(data.get("pods_budget", 120))
-    except (TypeError, ValueError):
-        raise ScenarioError(file, None, "pods_budget", "expected a number of seconds") from None
+    budget = _typed(file, "pods_budget", userinput.seconds, data.get("pods_budget", 120))
+    kube_proxy_remove = _typed(file, "kube_proxy_remove", userinput.strict_bool, data.get("kube_proxy_remove", False))
     return Expectation(
         installer=installer,
         versions=_versions(file, "versions", data.get("versions") or {}),
         nodes=nodes,
-        kube_proxy_remove=bool(data.get("kube_proxy_remove", False)),
-        canaries=tuple(str(c) for c in data.get("canaries") or ()),
+        kube_proxy_remove=kube_proxy_remove,
+        canaries=tuple(canaries),
         etcd_tls=tls,
         etcd_keys={str(k): str(v) for k, v in (data.get("etcd_keys") or {}).items()},
         pods_budget=budget,

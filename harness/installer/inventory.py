@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from harness import userinput
+from harness.errors import ScenarioError
 from harness.plan.versions import Ref, Version, kubespray_uses_v_prefix
 
 _NEVER_V = frozenset({"containerd_version", "docker_version", "docker_containerd_version"})
@@ -98,3 +100,28 @@ def write_inventory(
     header = "# Written by kubespray-upgrade-harness for this run; edits are overwritten.\n"
     (gv / "harness.yml").write_text(header + yaml.safe_dump(dict(group_vars), sort_keys=True, default_flow_style=False))
     return inv_dir
+
+
+# The extensions Ansible's yaml inventory plugin reads (its `yaml_extensions` default); other files are INI.
+_YAML_INVENTORY = (".yaml", ".yml", ".json")
+
+
+def check_inventory_file(path: str | Path) -> None:
+    """An inventory the user names, checked before Ansible reads it: a regular file of bounded size
+    (Ansible would wait on a FIFO), and, when it is YAML by its name, a mapping of groups. Ansible
+    tries a YAML list with every inventory plugin in turn and prints a screenful of warnings before
+    "no hosts"; this says what is wrong in one line."""
+    text = userinput.read_text(path, what="an Ansible inventory")
+    file = userinput.shown(path)
+    if not text.strip():
+        raise ScenarioError(file, None, None, "empty: no hosts in it")
+    if Path(path).suffix.lower() not in _YAML_INVENTORY:
+        return  # INI (or a format another plugin reads): Ansible's own parser judges it
+    data = userinput.load_yaml(text, file)
+    if data is None:
+        raise ScenarioError(file, None, None, "empty: no hosts in it (only comments)")
+    if not isinstance(data, Mapping):
+        raise ScenarioError(
+            file, None, None,
+            f"a YAML inventory is a mapping of groups (all: {{hosts: {{node1: ...}}}}), not {userinput.yaml_kind(data)}",
+        )

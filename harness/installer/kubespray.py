@@ -152,6 +152,45 @@ def _bare_without_refs(path: Path) -> bool:
     return (path / "HEAD").is_file() and (path / "objects").is_dir() and not (path / "refs").exists()
 
 
+# What every Kubespray release has at its top level (upgrade-cluster.yml since 2016, cluster.yml always).
+KUBESPRAY_PLAYBOOKS = ("cluster.yml", "upgrade-cluster.yml")
+
+
+def _own_git_dir(path: Path, rev_parse: str) -> Path:
+    """The repository at `path` itself, from `git rev-parse --is-bare-repository --absolute-git-dir
+    --show-cdup` run there. git searches upwards: a folder inside another work tree (or a bare
+    repository's `objects/`) would give the enclosing repository, whose tags are not Kubespray's."""
+    lines = rev_parse.splitlines()
+    bare, git_dir = lines[0].strip() == "true", Path(lines[1].strip())
+    cdup = lines[2].strip() if len(lines) > 2 else ""
+    if bare and git_dir.resolve() != path:
+        raise InstallerError(f"{path} is inside the git repository {git_dir}, not a repository's top level:"
+                             " give the Kubespray checkout or bare repository itself")
+    if not bare and cdup:
+        top = (path / cdup).resolve()
+        raise InstallerError(f"{path} is a folder inside the git work tree {top}, not a Kubespray checkout's"
+                             " top level: give the Kubespray checkout itself")
+    return git_dir
+
+
+def _check_is_kubespray(path: Path, git_dir: Path) -> None:
+    """A repository with none of Kubespray's playbooks is some other project: say so now, rather than
+    "ref not found" after its worktrees and venvs were made. A work tree shows its files; a bare
+    repository its HEAD's (left unjudged when HEAD names no commit: its refs are what count)."""
+    if (path / ".git").exists() or git_dir != path:
+        if not any((path / p).is_file() for p in KUBESPRAY_PLAYBOOKS):
+            raise InstallerError(f"{path} is a git checkout but not Kubespray's (no {' or '.join(KUBESPRAY_PLAYBOOKS)})")
+        return
+    head = proc.run(["git", "--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet", "HEAD^{tree}"], check=False)
+    if not head.ok:
+        return
+    listed = proc.run(["git", "--git-dir", str(git_dir), "ls-tree", "--name-only", "HEAD", "--", *KUBESPRAY_PLAYBOOKS],
+                      check=False)
+    if listed.ok and not listed.stdout.strip():
+        raise InstallerError(f"{path} is a git repository but not Kubespray's (its HEAD has no"
+                             f" {' or '.join(KUBESPRAY_PLAYBOOKS)})")
+
+
 class Kubespray:
     """A Kubespray git repository (bare or not) and the per-ref things the harness derives from it."""
 
@@ -177,9 +216,14 @@ class Kubespray:
             path = Path(src).expanduser().resolve()
             if not path.exists():
                 raise InstallerError(f"Kubespray checkout {path} does not exist (give a path or a git URL)")
-            r = proc.run(["git", "-C", str(path), "rev-parse", "--absolute-git-dir"], check=False)
+            if not path.is_dir():
+                raise InstallerError(f"Kubespray checkout {path} is not a folder (give a checkout, a bare repository or a git URL)")
+            r = proc.run(["git", "-C", str(path), "rev-parse", "--is-bare-repository", "--absolute-git-dir", "--show-cdup"],
+                         check=False)
             if r.ok:
-                return cls(Path(r.stdout.strip()), **kwargs)
+                git_dir = _own_git_dir(path, r.stdout)
+                _check_is_kubespray(path, git_dir)  # before the constructor makes the cache
+                return cls(git_dir, **kwargs)
             if _bare_without_refs(path):
                 return cls._copied(path, **kwargs)
             raise InstallerError(f"{path} is not a git repository: {r.stderr.strip()}")

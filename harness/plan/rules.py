@@ -35,6 +35,24 @@ def release_refs(tags: Iterable[str]) -> list[Ref]:
     return sorted(refs, key=lambda r: r.version)  # type: ignore[arg-type,return-value]
 
 
+def check_known_release(ref: Ref, releases: Iterable[Ref]) -> None:
+    """Without a checkout, a release tag must be one the shipped list (releases.txt) has: `v2.30.99`
+    would otherwise be planned as if it existed."""
+    if ref.version is None:
+        return
+    known = list(releases)
+    if any(r.version == ref.version for r in known):
+        return
+    line = [r.text for r in known if r.version is not None and r.version.minor_line == ref.version.minor_line]
+    have = f"the {ref.version.major}.{ref.version.minor} line has {', '.join(line)}" if line else (
+        f"no {ref.version.major}.{ref.version.minor} release is known")
+    newest = known[-1].text if known else "none"
+    raise PlanError(
+        f"{ref} is not a Kubespray release the harness knows ({have}; the newest known is {newest}): check the"
+        " tag, or pass --kubespray PATH to read the checkout's own tags"
+    )
+
+
 @dataclass(frozen=True)
 class Plan:
     source: Ref

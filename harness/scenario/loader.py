@@ -1,32 +1,39 @@
 """Read scenario files into `Scenario` objects; any problem becomes a ScenarioError that names
 the file, the scenario id and the field, so a bad catalogue fails before anything is created.
 
-A file that cannot be read as YAML text (binary, not UTF-8, a folder, unreadable, empty) is one
-line naming the file. A scenario that does not validate lists every error, unknown keys first
+A file that cannot be read as YAML text (binary, not UTF-8, a folder, a device or FIFO, too large,
+an alias bomb, unreadable, empty) is one line naming the file: `harness.userinput` reads it. A scenario that does not validate lists every error, unknown keys first
 (a typo'd key is usually the mistake; the "required" error after it is only its consequence).
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import gc
 import stat
 import types
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from harness import userinput
 from harness.errors import ScenarioError
+from harness.plan.tags import ALIASES
 from harness.scenario.model import FieldProblems, Scenario
+from harness.userinput import did_you_mean as _did_you_mean
+from harness.userinput import one_line_yaml_error
 
-# libyaml's parser when PyYAML was built with it (a fraction of the pure-Python loader's CPU on a
-# large catalogue: bench/catalogue.py); the pure-Python one otherwise, with the same results.
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+__all__ = ["Notice", "default_catalogue_dir", "load_catalogue", "load_file", "one_line_yaml_error", "revalidated"]
+
+# The YAML loader (libyaml's when PyYAML has it); bench/catalogue.py swaps it to compare.
+_Loader: type[yaml.SafeLoader] = userinput.Loader
+
+# Told about what was read differently from how it was written (a legacy tag name), one line each.
+Notice = Callable[[str], None]
 
 # Parts a catalogue shares through YAML anchors (`topology: *topology`, `baseline: *baseline`) arrive
 # as one Python object in every scenario that names them: validated once, then reused as the model.
@@ -48,41 +55,10 @@ def _field_path(loc: Iterable[Any]) -> str:
     return out
 
 
-def one_line_yaml_error(e: yaml.YAMLError) -> str:
-    """PyYAML's messages span lines and quote the source; one line with the position is enough."""
-    if isinstance(e, yaml.MarkedYAMLError):
-        mark = e.problem_mark or e.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        what = " ".join(p for p in (e.context, e.problem) if p)
-        return f"{where}{what}"
-    return " ".join(str(e).split())
-
-
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise ScenarioError(str(path), None, None, "is a folder, not a scenario file") from None
-    except OSError as e:
-        raise ScenarioError(str(path), None, None, f"cannot read: {e.strerror or e}") from None
-    nul = data.find(b"\0")
-    if nul >= 0:
-        raise ScenarioError(str(path), None, None, f"a binary file (NUL byte at offset {nul}), not YAML")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ScenarioError(
-            str(path), None, None, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); is it a binary file?"
-        ) from None
-
-
-def _documents(path: Path) -> list[tuple[str, Any]]:
+def _documents(path: str | Path) -> list[tuple[str, Any]]:
     """A file holds one scenario (a mapping) or several under `scenarios:`. Returns (where, data)."""
-    text = _read_text(path)
-    try:
-        data = yaml.load(text, Loader=_Loader)  # a safe loader (CSafeLoader or SafeLoader)
-    except yaml.YAMLError as e:
-        raise ScenarioError(str(path), None, None, f"not valid YAML: {one_line_yaml_error(e)}") from None
+    data = userinput.read_yaml(path, what="a scenario file", max_bytes=userinput.SCENARIO_FILE_BYTES, loader=_Loader)
+    path = userinput.shown(path)
     if data is None:
         raise ScenarioError(str(path), None, None, "empty: no scenario in it (expected a scenario or a 'scenarios:' list)")
     if isinstance(data, dict) and "scenarios" in data:
@@ -100,15 +76,16 @@ def _documents(path: Path) -> list[tuple[str, Any]]:
             raise ScenarioError(str(path), None, "scenarios", "is empty: no scenario in the file")
         return [(f"scenarios[{i}]", item) for i, item in enumerate(items)]
     if isinstance(data, dict):
+        # `scenarioss:` holding a list is a misspelt catalogue, not a scenario missing every field.
+        lists = [str(k) for k, v in data.items() if isinstance(v, list) and k not in Scenario.model_fields]
+        for key in lists:
+            hint = _did_you_mean(key, ["scenarios"])
+            if hint:
+                raise ScenarioError(str(path), None, key, "unknown top-level key" + hint)
         return [("", data)]
     raise ScenarioError(
-        str(path), None, None, f"expected a scenario mapping or a 'scenarios:' list, got a YAML {type(data).__name__}"
+        str(path), None, None, f"expected a scenario mapping or a 'scenarios:' list, got {userinput.yaml_kind(data)}"
     )
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -157,22 +134,24 @@ def _errors(e: ValidationError) -> list[tuple[str | None, str]]:
             for sub, msg in problems.problems:
                 rest.append((_field_path([*loc, sub]) if sub else field, msg))
             continue
-        msg = err["msg"].removeprefix("Value error, ")
         if kind == "extra_forbidden":
             model = _model_at(loc[:-1])
             choices = model.model_fields if model is not None else {}
             unknown.append((field, "unknown field" + _did_you_mean(str(loc[-1]), choices)))
             continue
-        if kind == "literal_error":
-            msg = f"got {err['input']!r}; {msg.lower()}"
-        elif kind == "missing":
-            msg = "is required"
-        rest.append((field, msg))
+        rest.append((field, userinput.plain_validation_message(err)))
     return unknown + rest
 
 
-def _scenario_error(where: str, label: str | None, e: ValidationError) -> ScenarioError:
+def _scenario_error(where: str, label: str | None, e: ValidationError, renamed: dict[str, str] | None = None) -> ScenarioError:
     errors = _errors(e)
+    if renamed:
+        # A refusal about a tag names the word the file wrote, not only the name it was read as.
+        for i, (f, m) in enumerate(errors):
+            if f == "tags":
+                for new, old in renamed.items():
+                    m = m.replace(repr(new), f"{new!r} (written {old!r})", 1)
+                errors[i] = (f, m)
     field, msg = errors[0]
     for f, m in errors[1:]:
         msg += f"\n  and {f'field {f!r}: ' if f else ''}{m}"
@@ -189,17 +168,30 @@ def revalidated(scenario: Scenario, origin: str) -> Scenario:
         raise _scenario_error(origin, scenario.id, e) from None
 
 
-def load_file(path: str | Path) -> list[Scenario]:
-    p = Path(path)
+def _legacy_tags(raw: dict[Any, Any]) -> dict[str, str]:
+    """Tags written under an older name (`master`): today's name -> the word in the file."""
+    tags = raw.get("tags")
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    if not isinstance(tags, list):
+        return {}
+    return {ALIASES[t.strip()]: t.strip() for t in tags if isinstance(t, str) and t.strip() in ALIASES}
+
+
+def load_file(path: str | Path, notice: Notice | None = None) -> list[Scenario]:
+    """The scenarios of one file. `notice` hears of each value read differently from how the file
+    wrote it (a tag under its old name), so the user learns what the harness will run."""
+    p = userinput.shown(path)
     out: list[Scenario] = []
     # id() of an anchored mapping -> its validated model; the parsed document keeps every mapping
     # alive while this runs, so an id cannot be reused by another object meanwhile.
     validated: dict[int, BaseModel] = {}
-    for where, raw in _documents(p):
+    for where, raw in _documents(path):
         sid = raw.get("id") if isinstance(raw, dict) else None
-        label = str(sid) if sid else (where or None)
+        label = str(sid) if isinstance(sid, (str, int)) and sid else (where or None)
         if not isinstance(raw, dict):
-            raise ScenarioError(str(p), label, None, "a scenario must be a mapping")
+            raise ScenarioError(p, label, None, f"a scenario must be a mapping, not {userinput.yaml_kind(raw)}")
+        renamed = _legacy_tags(raw)
         data = raw
         shared = [k for k in _SHAREABLE if id(raw.get(k)) in validated]
         if shared:
@@ -209,7 +201,10 @@ def load_file(path: str | Path) -> list[Scenario]:
             sc = Scenario.model_validate(data)
             out.append(sc)
         except ValidationError as e:
-            raise _scenario_error(str(p), label, e) from None
+            raise _scenario_error(p, label, e, renamed) from None
+        if notice is not None:
+            for new, old in renamed.items():
+                notice(f"{p}: scenario {sc.id!r}: field 'tags': {old!r} is read as {new!r}, Kubespray's name for it today")
         for k in _SHAREABLE:
             if isinstance(raw.get(k), dict):
                 validated[id(raw[k])] = getattr(sc, k)
@@ -230,22 +225,17 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_catalogue(paths: Iterable[str | Path] | None = None) -> list[Scenario]:
+def load_catalogue(paths: Iterable[str | Path] | None = None, notice: Notice | None = None) -> list[Scenario]:
     """Load files (or every `*.yaml` under a folder); refuse duplicate ids across the catalogue."""
     with _gc_paused():
-        return _load_catalogue(paths)
+        return _load_catalogue(paths, notice)
 
 
-def _load_catalogue(paths: Iterable[str | Path] | None) -> list[Scenario]:
-    files: list[Path] = []
+def _load_catalogue(paths: Iterable[str | Path] | None, notice: Notice | None) -> list[Scenario]:
+    files: list[Path | str] = []
     for entry in paths if paths is not None else [default_catalogue_dir()]:
+        st = userinput.stat_path(entry)  # '' refused by name, not read as the current folder
         p = Path(entry)
-        try:
-            st = p.stat()
-        except FileNotFoundError:
-            raise ScenarioError(str(p), None, None, "no such file or folder") from None
-        except OSError as e:  # a folder on the way that may not be searched, a loop of links...
-            raise ScenarioError(str(p), None, None, f"cannot read: {e.strerror or e}") from None
         if stat.S_ISDIR(st.st_mode):
             try:
                 found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
@@ -255,11 +245,11 @@ def _load_catalogue(paths: Iterable[str | Path] | None) -> list[Scenario]:
                 raise ScenarioError(str(p), None, None, "a folder with no scenario file (*.yaml, *.yml) in it")
             files.extend(found)
         else:
-            files.append(p)
-    seen: dict[str, Path] = {}
+            files.append(entry)
+    seen: dict[str, Path | str] = {}
     out: list[Scenario] = []
     for f in files:
-        for sc in load_file(f):
+        for sc in load_file(f, notice):
             if sc.id in seen:
                 raise ScenarioError(str(f), sc.id, "id", f"duplicate id (also defined in {seen[sc.id]})")
             seen[sc.id] = f
