@@ -17,6 +17,10 @@ from harness.errors import HarnessError
 from harness.plan.versions import Ref
 
 PROVIDERS = ("lab", "vagrant", "static")
+# The lab's node backends (harness/cluster/lab/): system containers at native speed, or QEMU VMs for
+# what needs a kernel of its own per node. `HARNESS_LAB_BACKEND` sets the default.
+LAB_BACKENDS = ("lxc", "qemu")
+DEFAULT_LAB_BACKEND = "lxc"
 KEEP = ("never", "on-failure", "always")
 ARCHIVE = ("on-failure", "always", "never")  # harness.report.archive: one tar.gz per scenario
 # What Vagrant itself falls back to is virtualbox; the harness's own machines run libvirt.
@@ -45,6 +49,7 @@ class Options:
     # Provider config setters (`driver: qemu`) and `ssh.NAME` keys for config.ssh, values as YAML read them.
     vagrant_options: Mapping[str, Any] = field(default_factory=dict)
     archive: str = "on-failure"
+    lab_backend: str = DEFAULT_LAB_BACKEND
 
     @classmethod
     def resolve(
@@ -62,6 +67,7 @@ class Options:
         vagrant_provider: str | None = None,
         vagrant_options: Sequence[str] | None = None,
         archive: str = "on-failure",
+        lab_backend: str | None = None,
     ) -> Options:
         """Check every value and say which option was wrong; create nothing."""
         if provider not in PROVIDERS:
@@ -70,6 +76,7 @@ class Options:
             raise OptionError(f"--keep {keep!r}: choose one of {', '.join(KEEP)}")
         if archive not in ARCHIVE:
             raise OptionError(f"--archive {archive!r}: choose one of {', '.join(ARCHIVE)}")
+        backend = resolve_lab_backend(lab_backend)
         ks = check_kubespray_path(kubespray) if kubespray else None
         for flag, value in (("--from", from_ref), ("--to", to_ref)):
             if value:
@@ -115,7 +122,18 @@ class Options:
             vagrant_provider=vp,
             vagrant_options=parse_vagrant_options(vagrant_options or ()),
             archive=archive,
+            lab_backend=backend,
         )
+
+
+def resolve_lab_backend(flag: str | None) -> str:
+    """`--lab-backend`, else `HARNESS_LAB_BACKEND`, else the default; refused naming where it came from."""
+    value, where = (flag, "--lab-backend") if flag else (os.environ.get("HARNESS_LAB_BACKEND"), "HARNESS_LAB_BACKEND")
+    if not value:
+        return DEFAULT_LAB_BACKEND
+    if value not in LAB_BACKENDS:
+        raise OptionError(f"{where} {value!r}: choose one of {', '.join(LAB_BACKENDS)}")
+    return value
 
 
 def check_kubespray_path(kubespray: str) -> Path:

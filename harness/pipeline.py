@@ -225,7 +225,7 @@ class Session:
         from harness.installer import files_repo
         from harness.installer.lab import guest_facing_address
 
-        netns = getattr(cluster, "netns", None)
+        netns = cluster.netns
         if netns is None:
             raise HarnessError(
                 "the lab installer needs its files repo reachable from the nodes; with this provider, set"
@@ -467,7 +467,7 @@ class Session:
         if not config.backends:
             yield
             return
-        netns = getattr(cluster, "netns", None)
+        netns = cluster.netns
         if netns is not None:
             from harness.cluster.vagrant import current_netns
 

@@ -27,6 +27,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--from", dest="harness_from", metavar="REF", help="Baseline Kubespray ref (overrides the scenarios').")
     g.addoption("--to", dest="harness_to", metavar="REF", help="Target Kubespray ref (overrides the scenarios').")
     g.addoption("--provider", default="lab", metavar="lab|vagrant|static", help="Where clusters come from (default: lab).")
+    g.addoption("--lab-backend", metavar="lxc|qemu", default=None,
+                help="The lab's nodes: lxc system containers (default; $HARNESS_LAB_BACKEND) or qemu VMs.")
     g.addoption("--inventory", metavar="FILE", help="Ansible inventory of existing hosts (--provider static).")
     g.addoption("--keep", default="never", metavar="never|on-failure|always", help="Keep clusters after the run.")
     g.addoption("--artifacts", default="artifacts", metavar="DIR", help="Where runs, timelines and facts go.")
@@ -62,6 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
             scenario_files=config.getoption("scenarios"),
             box=config.getoption("box"),
             vagrant_provider=config.getoption("vagrant_provider"),
+            lab_backend=config.getoption("lab_backend"),
             vagrant_options=config.getoption("vagrant_option"),
         )
     except HarnessError as e:

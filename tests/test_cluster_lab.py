@@ -109,14 +109,14 @@ def test_each_lab_gets_its_own_stable_subnet() -> None:
     assert provider.lab_subnet("ksh-lab-gw0", {a}) not in (a,)  # taken by another lab: the next one
 
 
-def test_subnets_in_use_are_read_from_other_labs_state() -> None:
+def testsubnets_in_use_are_read_from_other_labs_state() -> None:
     p = LabProvider("one")
     one = LabPaths("ksh-one")
     doc = p.document(default_spec("one", 1), one, FAKE_BOX, "tcg")
     _state(one, doc, None)
     taken = doc["provider_options"]["management_network_address"]
-    assert provider._subnets_in_use(exclude="ksh-two") == {taken}
-    assert provider._subnets_in_use(exclude="ksh-one") == set()
+    assert provider.subnets_in_use(exclude="ksh-two") == {taken}
+    assert provider.subnets_in_use(exclude="ksh-one") == set()
 
 
 def test_control_socket_paths_fit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -211,7 +211,7 @@ def test_sigterm_during_up_raises_so_cleanup_runs() -> None:
     before = signal.getsignal(signal.SIGTERM)
     try:
         # Not a ClusterError: a HarnessError would be recorded as a failed step and the run would go on.
-        with pytest.raises(interrupt.Terminated, match="SIGTERM"), provider._terminate_as_exception():
+        with pytest.raises(interrupt.Terminated, match="SIGTERM"), provider.terminate_as_exception():
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next statement
     finally:
         interrupt.reset()
@@ -253,9 +253,9 @@ def test_stale_and_busy_labs(tmp_path: Path) -> None:
     dead = {"pid": 2**22 + 7, "start": "1"}  # beyond pid_max's default: no such process
     _state(paths, doc, dead)
     assert p._reusable(paths, doc) is None  # its owner died: stale, the caller tears it down
-    paths.state.write_text(json.dumps({"document": doc, "owner": provider._owner(), "ready": False}))
+    paths.state.write_text(json.dumps({"document": doc, "owner": provider.owner_record(), "ready": False}))
     assert p._reusable(paths, doc) is None  # `up` never finished
-    other = {"pid": 1, "start": provider._process_start(1)}
+    other = {"pid": 1, "start": provider.process_start(1)}
     paths.state.write_text(json.dumps({"document": doc, "owner": other, "ready": True}))
     with pytest.raises(ClusterError, match="in use by process 1"):
         p._reusable(paths, doc)
@@ -287,7 +287,7 @@ def test_a_kept_lab_serves_other_roles_on_the_same_machines(tmp_path: Path) -> N
     paths = LabPaths("ksh-x")
     doc = p.document(default_spec("x", 2), paths, FAKE_BOX, "tcg")
     kept = {**doc, "nodes": [{**n, "roles": ["control-plane", "etcd"]} for n in doc["nodes"]]}
-    other = {"pid": 1, "start": provider._process_start(1)}
+    other = {"pid": 1, "start": provider.process_start(1)}
     _state(paths, kept, other)
     with pytest.raises(ClusterError, match="in use by process 1"):  # past the document: the same lab
         p._reusable(paths, doc)

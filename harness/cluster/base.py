@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import shlex
 import tempfile
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,8 @@ from typing import Any
 from harness import proc
 from harness.errors import ClusterError
 from harness.scenario.model import ROLE_GROUPS, NodeSpec
+
+SSH_WAIT_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,26 @@ class Cluster(ABC):
 
     provider: str = "base"
     supports_snapshots: bool = True
+    # Where a server the nodes must reach has to run (the lab installer's files repo); None: no namespace.
+    netns: str | None = None
+    # ssh's master sockets (one key exchange per node, shared with Ansible); None: no multiplexing.
+    control_dir: Path | None = None
+    # Where each node's console log is written, when the provider keeps one.
+    console_dir: Path | None = None
 
     def __init__(self, name: str, nodes: list[Node], ssh_config: Path) -> None:
         self.name = name
         self.nodes = nodes
         self.ssh_config = ssh_config
+
+    @property
+    def state_root(self) -> Path | None:
+        """Where records that live and die with this cluster go (baseline keys); None: nowhere."""
+        return None
+
+    @property
+    def label(self) -> str:
+        return f"cluster {self.name}"
 
     # -- reaching nodes -----------------------------------------------------
 
@@ -78,6 +98,28 @@ class Cluster(ABC):
         """Run a shell command on a node as its ssh user (prefix `sudo` for root)."""
         self.node(node)
         return proc.run(self.ssh_argv(node, command), check=check, timeout=timeout)
+
+    def each_node(self, action: Callable[[str], object]) -> None:
+        """`action(node)` on all nodes at once: nodes are independent, and slow under emulation."""
+        with ThreadPoolExecutor(max_workers=len(self.nodes) or 1) as pool:
+            for future in [pool.submit(action, n.name) for n in self.nodes]:
+                future.result()
+
+    def wait_ssh(self, node: str, *, set_clock: bool = False, seconds: float = SSH_WAIT_SECONDS) -> None:
+        """Until `node` answers over ssh; `set_clock` sets its clock to this machine's on the way."""
+        deadline = time.monotonic() + seconds
+        while True:
+            command = f"sudo date -u -s @{time.time():.3f} >/dev/null" if set_clock else "true"
+            res = self.run(node, command, check=False, timeout=60)
+            if res.ok:
+                return
+            if time.monotonic() > deadline:
+                console = f"; console log: {self.console_dir / (node + '.log')}" if self.console_dir else ""
+                raise ClusterError(
+                    f"node {node} of {self.label} is not reachable over ssh after {seconds:.0f} s:"
+                    f" {res.stderr.strip()[-300:]}{console}"
+                )
+            time.sleep(0.1)
 
     def testinfra_url(self, node: str) -> str:
         """A pytest-testinfra host spec reaching `node` through this cluster's ssh config."""

@@ -54,7 +54,7 @@ class BaselineKey:
 
 def record_file(cluster: Cluster) -> Path:
     """`baselines.json` in the cluster's own state directory when it has one (`state_root`)."""
-    root = getattr(cluster, "state_root", None)
+    root = cluster.state_root
     if root is None:
         root = state_dir() / "baselines" / f"{cluster.provider}-{cluster.name}"
     return Path(root) / "baselines.json"

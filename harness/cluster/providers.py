@@ -10,9 +10,14 @@ from harness.options import Options
 
 
 def _lab(options: Options) -> Provider:
+    name = f"pytest-{options.worker}"
+    if options.lab_backend == "lxc":
+        from harness.cluster.lab.lxc import LxcProvider
+
+        return LxcProvider(name)
     from harness.cluster.lab.provider import LabProvider
 
-    return LabProvider(f"pytest-{options.worker}")
+    return LabProvider(name)
 
 
 def _vagrant(options: Options) -> Provider:

@@ -14,9 +14,7 @@ import json
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,6 @@ QUIET_ENV = {"VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_BOX_UPDATE_CHECK_DISABL
 # How long one vagrant command may take: `up` may upload a box and boots guests under emulation.
 TIMEOUTS = {"up": 3600.0, "destroy": 900.0, "snapshot": 900.0}
 DEFAULT_TIMEOUT = 600.0
-SSH_WAIT_SECONDS = 180.0
 
 
 def vagrantfile_path() -> Path:
@@ -355,7 +352,6 @@ class VagrantCluster(Cluster):
     ) -> None:
         super().__init__(name, nodes, ssh_config)
         self.env = env
-        # Where a server the guests must reach has to run (the lab installer's files repo); None: no namespace.
         self.netns = netns
         self.control_dir = control_dir
         self.console_dir = console_dir
@@ -378,27 +374,6 @@ class VagrantCluster(Cluster):
             # closes both. `%%`: Ansible formats the path with `%` before ssh expands it.
             hv["ansible_control_path"] = control_path(self.control_dir).replace("%", "%%")
         return hv
-
-    def each_node(self, action: Callable[[str], object]) -> None:
-        """`action(node)` on all nodes at once: guests under emulation are slow, and independent."""
-        with ThreadPoolExecutor(max_workers=len(self.nodes) or 1) as pool:
-            for future in [pool.submit(action, n.name) for n in self.nodes]:
-                future.result()
-
-    def wait_ssh(self, node: str, *, set_clock: bool = False) -> None:
-        deadline = time.monotonic() + SSH_WAIT_SECONDS
-        while True:
-            command = f"sudo date -u -s @{time.time():.3f} >/dev/null" if set_clock else "true"
-            res = self.run(node, command, check=False, timeout=60)
-            if res.ok:
-                return
-            if time.monotonic() > deadline:
-                console = f"; console log: {self.console_dir / (node + '.log')}" if self.console_dir else ""
-                raise ClusterError(
-                    f"node {node} of {self.label} is not reachable over ssh after {SSH_WAIT_SECONDS:.0f} s:"
-                    f" {res.stderr.strip()[-300:]}{console}"
-                )
-            time.sleep(0.5)
 
     def snapshot(self, name: str) -> None:
         self.env.snapshot_save(name, force=True)

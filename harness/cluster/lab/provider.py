@@ -29,7 +29,7 @@ from typing import Any
 
 from harness import interrupt, progress
 from harness.cluster.base import ClusterSpec, Node, Provider, control_dir_for
-from harness.cluster.lab import accel
+from harness.cluster.lab import accel, lxc_nodes
 from harness.cluster.lab.box import Box, ensure_box
 from harness.cluster.lab.paths import lab_prefix, labs_root, vagrant_home
 from harness.cluster.lab.setup import LabNet, check_prerequisites
@@ -106,7 +106,7 @@ class LabPaths:
         return VagrantEnv(self.root / "vagrant", vagrant_home=vagrant_home(), netns=self.prefix)
 
 
-def _process_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """Start time of a process (clock ticks since boot): a pid plus this survives pid reuse."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -114,12 +114,12 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
-def _owner() -> dict[str, Any]:
-    return {"pid": os.getpid(), "start": _process_start(os.getpid())}
+def owner_record() -> dict[str, Any]:
+    return {"pid": os.getpid(), "start": process_start(os.getpid())}
 
 
-def _owner_alive(owner: dict[str, Any]) -> bool:
-    return _process_start(int(owner["pid"])) == owner.get("start")
+def owner_alive(owner: dict[str, Any]) -> bool:
+    return process_start(int(owner["pid"])) == owner.get("start")
 
 
 class LabCluster(VagrantCluster):
@@ -212,10 +212,10 @@ class LabCluster(VagrantCluster):
     def release(self) -> None:
         """Kept (`--keep`): no process owns the lab now, so the next `up` of it reuses it instead of
         sweeping it as a dead run's, and `harness lab down --name` removes it."""
-        state = _read_state(self.paths)
+        state = read_state(self.paths)
         if state:
             state["owner"] = None
-            _write_state(self.paths, state)
+            write_state(self.paths, state)
 
     def leftovers(self) -> list[str]:
         return leftovers(self.paths)
@@ -230,7 +230,7 @@ class LabCluster(VagrantCluster):
 def teardown(paths: LabPaths) -> None:
     """Remove a lab whatever state it is in: domains, volumes, networks, daemons, namespace, files."""
     net = paths.net()
-    state = _read_state(paths)
+    state = read_state(paths)
     if state:
         close_masters(paths.ssh_config, [n["name"] for n in state.get("nodes", [])])
     if net.running():
@@ -245,6 +245,8 @@ def teardown(paths: LabPaths) -> None:
         for network in net.virsh("net-list", "--all", "--name", check=False).stdout.split():
             net.virsh("net-destroy", network, check=False)
             net.virsh("net-undefine", network, check=False)
+    # A container lab's nodes (found by cgroup) and overlays; nothing to do for a QEMU lab.
+    lxc_nodes.remove_all(paths.prefix, paths.root)
     net.stop()
     # Outside the namespace: ssh (Ansible's, testinfra's, their ControlMasters) into the lab, QEMU or a
     # daemon that left it. A killed run leaves them orphaned; nothing else would ever stop them.
@@ -260,7 +262,7 @@ def _kill(pids: set[int], grace: float = 5.0) -> None:
                 os.kill(pid, sig)
         deadline = time.monotonic() + grace
         while pids and time.monotonic() < deadline:
-            pids = {p for p in pids if _process_start(p) is not None and not _zombie(p)}
+            pids = {p for p in pids if process_start(p) is not None and not _zombie(p)}
             time.sleep(0.1)
         if not pids:
             return
@@ -309,6 +311,7 @@ def leftovers(paths: LabPaths) -> list[str]:
         found.append(f"process {pid} in namespace {net.netns}")
     for pid, cmdline in sorted(_lab_processes(paths).items()):
         found.append(f"process {pid}: {cmdline[:120]}")
+    found += lxc_nodes.leftovers(paths.prefix, paths.root)
     if paths.root.exists():
         found.append(f"directory {paths.root}")
     if paths.control_dir.exists():
@@ -331,32 +334,33 @@ def lab_subnet(prefix: str, taken: Collection[str] = ()) -> str:
     raise ClusterError("no free lab subnet in 10.100.0.0/16-10.199.0.0/16; remove old labs (`harness lab status`)")
 
 
-def _subnets_in_use(exclude: str) -> set[str]:
+def subnets_in_use(exclude: str) -> set[str]:
     taken = set()
     for d in labs_root().iterdir():
         if d.is_dir() and d.name != exclude:
-            state = _read_state(LabPaths(d.name)) or {}
-            subnet = state.get("document", {}).get("provider_options", {}).get("management_network_address")
+            state = read_state(LabPaths(d.name)) or {}
+            doc = state.get("document", {})
+            subnet = doc.get("subnet") or doc.get("provider_options", {}).get("management_network_address")
             if subnet:
                 taken.add(subnet)
     return taken
 
 
-def _read_state(paths: LabPaths) -> dict[str, Any] | None:
+def read_state(paths: LabPaths) -> dict[str, Any] | None:
     try:
         return json.loads(paths.state.read_text())  # type: ignore[no-any-return]
     except (OSError, ValueError):
         return None
 
 
-def _write_state(paths: LabPaths, state: dict[str, Any]) -> None:
+def write_state(paths: LabPaths, state: dict[str, Any]) -> None:
     tmp = paths.state.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")
     tmp.replace(paths.state)
 
 
 @contextmanager
-def _terminate_as_exception() -> Iterator[None]:
+def terminate_as_exception() -> Iterator[None]:
     """SIGTERM/SIGHUP raise, like Ctrl-C does, so a killed `up` unwinds through its cleanup."""
     restore = interrupt.install()
     try:
@@ -390,7 +394,7 @@ class LabProvider(Provider):
             **accel.LIBVIRT_OPTIONS[acc],
             "default_prefix": f"{paths.prefix}-",
             "management_network_name": f"{paths.prefix}-mgmt",
-            "management_network_address": lab_subnet(paths.prefix, _subnets_in_use(exclude=paths.prefix)),
+            "management_network_address": lab_subnet(paths.prefix, subnets_in_use(exclude=paths.prefix)),
             # Isolated: no NAT rules; the guests talk to each other and to the harness through the namespace.
             "management_network_mode": "none",
             "kernel": str(box.kernel),
@@ -419,7 +423,7 @@ class LabProvider(Provider):
             else (spec_or_name if isinstance(spec_or_name, str) else self.lab_id(spec_or_name))
         )
         paths = LabPaths(lab_prefix(lab_id))
-        state = _read_state(paths)
+        state = read_state(paths)
         if not state or not state.get("ready"):
             return None
         return _cluster_from_state(paths, state)
@@ -438,7 +442,7 @@ class LabProvider(Provider):
                 self._clusters[paths.prefix] = reused
                 return reused
             teardown(paths)  # a stale lab of a killed run, or one of another shape
-            with _terminate_as_exception():
+            with terminate_as_exception():
                 try:
                     cluster = self._create(spec, paths, doc)
                 except BaseException:
@@ -448,15 +452,15 @@ class LabProvider(Provider):
         return cluster
 
     def _reusable(self, paths: LabPaths, doc: dict[str, Any]) -> LabCluster | None:
-        state = _read_state(paths)
+        state = read_state(paths)
         if not state or not state.get("ready") or _machines(state.get("document") or {}) != _machines(doc):
             return None
         owner = state.get("owner")
-        if owner and owner["pid"] != os.getpid() and _owner_alive(owner):
+        if owner and owner["pid"] != os.getpid() and owner_alive(owner):
             raise ClusterError(
                 f"lab {paths.prefix} is in use by process {owner['pid']}; give this run another lab name"
             )
-        if owner and not _owner_alive(owner):
+        if owner and not owner_alive(owner):
             return None  # its process died without cleaning up: stale
         net = paths.net()
         if not net.running():
@@ -465,8 +469,8 @@ class LabProvider(Provider):
         if not all(f"{paths.prefix}-{n['name']}" in running for n in doc["nodes"]):
             return None
         if not self.keep and not owner:
-            state["owner"] = _owner()  # a kept lab adopted by a session is the session's now
-            _write_state(paths, state)
+            state["owner"] = owner_record()  # a kept lab adopted by a session is the session's now
+            write_state(paths, state)
         return _cluster_from_state(paths, state)
 
     def _create(self, spec: ClusterSpec, paths: LabPaths, doc: dict[str, Any]) -> LabCluster:
@@ -476,11 +480,11 @@ class LabProvider(Provider):
             "name": self.lab_id(spec),
             "prefix": paths.prefix,
             "document": doc,
-            "owner": None if self.keep else _owner(),
+            "owner": None if self.keep else owner_record(),
             "ready": False,
             "created": time.time(),
         }
-        _write_state(paths, state)
+        write_state(paths, state)
         paths.net().start()
         hosts = vagrant_up(
             paths.vagrant(),
@@ -497,8 +501,8 @@ class LabProvider(Provider):
         )
         cluster = LabCluster(spec.name, nodes, paths)
         cluster.each_node(cluster._set_hostname)
-        state.update(ready=True, nodes=[_node_json(n) for n in nodes])
-        _write_state(paths, state)
+        state.update(ready=True, nodes=[node_json(n) for n in nodes])
+        write_state(paths, state)
         return cluster
 
     def cleanup(self) -> None:
@@ -520,7 +524,7 @@ class LabProvider(Provider):
         return existed
 
 
-def _node_json(n: Node) -> dict[str, Any]:
+def node_json(n: Node) -> dict[str, Any]:
     return {"name": n.name, "roles": list(n.roles), "address": n.address, "user": n.user, "port": n.port}
 
 
@@ -562,10 +566,10 @@ def stale_reason(paths: LabPaths) -> str | None:
     """Why a lab is a dead run's (None: it is in use, or kept on purpose). A lab a process owns is
     stale once that process is gone; an unowned one (`lab up`, `--keep`) once it is incomplete and
     no `up` is making it (the caller checks the lock)."""
-    state = _read_state(paths)
+    state = read_state(paths)
     owner = (state or {}).get("owner")
     if owner:
-        return None if _owner_alive(owner) else f"its run (process {owner['pid']}) is gone"
+        return None if owner_alive(owner) else f"its run (process {owner['pid']}) is gone"
     if state and state.get("ready"):
         return None
     return "incomplete: its `up` never finished"
@@ -606,7 +610,7 @@ def list_labs() -> list[dict[str, Any]]:
         if not d.is_dir():
             continue
         paths = LabPaths(d.name)
-        state = _read_state(paths) or {}
+        state = read_state(paths) or {}
         net = paths.net()
         running = net.running()
         domains = net.virsh("list", "--all", "--name", check=False).stdout.split() if running else []
