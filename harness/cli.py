@@ -53,7 +53,34 @@ def _load(files: tuple[str, ...], expr: str | None) -> list[Any]:
     return select(load_catalogue(files or None, _notice), expr)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _lab() -> click.Command:
+    from harness.cluster.lab.cli import lab
+
+    return lab
+
+
+def _verify() -> click.Command:
+    from harness.checks.cli import verify
+
+    return verify
+
+
+# Subcommands that live with their stage (lab with the cluster, verify with the checks), imported when
+# named: `harness scenarios` and `harness matrix` need neither (the checks alone cost 20 ms to import).
+_LAZY: dict[str, Callable[[], click.Command]] = {"lab": _lab, "verify": _verify}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY:
+            return _LAZY[cmd_name]()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kubespray-upgrade-harness")
 def main() -> None:
     """Upgrade validation and conformance harness for Kubespray.
@@ -243,25 +270,6 @@ def gate(from_ref: str, to_ref: str, kubespray: str | None, expr: str | None, wo
     console.print(f"[bold {colour}]gate: {escape(result.message)}[/] (exit {result.exit_code}; report:"
                   f" {escape(str(result.report_dir / 'gate.md'))})", highlight=False, soft_wrap=True)
     sys.exit(result.exit_code)
-
-
-def _register_optional() -> None:
-    """Subcommands that live with their stage (lab with the cluster, verify with the checks)."""
-    try:
-        from harness.cluster.lab.cli import lab
-    except ImportError:  # pragma: no cover - only while the stage is absent
-        pass
-    else:
-        main.add_command(lab)
-    try:
-        from harness.checks.cli import verify
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        main.add_command(verify)
-
-
-_register_optional()
 
 
 if __name__ == "__main__":

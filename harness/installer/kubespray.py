@@ -152,6 +152,12 @@ def _bare_without_refs(path: Path) -> bool:
     return (path / "HEAD").is_file() and (path / "objects").is_dir() and not (path / "refs").exists()
 
 
+class NotKubespray(InstallerError):
+    """The path given for Kubespray is not a Kubespray repository's top level: bad input (exit 2)."""
+
+    exit_code = 2
+
+
 # What every Kubespray release has at its top level (upgrade-cluster.yml since 2016, cluster.yml always).
 KUBESPRAY_PLAYBOOKS = ("cluster.yml", "upgrade-cluster.yml")
 
@@ -164,11 +170,11 @@ def _own_git_dir(path: Path, rev_parse: str) -> Path:
     bare, git_dir = lines[0].strip() == "true", Path(lines[1].strip())
     cdup = lines[2].strip() if len(lines) > 2 else ""
     if bare and git_dir.resolve() != path:
-        raise InstallerError(f"{path} is inside the git repository {git_dir}, not a repository's top level:"
+        raise NotKubespray(f"{path} is inside the git repository {git_dir}, not a repository's top level:"
                              " give the Kubespray checkout or bare repository itself")
     if not bare and cdup:
         top = (path / cdup).resolve()
-        raise InstallerError(f"{path} is a folder inside the git work tree {top}, not a Kubespray checkout's"
+        raise NotKubespray(f"{path} is a folder inside the git work tree {top}, not a Kubespray checkout's"
                              " top level: give the Kubespray checkout itself")
     return git_dir
 
@@ -179,7 +185,7 @@ def _check_is_kubespray(path: Path, git_dir: Path) -> None:
     repository its HEAD's (left unjudged when HEAD names no commit: its refs are what count)."""
     if (path / ".git").exists() or git_dir != path:
         if not any((path / p).is_file() for p in KUBESPRAY_PLAYBOOKS):
-            raise InstallerError(f"{path} is a git checkout but not Kubespray's (no {' or '.join(KUBESPRAY_PLAYBOOKS)})")
+            raise NotKubespray(f"{path} is a git checkout but not Kubespray's (no {' or '.join(KUBESPRAY_PLAYBOOKS)})")
         return
     head = proc.run(["git", "--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet", "HEAD^{tree}"], check=False)
     if not head.ok:
@@ -187,7 +193,7 @@ def _check_is_kubespray(path: Path, git_dir: Path) -> None:
     listed = proc.run(["git", "--git-dir", str(git_dir), "ls-tree", "--name-only", "HEAD", "--", *KUBESPRAY_PLAYBOOKS],
                       check=False)
     if listed.ok and not listed.stdout.strip():
-        raise InstallerError(f"{path} is a git repository but not Kubespray's (its HEAD has no"
+        raise NotKubespray(f"{path} is a git repository but not Kubespray's (its HEAD has no"
                              f" {' or '.join(KUBESPRAY_PLAYBOOKS)})")
 
 
@@ -215,9 +221,9 @@ class Kubespray:
         if not _looks_like_url(src):
             path = Path(src).expanduser().resolve()
             if not path.exists():
-                raise InstallerError(f"Kubespray checkout {path} does not exist (give a path or a git URL)")
+                raise NotKubespray(f"Kubespray checkout {path} does not exist (give a path or a git URL)")
             if not path.is_dir():
-                raise InstallerError(f"Kubespray checkout {path} is not a folder (give a checkout, a bare repository or a git URL)")
+                raise NotKubespray(f"Kubespray checkout {path} is not a folder (give a checkout, a bare repository or a git URL)")
             r = proc.run(["git", "-C", str(path), "rev-parse", "--is-bare-repository", "--absolute-git-dir", "--show-cdup"],
                          check=False)
             if r.ok:
@@ -226,7 +232,7 @@ class Kubespray:
                 return cls(git_dir, **kwargs)
             if _bare_without_refs(path):
                 return cls._copied(path, **kwargs)
-            raise InstallerError(f"{path} is not a git repository: {r.stderr.strip()}")
+            raise NotKubespray(f"{path} is not a git repository: {r.stderr.strip()}")
         ks = cls(Path("/nonexistent"), **kwargs)
         dest = ks.cache / "src" / (hashlib.sha256(src.encode()).hexdigest()[:16] + ".git")
         with file_lock(dest.with_suffix(".lock")):

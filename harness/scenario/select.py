@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from _pytest.mark.expression import Expression  # pytest's -k grammar; it has no public API
-
 from harness.errors import PlanError
 from harness.scenario.loader import revalidated
 from harness.scenario.model import Scenario
@@ -21,6 +19,10 @@ def select(scenarios: Iterable[Scenario], expr: str | None) -> list[Scenario]:
     items = list(scenarios)
     if not expr:
         return items
+    # pytest's -k grammar (no public API); imported here: it brings much of pytest, which a listing
+    # without -k need not start.
+    from _pytest.mark.expression import Expression
+
     try:
         compiled = Expression.compile(expr)
     except SyntaxError as e:  # pytest >= 8.4 raises SyntaxError, older ParseError (a SyntaxError-like)
