@@ -522,6 +522,20 @@ class _PrivateApt:
         return dest / name
 
 
+def debian_packages(
+    wanted: Mapping[str, str], dest: Path, *, root: Path | None = None, mirror: str | None = None
+) -> list[Path]:
+    """Debian package files (package -> upstream version, from any of SUITES) fetched into `dest`
+    through the files repo's private apt configuration, under the repo's lock: its lists are reused
+    (and refreshed after six hours), the machine's apt is left alone. For other offline builders
+    (harness.installer.images); a file already in `dest` is not fetched again."""
+    root = root or default_root()
+    with file_lock(root.parent / f"{root.name}.lock"):
+        apt = _PrivateApt(root.parent / f"{root.name}.work" / "apt", mirror or debian_mirror())
+        apt.update()
+        return [apt.download(package, upstream, dest) for package, upstream in wanted.items()]
+
+
 def _upstream(debian_version: str) -> str:
     """3.4.23-4+b4 -> 3.4.23; 1:1.7.24~ds1-6 -> 1.7.24; 2.1.9+ds1-5 -> 2.1.9."""
     v = debian_version.split(":", 1)[-1]
