@@ -38,7 +38,7 @@ def prerequisites() -> None:
 
 def _cli_up(name: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "harness.cluster.lab.cli", "up", "--nodes", "2", "--name", name],
+        [sys.executable, "-m", "harness.cluster.lab.cli", "up", "--nodes", "2", "--name", name, "--backend", "qemu"],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -1,13 +1,15 @@
 """Runs killed with SIGKILL (as a CI timeout kills: no handler, no cleanup) leave nothing once a user
 has run the sweep.
 
-`pytest scenarios/` on a one-node copy of lab-etcd is killed three times, each at a step seen on the
-system rather than after a fixed sleep: (a) once the lab's network namespace exists (its libvirtd
-starting), (b) once a libvirt domain exists in it (`vagrant up` under way), (c) once the baseline's
-ansible-playbook runs (found by the owner every playbook process carries in its environment). After
-each kill, `harness lab status` must show the dead lab as stale and `harness lab down --stale` must
-leave 0 domains, volumes, networks, namespaces, lab daemons, processes (QEMU, Ansible, Vagrant, ssh),
-veth/bridges in the root namespace and state directories. The counts are printed.
+`pytest scenarios/` on a one-node copy of lab-etcd is killed three times per lab backend, each at a
+step seen on the system rather than after a fixed sleep. QEMU: (a) once the lab's network namespace
+exists (its libvirtd starting), (b) once a libvirt domain exists in it (`vagrant up` under way);
+containers: (a) once the namespace exists, (b) once a node's container runs (a process in its
+cgroup); both: (c) once the baseline's ansible-playbook runs (found by the owner every playbook
+process carries in its environment). After each kill, `harness lab status` must show the dead lab as
+stale and `harness lab down --stale` must leave 0 domains, volumes, networks, namespaces, lab daemons,
+processes (QEMU, containers, Ansible, Vagrant, ssh), container cgroups, overlay mounts, veth/bridges
+in the root namespace and state directories. The counts are printed.
 
 The child runs as lab `pytest-orphans` (its PYTEST_XDIST_WORKER), so a lab of the lead's or of CI's
 main job is never the one killed, and the sweep must leave such live labs alone.
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster.lab import lxc_nodes
 from harness.cluster.lab.paths import lab_prefix
 from harness.cluster.lab.provider import LabPaths, list_labs
 from harness.upgrade.runner import RUN_OWNER, run_owner
@@ -54,10 +57,12 @@ tags: [etcd]
 @pytest.fixture(scope="module", autouse=True)
 def prerequisites() -> None:
     from harness.cluster.lab.box import ensure_box
+    from harness.cluster.lab.rootfs import ensure_rootfs
     from harness.cluster.lab.setup import setup
 
     setup()
-    ensure_box()  # a cold cache builds the box here, not inside a round
+    ensure_box()  # a cold cache builds the box and the nodes' base here, not inside a round
+    ensure_rootfs()
 
 
 def _proc_text(pid: str, name: str) -> str:
@@ -120,6 +125,9 @@ def count(owner: str, links_before: set[str], seen_pids: set[str]) -> dict[str, 
         "ssh": sum(1 for comm, cmd in procs.values()
                    if comm in ("ssh", "nc") and (root in cmd or f"netns exec {prefix} " in cmd)),
         "lab processes seen before (still alive)": sum(1 for p in seen_pids if p in procs),
+        "container processes": len(lxc_nodes.pids_in_cgroups(prefix)),
+        "container cgroups": len(lxc_nodes.cgroup_dirs(prefix)),
+        "overlay mounts": len(lxc_nodes.mounts_under(PATHS.root)),
         "veth/bridges": len(_root_links() - links_before),
         "state dirs": int(PATHS.root.exists()) + int(PATHS.control_dir.exists()),
     }
@@ -140,24 +148,35 @@ def _harness(*args: str) -> subprocess.CompletedProcess[str]:
                           stdin=subprocess.DEVNULL, timeout=600)
 
 
-STEPS: dict[str, Callable[[str], bool]] = {
-    "a: namespace made, libvirtd starting": lambda _owner: Path("/run/netns", PATHS.prefix).exists(),
-    "b: vagrant up, a domain defined": lambda _owner: _domain_exists(),
-    "c: the baseline's ansible-playbook running": lambda owner: any(
-        "ansible-playbook" in _proc_text(p, "cmdline") for p in _run_processes(owner)),
+def _playbook_running(owner: str) -> bool:
+    return any("ansible-playbook" in _proc_text(p, "cmdline") for p in _run_processes(owner))
+
+
+STEPS: dict[str, dict[str, Callable[[str], bool]]] = {
+    "qemu": {
+        "a: namespace made, libvirtd starting": lambda _owner: Path("/run/netns", PATHS.prefix).exists(),
+        "b: vagrant up, a domain defined": lambda _owner: _domain_exists(),
+        "c: the baseline's ansible-playbook running": _playbook_running,
+    },
+    "lxc": {
+        "a: namespace made": lambda _owner: Path("/run/netns", PATHS.prefix).exists(),
+        "b: a node's container running": lambda _owner: bool(lxc_nodes.pids_in_cgroups(PATHS.prefix)),
+        "c: the baseline's ansible-playbook running": _playbook_running,
+    },
 }
 
 
-def test_killed_runs_leave_nothing_after_the_sweep(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["lxc", "qemu"])
+def test_killed_runs_leave_nothing_after_the_sweep(tmp_path: Path, backend: str) -> None:
     scenarios = tmp_path / "orphan.yaml"
     scenarios.write_text(SCENARIO)
     assert _harness("lab", "down", "--name", f"pytest-{WORKER}").returncode == 0  # a previous run of this test
     links_before = _root_links()
     report: list[str] = []
     start = time.monotonic()
-    for i, (step, reached) in enumerate(STEPS.items()):
+    for i, (step, reached) in enumerate(STEPS[backend].items()):
         log = tmp_path / f"child-{i}.log"
-        env = {**os.environ, "PYTEST_XDIST_WORKER": WORKER}
+        env = {**os.environ, "PYTEST_XDIST_WORKER": WORKER, "HARNESS_LAB_BACKEND": backend}
         with log.open("w") as out:
             child = subprocess.Popen(
                 [sys.executable, "-m", "pytest", "scenarios/", "--scenarios", str(scenarios), "-k", "orphan-etcd",
@@ -190,5 +209,5 @@ def test_killed_runs_leave_nothing_after_the_sweep(tmp_path: Path) -> None:
                       + "\n    after `harness lab down --stale`: " + ", ".join(f"{k}={v}" for k, v in after.items()))
         assert set(after.values()) == {0}, report[-1]
         assert not any(lab["prefix"] == PATHS.prefix for lab in list_labs())
-    report.append(f"three killed runs and their sweeps: {time.monotonic() - start:.0f} s")
+    report.append(f"{backend}: three killed runs and their sweeps: {time.monotonic() - start:.0f} s")
     print("\n" + "\n".join(report))

@@ -39,14 +39,22 @@ def _errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _provider(name: str | None) -> Any:
-    from harness.cluster.lab.provider import LabProvider  # lazily: `--help` stays fast
+def _provider(name: str | None, backend: str | None = None) -> Any:
+    """The lab provider of `backend` (`--backend`, else $HARNESS_LAB_BACKEND, else lxc)."""
+    from harness.options import resolve_lab_backend  # lazily: `--help` stays fast
+
+    if resolve_lab_backend(backend) == "lxc":
+        from harness.cluster.lab.lxc import LxcProvider
+
+        return LxcProvider(name, keep=True)
+    from harness.cluster.lab.provider import LabProvider
 
     return LabProvider(name, keep=True)
 
 
 def _running(name: str | None) -> Any:
-    lab = _provider(name).find()
+    """The running lab of that name, whichever backend made it."""
+    lab = _provider(name, "lxc").find() or _provider(name, "qemu").find()
     if lab is None:
         raise HarnessError(f"no lab named {name or _provider(None).lab_name!r} is up; run `harness lab up` first")
     return lab
@@ -57,7 +65,8 @@ name_option = click.option("--name", default=None, help="Lab name (default: lab,
 
 @click.group("lab")
 def lab() -> None:
-    """The embedded lab: QEMU VMs from an offline Debian box, in a private network namespace."""
+    """The embedded lab, in a private network namespace: nodes as LXC system containers (lxc, the
+    default) or QEMU VMs (qemu) from an offline Debian box."""
 
 
 @lab.command()
@@ -91,12 +100,14 @@ def box() -> None:
 @name_option
 @click.option("--memory", type=click.IntRange(256), default=1024, show_default=True, help="MiB per node.")
 @click.option("--cpus", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option("--backend", type=click.Choice(["lxc", "qemu"]), default=None,
+              help="Nodes as system containers (lxc) or VMs (qemu); default $HARNESS_LAB_BACKEND, else lxc.")
 @_errors
-def up(nodes: int, name: str | None, memory: int, cpus: int) -> None:
+def up(nodes: int, name: str | None, memory: int, cpus: int, backend: str | None) -> None:
     """Bring a lab up (node1: control-plane+etcd+worker, others etcd+worker)."""
     from harness.cluster.lab.provider import default_spec
 
-    provider = _provider(name)
+    provider = _provider(name, backend)
     start = time.monotonic()
     cluster = provider.up(default_spec(provider.lab_name, nodes, memory=memory, cpus=cpus))
     click.echo(f"lab {cluster.prefix} up in {time.monotonic() - start:.1f} s")
@@ -126,7 +137,10 @@ def status(as_json: bool) -> None:
             ready = f" (stale, {lab_['stale']}: `harness lab down --stale` removes it, as does the next run's `up`)"
         else:
             ready = "" if lab_["ready"] else " (being made)"
-        click.echo(f"{lab_['prefix']}: {state}{ready}; domains: {' '.join(lab_['domains']) or '-'}")
+        if lab_["backend"] == "lxc":
+            click.echo(f"{lab_['prefix']}: {'running' if lab_['ready'] else 'stopped'}{ready}; lxc containers")
+        else:
+            click.echo(f"{lab_['prefix']}: {state}{ready}; qemu domains: {' '.join(lab_['domains']) or '-'}")
         for n in lab_["nodes"]:
             click.echo(f"  {n['name']:8} {n['address']:16} {','.join(n['roles'])}")
     if orphans:

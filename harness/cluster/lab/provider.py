@@ -621,6 +621,7 @@ def list_labs() -> list[dict[str, Any]]:
         out.append(
             {
                 "prefix": d.name,
+                "backend": state.get("backend", "qemu"),
                 "ready": bool(state.get("ready")),
                 "running": running,
                 "owner": state.get("owner"),
