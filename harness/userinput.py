@@ -214,8 +214,8 @@ def _opened_at(text: str, e: yaml.MarkedYAMLError) -> tuple[str, yaml.Mark] | No
     if context is not None and 0 <= context.index < len(text) and text[context.index] in "\"'" \
             and "quoted scalar" in (e.context or ""):
         return text[context.index], context
-    if "flow" not in (e.context or ""):
-        return None
+    if not (e.context or "").startswith("while parsing a flow") or "expected" not in (e.problem or ""):
+        return None  # not an unclosed bracket (libyaml's own depth limit says "while increasing flow level")
     opened: list[yaml.Token] = []
     try:
         for token in yaml.scan(text, Loader=Loader):
