@@ -115,7 +115,7 @@ def test_bad_scenario_file_is_a_usage_error_naming_file_and_field(project):
     (["--provider", "static"], "--provider static needs --inventory"),
     (["--keep", "sometimes"], "--keep 'sometimes'"),
     (["--from", "bad ref!"], "--from: invalid Kubespray ref"),
-    (["--kubespray", "/nonexistent"], "not a git checkout"),
+    (["--kubespray", "/nonexistent"], "--kubespray /nonexistent: no such file or folder"),
     (["--provider", "vagrant"], "--provider vagrant needs --box NAME"),
     (["--vagrant-provider", "Virtual Box"], "--vagrant-provider 'Virtual Box': not a Vagrant provider name"),
     (["--vagrant-option", "driver"], "--vagrant-option 'driver': expected KEY=VALUE"),
