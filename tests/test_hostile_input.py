@@ -160,6 +160,10 @@ CASES: dict[str, Case] = {
     "inventory-a-list": Case(_with_inventory("- node1\n- node2\n"), [_verify()],
                              [["--provider", "static", "--inventory", "{d}/hosts.yaml"]],
                              ["hosts.yaml: a YAML inventory is a mapping of groups", "not a YAML list"]),
+    "inventory-without-hosts": Case(_with_inventory("[etcd]\n", name="hosts.ini"), [_verify(inventory="{d}/hosts.ini")], [],
+                                    ["no hosts in inventory"]),  # Ansible's to read (INI): exit 2 all the same
+    "expect-key-typo": Case(_with_expect(EXPECT_OK + "kube_proxy_remov: true\n"), [_verify()], [],
+                            ["field 'kube_proxy_remov': unknown key; did you mean 'kube_proxy_remove'?"]),
     "tab": Case(_write(s__yaml=GOOD_SCENARIO.replace("  nodes:", "\tnodes:")), [FILE], [SCENARIOS],
                 ["line 5, column 1: a tab character; YAML indents with spaces"]),
     "unclosed-bracket": Case(_write(s__yaml=_scenario("roles: [etcd, worker]}", "roles: [etcd, worker}")), [FILE],

@@ -98,6 +98,7 @@ def verify(inventory: Path, expect_file: str, kubeconfig: Path | None, cert_days
         report = run_verify(_static_cluster(inventory), expect, api_access(expect, kubeconfig), fix_stale_tokens)
     except HarnessError as e:
         click.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
+        # 1 means a check failed (docs/verify.md): a cluster that could not be verified is never that.
+        sys.exit(2 if e.exit_code == 1 else e.exit_code)
     _render(report)
     sys.exit(0 if report.ok else 1)
