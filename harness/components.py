@@ -3,8 +3,8 @@
 One `Component` per component: the Kubespray variable that sets its version, the tags that move it
 and the phase of the upgrade order its change belongs to, the binaries it puts on a node and how
 the probe asks each for its version, its systemd units, the roles whose nodes carry it, whether the
-lab installer deploys it, the Debian packages the lab's files repo takes it from, and Kubespray's
-checksum variables for its files. The plan, the probes, the checks, the scenario model, the files
+lab installer deploys it, where the lab's files repo takes it from (Debian packages, or the Kubernetes
+binaries built from source), and Kubespray's checksum variables for its files. The plan, the probes, the checks, the scenario model, the files
 repo and the Kubespray driver read it through the small functions below; none keeps a list of its own.
 
 A name the probes report is a component's (`etcd`, `kube-apiserver`) or one of its binaries'
@@ -62,6 +62,17 @@ class DebianSource:
 
 
 @dataclass(frozen=True)
+class KubernetesBuild:
+    """The lab's files repo holds a Kubernetes binary from the sets built from source outside the harness
+    (no Kubernetes release can be downloaded offline; files_repo.kubernetes_source()): one folder per
+    labelled set, the file named as the component, put where Kubespray's `dl_k8s_io_url` downloads it."""
+
+    sets: tuple[str, ...]  # the labelled sets (kube_version) the repo holds by default, oldest first
+    url_path: str  # the file under `files_repo`, as Kubespray's download URL builds it ({v}, {arch})
+    url_var: str | None  # Kubespray's download URL variable; None: Kubespray downloads no such file (kubeadm runs it as an image)
+
+
+@dataclass(frozen=True)
 class Component:
     name: str
     var: str  # the Kubespray variable that sets its version
@@ -80,6 +91,7 @@ class Component:
     default_on: bool = False
     lab: bool = False  # the lab installer (playbooks/lab/) deploys it
     debian: DebianSource | None = None  # the lab's files repo holds it, built from these Debian packages
+    built: KubernetesBuild | None = None  # the lab's files repo holds it, from the Kubernetes binaries built from source
     checksums: tuple[Checksum, ...] = ()  # Kubespray's checksums for its files; none: images, pulled by tag
 
     @property
@@ -95,6 +107,16 @@ class Component:
 
 _CP_WORKER = ("control-plane", "worker")
 _K8S = "kube_version"
+# The Kubernetes sets the lab has (../shared/kubernetes/README.md): both are the same 1.32-beta code,
+# labelled v1.31.9 and v1.32.0, so an upgrade can be exercised offline, not a change between minors.
+_K8S_SETS = ("1.31.9", "1.32.0")
+
+
+def _k8s(name: str, url_var: str | None = None) -> KubernetesBuild:
+    """Kubespray's kubelet/kubectl/kubeadm URL (`{{ dl_k8s_io_url }}/release/v{{ kube_version }}/bin/linux/
+    {{ image_arch }}/NAME`); the server binaries Kubespray never downloads go into the same folder."""
+    return KubernetesBuild(_K8S_SETS, f"dl.k8s.io/release/v{{v}}/bin/linux/{{arch}}/{name}", url_var)
+
 
 COMPONENTS: tuple[Component, ...] = (
     Component(
@@ -153,27 +175,29 @@ COMPONENTS: tuple[Component, ...] = (
         "kubelet", _K8S, ("node",), "node",
         binaries=(Binary("kubelet", "kubelet --version", pv.parse_kubelet_version),),
         units=("kubelet",), roles=_CP_WORKER, from_api=True, default_on=True,
+        built=_k8s("kubelet", "kubelet_download_url"),
         checksums=(Checksum("kubelet_checksums", "kubelet_binary_checksum"),),
     ),
     # The DaemonSet `kubeadm upgrade apply` rolls, so the control-plane tag moves it; its node-side
     # tasks (tag kube-proxy) run with the kubelet's.
-    Component("kube-proxy", _K8S, ("control-plane",), "node", from_api=True, default_on=True),
+    Component("kube-proxy", _K8S, ("control-plane",), "node", from_api=True, default_on=True,
+              built=_k8s("kube-proxy")),
     Component("kube-apiserver", _K8S, ("control-plane",), "control-plane", roles=("control-plane",),
-              from_api=True, static_pod=True, default_on=True),
+              from_api=True, static_pod=True, default_on=True, built=_k8s("kube-apiserver")),
     Component("kube-controller-manager", _K8S, ("control-plane",), "control-plane", roles=("control-plane",),
-              from_api=True, static_pod=True, default_on=True),
+              from_api=True, static_pod=True, default_on=True, built=_k8s("kube-controller-manager")),
     Component("kube-scheduler", _K8S, ("control-plane",), "control-plane", roles=("control-plane",),
-              from_api=True, static_pod=True, default_on=True),
+              from_api=True, static_pod=True, default_on=True, built=_k8s("kube-scheduler")),
     Component(
         "kubeadm", _K8S, ("control-plane", "kubeadm"),
         binaries=(Binary("kubeadm", "kubeadm version -o short", pv.parse_kubeadm_version),),
-        roles=_CP_WORKER, default_on=True,
+        roles=_CP_WORKER, default_on=True, built=_k8s("kubeadm", "kubeadm_download_url"),
         checksums=(Checksum("kubeadm_checksums", "kubeadm_binary_checksum"),),
     ),
     Component(
         "kubectl", _K8S, ("control-plane",),
         binaries=(Binary("kubectl", "kubectl version --client -o json", pv.parse_kubectl_version),),
-        roles=("control-plane",), elsewhere=True, default_on=True,
+        roles=("control-plane",), elsewhere=True, default_on=True, built=_k8s("kubectl", "kubectl_download_url"),
         checksums=(Checksum("kubectl_checksums", "kubectl_binary_checksum"),),
     ),
     Component(
@@ -330,5 +354,10 @@ def lab_components() -> tuple[Component, ...]:
 
 
 def repo_components() -> dict[str, Component]:
-    """What the lab's files repo holds, by name, each with its Debian source."""
-    return {c.name: c for c in COMPONENTS if c.debian is not None}
+    """What the lab's files repo can hold, by name, each with its source (Debian or a Kubernetes build)."""
+    return {c.name: c for c in COMPONENTS if c.debian is not None or c.built is not None}
+
+
+def kubernetes_components() -> tuple[Component, ...]:
+    """The Kubernetes binaries the lab's files repo can hold (kubelet, kube-apiserver, ...), in table order."""
+    return tuple(c for c in COMPONENTS if c.built is not None)

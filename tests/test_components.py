@@ -14,6 +14,7 @@ from harness.checks import order
 from harness.components import COMPONENTS, EVERY_NODE
 from harness.errors import HarnessError
 from harness.installer import files_repo, lab
+from harness.installer.inventory import mirror_host_vars
 from harness.installer.kubespray import Kubespray, Unresolvable
 from harness.plan.tags import COMPANION_TAGS, COMPONENT_TAGS, KNOWN_TAGS
 from harness.plan.versions import Version
@@ -60,15 +61,36 @@ def test_every_checksum_table_holds_its_default_version(real_kubespray: Kubespra
 
 
 def test_files_repo_paths_are_kubesprays_download_urls(real_kubespray: Kubespray) -> None:
-    """Each repo component's `url_var`, templated by the ref's Ansible with the offline variables, is
-    `files_repo` + the table's path: Kubespray downloads exactly what the repo holds."""
+    """Each repo component's `url_var`, templated by the ref's Ansible with the offline variables the
+    harness sets (`files_repo`, `github_url`, `dl_k8s_io_url`), is `files_repo` + the table's path:
+    Kubespray downloads exactly what the repo holds."""
     repo = "http://10.0.0.1:8080"
+    checked = set()
     for name, c in components.repo_components().items():
-        assert c.debian is not None
-        version = c.debian.versions[-1][1]
-        got = real_kubespray.resolve(REF, [c.debian.url_var],
-                                     {"files_repo": repo, "github_url": f"{repo}/github.com", c.var: version})
-        assert got[c.debian.url_var] == f"{repo}/{files_repo.url_path(name, version)}"
+        src = c.debian or c.built
+        assert src is not None
+        if src.url_var is None:
+            continue  # a Kubernetes server binary: see the next test
+        version = c.debian.versions[-1][1] if c.debian else c.built.sets[-1] if c.built else ""
+        got = real_kubespray.resolve(REF, [src.url_var], {**mirror_host_vars(repo), c.var: version})
+        assert got[src.url_var] == f"{repo}/{files_repo.url_path(name, version)}"
+        checked.add(name)
+    assert checked == {"etcd", "containerd", "runc", "kubelet", "kubectl", "kubeadm"}
+
+
+def test_kubernetes_server_binaries_are_none_kubespray_downloads(real_kubespray: Kubespray) -> None:
+    """kube-apiserver, kube-controller-manager, kube-scheduler and kube-proxy have no download URL or
+    checksum in Kubespray (kubeadm runs them as images): the repo puts them beside the kubelet, in
+    SHA256SUMS only."""
+    variables = real_kubespray.variables(REF)
+    for c in components.kubernetes_components():
+        assert c.built is not None
+        if c.built.url_var is not None:
+            continue
+        stem = c.name.replace("-", "_")
+        assert not [v for v in variables if v.startswith(stem) and v.endswith(("_download_url", "_checksums"))], c.name
+        assert not c.checksums, c.name
+        assert files_repo.url_path(c.name, "1.32.0").rsplit("/", 1)[0] == files_repo.url_path("kubelet", "1.32.0").rsplit("/", 1)[0]
 
 
 def _parses_as(key: str, wanted: Version) -> bool:
@@ -193,13 +215,37 @@ def test_every_lab_component_has_a_files_repo_source() -> None:
     assert lab_names == {"etcd", "containerd", "runc"}
     assert lab_names <= set(components.repo_components())
     for c in components.repo_components().values():
-        assert c.debian is not None and c.debian.packages and c.checksums
+        assert (c.debian is None) != (c.built is None), c.name  # one source each
+        if c.debian is None:
+            continue
+        assert c.debian.packages and c.checksums
         assert {s for s, _v in c.debian.versions} <= set(files_repo.SUITES), c.name
         assert lab.BASELINE_SUITE in dict(c.debian.versions), c.name
         # Versions in suite order: the lab upgrades from bookworm's build to newer suites'.
         vs = [Version.parse(v) for _s, v in c.debian.versions]
         assert vs == sorted(vs), c.name
         assert any(b.always for b in c.binaries), c.name
+
+
+def test_kubernetes_builds_are_the_sets_the_lab_has() -> None:
+    """Every Kubernetes component's sets are the labelled sets of the builds (../shared/kubernetes), each
+    set's SHA256SUMS lists it, and the seven are exactly what those builds hold."""
+    built = components.kubernetes_components()
+    assert {c.name for c in built} == {"kubelet", "kubectl", "kubeadm", "kube-apiserver", "kube-controller-manager",
+                                       "kube-scheduler", "kube-proxy"}
+    assert {c.var for c in built} == {"kube_version"}
+    for c in built:
+        assert c.built is not None
+        assert [Version.parse(v) for v in c.built.sets] == sorted(Version.parse(v) for v in c.built.sets), c.name
+        assert c.built.url_path.endswith(f"/{c.name}"), c.name
+    try:
+        sets = files_repo.kubernetes_sets()
+    except HarnessError as e:
+        pytest.skip(str(e))
+    for c in built:
+        assert c.built is not None
+        assert all(c.name in sets.get(v, ()) for v in c.built.sets), (c.name, sets)
+    assert set().union(*sets.values()) == {c.name for c in built}
 
 
 def test_the_lab_playbooks_read_the_tables_variables() -> None:

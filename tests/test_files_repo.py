@@ -1,4 +1,5 @@
-"""The offline files repo: a real build from the Debian archive (cached), its layout, checksums and server."""
+"""The offline files repo: a real build from the Debian archive (cached), the Kubernetes binaries built from
+source (../shared/kubernetes), their layout, checksums and server."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from harness import proc
-from harness.errors import InstallerError
+from harness.errors import InstallerError, PrerequisiteError
 from harness.installer import files_repo as fr
 
 # -- pure parts ---------------------------------------------------------------
@@ -29,8 +30,12 @@ def test_url_paths_are_kubespray_release_paths() -> None:
         == "github.com/containerd/containerd/releases/download/v1.7.24/containerd-1.7.24-linux-amd64.tar.gz"
     )
     assert fr.url_path("runc", "v1.1.15") == "github.com/opencontainers/runc/releases/download/v1.1.15/runc.amd64"
+    # Kubespray's {{ dl_k8s_io_url }}/release/v{{ kube_version }}/bin/linux/{{ image_arch }}/kubelet, and the
+    # server binaries Kubespray never downloads beside it.
+    assert fr.url_path("kubelet", "1.32.0") == "dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubelet"
+    assert fr.url_path("kube-apiserver", "v1.31.9") == "dl.k8s.io/release/v1.31.9/bin/linux/amd64/kube-apiserver"
     with pytest.raises(InstallerError, match="no component"):
-        fr.url_path("kubelet", "1.35.4")
+        fr.url_path("crictl", "1.35.0")
 
 
 def test_upstream_version_of_debian_versions() -> None:
@@ -59,11 +64,52 @@ def test_debian_mirror_from_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert fr.debian_mirror([third_party]) == "http://override/debian"
 
 
-def test_bad_requests_are_refused_before_any_download(tmp_path: Path) -> None:
+def _fake_kubernetes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Kubernetes source with two sets' SHA256SUMS and no binaries (HARNESS_KUBERNETES)."""
+    src = tmp_path / "kubernetes"
+    for v in ("v1.31.9", "v1.32.0"):
+        (src / v).mkdir(parents=True)
+        (src / v / "SHA256SUMS").write_text(f"{'0' * 64}  kubelet\n{'1' * 64}  kubectl\n")
+    monkeypatch.setenv("HARNESS_KUBERNETES", str(src))
+    return src
+
+
+def test_bad_requests_are_refused_before_any_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InstallerError, match="cannot hold"):
-        fr.build({"kubelet": ["1.35.4"]}, root=tmp_path / "r")
+        fr.build({"crictl": ["1.35.0"]}, root=tmp_path / "r")
     with pytest.raises(InstallerError, match="not X.Y.Z"):
         fr.build({"etcd": ["3.5"]}, root=tmp_path / "r")
+    _fake_kubernetes(tmp_path, monkeypatch)
+    with pytest.raises(InstallerError, match=r"no Kubernetes kubelet 1\.35\.4 in .*kubernetes \(its sets: 1\.31\.9, 1\.32\.0\)"):
+        fr.build({"kubelet": ["1.35.4"]}, root=tmp_path / "r")
+    with pytest.raises(InstallerError, match=r"no Kubernetes kubeadm 1\.32\.0 .*its sets: none"):
+        fr.build({"kubeadm": ["1.32.0"]}, root=tmp_path / "r")
+    assert not (tmp_path / "r" / "dl.k8s.io").exists()
+
+
+def test_kubernetes_source_is_named_when_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_KUBERNETES", str(tmp_path / "nowhere"))
+    with pytest.raises(PrerequisiteError, match="no Kubernetes binaries at .*nowhere.*HARNESS_KUBERNETES"):
+        fr.build({"kubelet": ["1.32.0"]}, root=tmp_path / "r")
+    assert fr.kubernetes_sets(_fake_kubernetes(tmp_path, monkeypatch)) == {
+        "1.31.9": frozenset({"kubelet", "kubectl"}), "1.32.0": frozenset({"kubelet", "kubectl"})}
+
+
+def test_checksum_vars_are_kubesprays_shape_and_order(tmp_path: Path) -> None:
+    """Tables by name, versions newest first as Kubespray lists them (its kube_version defaults to the first
+    key of kubelet_checksums); a file Kubespray has no variable for is in SHA256SUMS only."""
+    repo = fr.FilesRepo(tmp_path)
+    for comp, v in (("kubelet", "1.31.9"), ("kubelet", "1.32.0"), ("kube-apiserver", "1.32.0"),
+                    ("etcd", "3.4.23"), ("etcd", "3.5.16"), ("etcd", "3.5.30")):
+        repo.artifacts[(comp, v)] = fr.Artifact(comp, v, fr.url_path(comp, v), f"{len(v):064x}", 1, (), (comp,), None)
+    ks = repo.checksum_vars()
+    assert list(ks) == ["etcd_binary_checksums", "kubelet_checksums"]
+    assert list(ks["kubelet_checksums"]["amd64"]) == ["1.32.0", "1.31.9"]
+    assert list(ks["etcd_binary_checksums"]["amd64"]) == ["3.5.30", "3.5.16", "3.4.23"]
+    repo._write_indexes()
+    written = yaml.safe_load((tmp_path / "checksums.yml").read_text())
+    assert written == ks and list(written["kubelet_checksums"]["amd64"]) == ["1.32.0", "1.31.9"]  # order kept
+    assert "dl.k8s.io/release/v1.32.0/bin/linux/amd64/kube-apiserver" in (tmp_path / "SHA256SUMS").read_text()
 
 
 # -- a real build, cached in the harness cache ---------------------------------
@@ -148,6 +194,88 @@ def test_second_build_is_instant_and_identical(repo: fr.FilesRepo) -> None:
 def test_missing_version_is_named(repo: fr.FilesRepo) -> None:
     with pytest.raises(InstallerError, match="no etcd 9.9.9.*3.4.23"):
         repo.artifact("etcd", "9.9.9")
+
+
+def test_default_repo_holds_no_kubernetes() -> None:
+    """Kubernetes binaries only when asked: a repo holding kubelet hands Kubespray a kubelet_checksums,
+    which moves its default kube_version and what its downloads keep."""
+    assert not set(fr.default_versions()) & set(fr.kubernetes_versions())
+    assert set(fr.kubernetes_versions()) == {"kubelet", "kubectl", "kubeadm", "kube-apiserver",
+                                             "kube-controller-manager", "kube-scheduler", "kube-proxy"}
+
+
+# -- the Kubernetes binaries, unpacked into the cache and put at Kubespray's dl.k8s.io paths -------------
+
+
+@pytest.fixture(scope="module")
+def k8s_repo(tmp_path_factory: pytest.TempPathFactory) -> fr.FilesRepo:
+    src = fr.kubernetes_source()
+    if not (src / "unpack").is_file():
+        pytest.skip(f"no Kubernetes binaries at {src} (set HARNESS_KUBERNETES)")
+    absent = [t for t in ("xz", "xdelta3") if not shutil.which(t)]
+    if absent:
+        pytest.skip(f"unpacking the Kubernetes binaries needs {', '.join(absent)} (apt-get install xz-utils xdelta3)")
+    # A repo of its own (the default one stays Debian-only); the unpacked binaries are the cache's, reused.
+    return fr.build(fr.kubernetes_versions(), root=tmp_path_factory.mktemp("k8s") / "files-repo")
+
+
+def test_kubernetes_binaries_at_kubesprays_paths_with_their_sums(k8s_repo: fr.FilesRepo) -> None:
+    src = fr.kubernetes_source()
+    ks = yaml.safe_load((k8s_repo.root / "checksums.yml").read_text())
+    for comp, versions in fr.kubernetes_versions().items():
+        for v in versions:
+            a = k8s_repo.artifact(comp, v)
+            assert a.path == f"dl.k8s.io/release/v{v}/bin/linux/amd64/{comp}"
+            # The set's own SHA256SUMS, the repo's SHA256SUMS line and the manifest agree.
+            assert fr._read_sums(src / f"v{v}" / "SHA256SUMS")[comp] == a.sha256
+            assert a.origin == str(src / f"v{v}") and a.debs == () and a.glibc is None
+            table = {"kubelet": "kubelet_checksums", "kubectl": "kubectl_checksums", "kubeadm": "kubeadm_checksums"}
+            if comp in table:
+                assert ks[table[comp]]["amd64"][v] == f"sha256:{a.sha256}"
+    assert set(ks) == {"kubelet_checksums", "kubectl_checksums", "kubeadm_checksums"}
+    assert proc.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=str(k8s_repo.root), timeout=300).ok
+
+
+def test_kubernetes_cache_is_reused_and_linked(k8s_repo: fr.FilesRepo, tmp_path: Path) -> None:
+    """The unpacked sets stay in the cache: while nothing changed its stamp skips the unpack; without
+    the stamp unpack runs and rewrites nothing; a repo's files are hard links of the cache's (the cache
+    and the repo share a file system here), not 1 GB more."""
+    cache = fr.kubernetes_cache()
+    kubelet = cache / "v1.32.0" / "kubelet"
+    before = kubelet.stat()
+    start = time.monotonic()
+    fr.kubernetes_binaries()
+    assert time.monotonic() - start < 2  # the stamp matched: no unpack, no re-hash
+    (cache / ".unpacked.json").unlink()
+    start = time.monotonic()
+    fr.kubernetes_binaries()
+    took = time.monotonic() - start
+    after = kubelet.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), "unpack rewrote a matching binary"
+    assert took < 20, took  # a re-hash, not xz and xdelta3 again
+    assert (cache / ".unpacked.json").is_file()
+    if os.stat(k8s_repo.root).st_dev == before.st_dev:
+        assert k8s_repo.path("kubelet", "1.32.0").stat().st_ino == before.st_ino
+    # A second repo is built from the same cache: no unpack is needed for it to be right.
+    other = fr.build({"kubelet": ["1.32.0"]}, root=tmp_path / "other")
+    assert other.artifact("kubelet", "1.32.0").sha256 == k8s_repo.artifact("kubelet", "1.32.0").sha256
+
+
+def test_kubelet_served_over_http_matches_its_checksum_and_version(k8s_repo: fr.FilesRepo, netns: str,
+                                                                   tmp_path: Path) -> None:
+    port = _free_port()
+    got = tmp_path / "kubelet"
+    with fr.serve(k8s_repo.root, netns, "127.0.0.1", port) as server:
+        url = f"{server.url()}/{fr.url_path('kubelet', '1.32.0')}"
+        fetch = f"import urllib.request; urllib.request.urlretrieve({url!r}, {str(got)!r})"
+        proc.run([sys.executable, "-c", fetch], netns=netns, timeout=300)
+    ks = yaml.safe_load((k8s_repo.root / "checksums.yml").read_text())
+    assert f"sha256:{hashlib.sha256(got.read_bytes()).hexdigest()}" == ks["kubelet_checksums"]["amd64"]["1.32.0"]
+    got.chmod(0o755)
+    assert proc.run([str(got), "--version"]).stdout.strip() == "Kubernetes v1.32.0+lab.cd13ec4a"
+    # The other set says its own label: the same code, labelled for an upgrade (../shared/kubernetes/README.md).
+    old = proc.run([str(k8s_repo.path("kubelet", "1.31.9")), "--version"]).stdout.strip()
+    assert old == "Kubernetes v1.31.9+lab.cd13ec4a"
 
 
 # -- serving inside a network namespace ---------------------------------------

@@ -1,12 +1,14 @@
-"""An offline files repo in Kubespray's layout, built from real Debian packages.
+"""An offline files repo in Kubespray's layout, built from real Debian packages and the lab's Kubernetes builds.
 
-Kubespray downloads release files from `{{ files_repo }}/github.com/...` when offline
-(docs/operations/offline-environment.md). No GitHub release is reachable here, so this module
-repackages the Debian archive's builds of etcd, containerd and runc into the upstream release
-file names and layouts (etcd's `etcd-vX-linux-amd64/` tarball, containerd's `bin/` tarball,
-runc's bare `runc.amd64`), writes checksums in Kubespray's variable shape, and serves the tree
-over HTTP inside the lab's network namespace. Which packages, versions and layouts: the component
-table (harness.components, `Component.debian`).
+Kubespray downloads release files from `{{ files_repo }}/github.com/...` and `{{ files_repo }}/dl.k8s.io/...`
+when offline (docs/operations/offline-environment.md). No GitHub or Kubernetes release is reachable
+here, so this module repackages the Debian archive's builds of etcd, containerd and runc into the
+upstream release file names and layouts (etcd's `etcd-vX-linux-amd64/` tarball, containerd's `bin/`
+tarball, runc's bare `runc.amd64`), puts the Kubernetes binaries built from source (two labelled
+sets, kubernetes_source()) where Kubespray's `dl_k8s_io_url` downloads them, writes checksums in
+Kubespray's variable shape, and serves the tree over HTTP inside the lab's network namespace. Which
+packages, versions and layouts: the component table (harness.components, `Component.debian` and
+`Component.built`).
 
 Debian packages come through a private apt configuration (own sources, lists and cache under the
 harness cache), so the machine's apt sources are never touched.
@@ -28,6 +30,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,27 +55,46 @@ FORMAT = 1  # bump when the repo's layout or manifest changes, so old caches get
 _BIN_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin")
 
 
-def source(component: str) -> tuple[Component, DebianSource]:
-    """A component the repo holds, with where it comes from (harness.components); refuses any other."""
+def _component(component: str) -> Component:
+    """A component the repo can hold (harness.components); refuses any other."""
     c = components.repo_components().get(component)
-    if c is None or c.debian is None:
+    if c is None:
         raise InstallerError(f"the files repo has no component {component!r}; it has {', '.join(components.repo_components())}")
+    return c
+
+
+def source(component: str) -> tuple[Component, DebianSource]:
+    """A component the repo builds from Debian packages, with where it comes from; refuses any other."""
+    c = _component(component)
+    if c.debian is None:
+        raise InstallerError(f"the files repo takes {component} from the Kubernetes builds, not from Debian")
     return c, c.debian
 
 
 def default_versions() -> dict[str, tuple[str, ...]]:
     """What the lab can install by default: each component's bookworm, trixie and sid builds (LAB.md).
-    trixie's and sid's runc ask for glibc 2.38 through one C23 symbol; relink_c23_symbols() maps it back."""
+    trixie's and sid's runc ask for glibc 2.38 through one C23 symbol; relink_c23_symbols() maps it back.
+
+    The Kubernetes binaries are not among them (kubernetes_versions()): a repo holding kubelet also
+    gives Kubespray a `kubelet_checksums`, whose first key is Kubespray's default `kube_version`."""
     return {name: tuple(v for _suite, v in c.debian.versions)
             for name, c in components.repo_components().items() if c.debian is not None}
+
+
+def kubernetes_versions() -> dict[str, tuple[str, ...]]:
+    """Every Kubernetes binary in every labelled set the table names (kubelet: 1.31.9, 1.32.0; ...)."""
+    return {c.name: c.built.sets for c in components.kubernetes_components() if c.built is not None}
 
 
 def url_path(component: str, version: str, arch: str = ARCH) -> str:
     """The file's path under `files_repo`, exactly as Kubespray's *_download_url builds it.
 
-    roles/kubespray_defaults/defaults/main/download.yml, with `github_url: {{ files_repo }}/github.com`.
+    roles/kubespray_defaults/defaults/main/download.yml, with `github_url: {{ files_repo }}/github.com`
+    and `dl_k8s_io_url: {{ files_repo }}/dl.k8s.io`.
     """
-    _c, src = source(component)
+    c = _component(component)
+    src = c.debian or c.built
+    assert src is not None  # repo_components() holds only components with a source
     return src.url_path.format(v=version.removeprefix("v"), arch=arch)
 
 
@@ -87,6 +109,7 @@ class Artifact:
     binaries: tuple[str, ...]
     glibc: str | None  # newest GLIBC_ symbol version any binary needs
     patched: tuple[str, ...] = ()  # symbol relinks applied (see relink_c23_symbols)
+    origin: str = ""  # where a file not made from Debian packages came from (a Kubernetes set's folder)
 
 
 @dataclass
@@ -121,10 +144,15 @@ class FilesRepo:
         return sorted((v for c, v in self.artifacts if c == component), key=_vkey)
 
     def checksum_vars(self, arch: str = ARCH) -> dict[str, dict[str, dict[str, str]]]:
-        """Kubespray's checksum dicts (`etcd_binary_checksums[arch][version]: sha256:...`)."""
+        """Kubespray's checksum dicts (`etcd_binary_checksums[arch][version]: sha256:...`), by name,
+        each newest version first as Kubespray lists them: its `kube_version` defaults to the first
+        key of `kubelet_checksums`. Files Kubespray has no checksum variable for (the Kubernetes
+        server binaries) are only in SHA256SUMS and the manifest."""
         out: dict[str, dict[str, dict[str, str]]] = {}
-        for (comp, ver), a in sorted(self.artifacts.items(), key=lambda kv: (kv[0][0], _vkey(kv[0][1])), reverse=True):
-            out.setdefault(_checksum_table(comp), {arch: {}})[arch][ver] = f"sha256:{a.sha256}"
+        by_table = sorted(((t, ver, a) for (comp, ver), a in self.artifacts.items() if (t := _checksum_table(comp))),
+                          key=lambda x: (x[0], [-n for n in _vkey(x[1])]))
+        for table, ver, a in by_table:
+            out.setdefault(table, {arch: {}})[arch][ver] = f"sha256:{a.sha256}"
         return out
 
     def verify(self) -> list[str]:
@@ -145,7 +173,7 @@ class FilesRepo:
             return repo
         for a in data.get("artifacts", []):
             art = Artifact(**{**a, "debs": tuple(a["debs"]), "binaries": tuple(a["binaries"]),
-                               "patched": tuple(a.get("patched", ()))})
+                               "patched": tuple(a.get("patched", ())), "origin": a.get("origin", "")})
             repo.artifacts[(art.component, art.version)] = art
         return repo
 
@@ -160,7 +188,7 @@ class FilesRepo:
         _atomic_write(
             self.root / self.CHECKSUMS_VARS,
             "# Kubespray-shaped checksum variables for this files repo (ansible-playbook -e @checksums.yml)\n"
-            + yaml.safe_dump(self.checksum_vars(), default_flow_style=False, sort_keys=True),
+            + yaml.safe_dump(self.checksum_vars(), default_flow_style=False, sort_keys=False),  # its order is Kubespray's
         )
 
 
@@ -180,6 +208,8 @@ def build(
 
     Cached: files already built are not rebuilt, so a second call costs a manifest read.
     `guest_glibc` refuses binaries the lab's guests could not run (None skips the check).
+    Kubernetes binaries (kubernetes_versions()) come from the unpacked sets in the harness cache
+    (kubernetes_binaries()), hard-linked into the repo where the file system allows.
     """
     wanted = _normalise(versions if versions is not None else default_versions())
     root = root or default_root()
@@ -190,14 +220,24 @@ def build(
         missing = [(c, v) for c, v in wanted if not repo.has(c, v)]
         if not missing:
             return repo
-        apt = _PrivateApt(work / "apt", mirror or debian_mirror())
-        with progress.step(f"files repo: {len(missing)} file(s) from the Debian archive") as line:
+        from_debian = [(c, v) for c, v in missing if _component(c).debian is not None]
+        apt = _PrivateApt(work / "apt", mirror or debian_mirror()) if from_debian else None
+        unpacked: Path | None = None
+        with progress.step(f"files repo: {len(missing)} file(s)") as line:
             show = on_line or line
-            show("apt-get update (private lists: " + " ".join(SUITES) + ")")
-            apt.update()
+            if apt is not None:
+                show("apt-get update (private lists: " + " ".join(SUITES) + ")")
+                apt.update()
+            if len(from_debian) < len(missing):
+                show(f"Kubernetes binaries: unpacking {kubernetes_source()} into the cache")
+                unpacked = kubernetes_binaries()
             for i, (comp, ver) in enumerate(missing, 1):
                 show(f"[{i}/{len(missing)}] {comp} {ver}")
-                art = _build_one(apt, repo.root, work, comp, ver, guest_glibc)
+                if apt is not None and (comp, ver) in from_debian:
+                    art = _build_one(apt, repo.root, work, comp, ver, guest_glibc)
+                else:
+                    assert unpacked is not None
+                    art = _place_kubernetes(repo.root, unpacked, comp, ver)
                 repo.artifacts[(comp, ver)] = art
                 repo._write_indexes()  # after each file, so an interrupted build keeps what it made
         return repo
@@ -217,6 +257,15 @@ def _normalise(versions: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
                 raise InstallerError(f"{comp} version {v!r} is not X.Y.Z")
             if (comp, v) not in out:
                 out.append((comp, v))
+    # A Kubernetes set the source lacks is refused here, before any download or unpack.
+    if any(_component(c).built is not None for c, _v in out):
+        sets = kubernetes_sets()
+        for comp, v in out:
+            if _component(comp).built is not None and comp not in sets.get(v, ()):
+                have = sorted((s for s, names in sets.items() if comp in names), key=_vkey)
+                raise InstallerError(
+                    f"no Kubernetes {comp} {v} in {kubernetes_source()} (its sets: {', '.join(have) or 'none'})"
+                )
     return out
 
 
@@ -269,10 +318,120 @@ def _build_one(apt: _PrivateApt, root: Path, work: Path, comp: str, ver: str, gu
     )
 
 
-def _checksum_table(component: str) -> str:
-    """Kubespray's checksum dict for the component's release file (`etcd_binary_checksums`)."""
-    c, _src = source(component)
-    return c.checksums[0].table
+def _checksum_table(component: str) -> str | None:
+    """Kubespray's checksum dict for the component's release file (`etcd_binary_checksums`); None when
+    Kubespray has none (kube-apiserver: kubeadm runs it as an image)."""
+    c = _component(component)
+    return c.checksums[0].table if c.checksums else None
+
+
+# -- the Kubernetes binaries built from source ---------------------------------
+
+
+def kubernetes_source() -> Path:
+    """The Kubernetes builds (one folder per labelled set, each with SHA256SUMS, and their `unpack`
+    script): `HARNESS_KUBERNETES`, else `shared/kubernetes` beside this repository's checkout."""
+    env = os.environ.get("HARNESS_KUBERNETES")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "kubernetes"
+
+
+def kubernetes_sets(src: Path | None = None) -> dict[str, frozenset[str]]:
+    """Set (version, no `v`) -> the binaries its SHA256SUMS lists; refuses a source that is not there."""
+    src = src or kubernetes_source()
+    sums = sorted(src.glob("v*/SHA256SUMS"))
+    if not sums:
+        raise PrerequisiteError(
+            f"no Kubernetes binaries at {src} (v*/SHA256SUMS); set HARNESS_KUBERNETES to the folder holding them"
+        )
+    return {p.parent.name.removeprefix("v"): frozenset(_read_sums(p)) for p in sums}
+
+
+def _read_sums(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        digest, _sep, name = line.partition("  ")
+        if name:
+            out[name.strip()] = digest
+    return out
+
+
+def kubernetes_cache() -> Path:
+    return cache_dir() / "kubernetes"
+
+
+def kubernetes_binaries(src: Path | None = None, dest: Path | None = None) -> Path:
+    """Every set unpacked, sha256-checked, into `dest` (default: the harness cache); returns `dest`.
+
+    The source's own `unpack` does it (xz for the first set, xdelta3 patches for the next) and keeps
+    files that already match their sum: ~15-25 s on 2 cores the first time, ~10 s of re-hashing 2 GB
+    after. A stamp of what it checked (the sums, each file's size, inode and mtime) skips even that
+    while nothing changed, so the cache is reused across runs for free."""
+    src = src or kubernetes_source()
+    dest = dest or kubernetes_cache()
+    kubernetes_sets(src)  # a missing source is named before anything else
+    stamp = dest / ".unpacked.json"
+    with file_lock(dest.parent / f"{dest.name}.lock"):
+        if stamp.is_file() and stamp.read_text() == _unpack_stamp(src, dest):
+            return dest
+        absent = [f"{t} ({pkg})" for t, pkg in (("xz", "xz-utils"), ("xdelta3", "xdelta3")) if not shutil.which(t)]
+        if absent:
+            raise PrerequisiteError(
+                f"unpacking the Kubernetes binaries needs {', '.join(absent)}: apt-get install xz-utils xdelta3"
+                " (ci/setup does)"
+            )
+        stamp.unlink(missing_ok=True)
+        try:
+            proc.run([str(src / "unpack"), str(dest)], timeout=1800)
+        except proc.CommandError as e:
+            raise InstallerError(f"unpacking the Kubernetes binaries from {src} into {dest} failed:\n{e}") from e
+        _atomic_write(stamp, _unpack_stamp(src, dest))
+    return dest
+
+
+def _unpack_stamp(src: Path, dest: Path) -> str:
+    """What a finished unpack checked: every set's SHA256SUMS and the identity of each file it vouched for."""
+    out: dict[str, object] = {}
+    for sums in sorted(src.glob("v*/SHA256SUMS")):
+        files: dict[str, list[int] | None] = {}
+        for name in sorted(_read_sums(sums)):
+            try:
+                st = (dest / sums.parent.name / name).stat()
+            except OSError:
+                files[name] = None
+                continue
+            files[name] = [st.st_size, st.st_ino, st.st_mtime_ns]  # not ctime: the repo's hard links change it
+        out[sums.parent.name] = {"sums": sums.read_text(), "files": files}
+    return json.dumps(out, sort_keys=True)
+
+
+def _place_kubernetes(root: Path, unpacked: Path, comp: str, ver: str) -> Artifact:
+    """One unpacked binary at its dl.k8s.io path; its sum checked against the set's SHA256SUMS again,
+    since a copy (not a link) could differ from what unpack checked."""
+    src_dir = kubernetes_source() / f"v{ver}"
+    want = _read_sums(src_dir / "SHA256SUMS").get(comp)
+    binary = unpacked / f"v{ver}" / comp
+    if want is None or not binary.is_file():
+        raise InstallerError(f"no Kubernetes {comp} {ver} in {unpacked} (unpacked from {src_dir})")
+    rel = url_path(comp, ver)
+    dest = root / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(binary, tmp)  # 1 GB for both sets: share the cache's inodes (unpack replaces, never rewrites, a file)
+    except OSError:
+        shutil.copyfile(binary, tmp)
+        tmp.chmod(0o755)
+    digest = _sha256(tmp)
+    if digest != want:
+        tmp.unlink()
+        raise InstallerError(f"Kubernetes {comp} {ver}: sha256 {digest} is not {want} ({src_dir / 'SHA256SUMS'})")
+    os.replace(tmp, dest)
+    return Artifact(
+        component=comp, version=ver, path=rel, sha256=digest, size=dest.stat().st_size, debs=(),
+        binaries=(comp,), glibc=None,  # built with CGO_ENABLED=0: static, no glibc needed
+        origin=str(src_dir),
+    )
 
 
 def _find_binaries(tree: Path, names: Iterable[str]) -> dict[str, Path]:
@@ -528,12 +687,25 @@ def debian_packages(
     """Debian package files (package -> upstream version, from any of SUITES) fetched into `dest`
     through the files repo's private apt configuration, under the repo's lock: its lists are reused
     (and refreshed after six hours), the machine's apt is left alone. For other offline builders
-    (harness.installer.images); a file already in `dest` is not fetched again."""
+    (harness.installer.images); a package already in `dest` costs no apt run (each apt-cache or
+    apt-get call reads every suite's lists: seconds)."""
     root = root or default_root()
+    have = {p: d for p, v in wanted.items() if (d := _deb_in(dest, p, v)) is not None}
+    if len(have) == len(wanted):
+        return [have[p] for p in wanted]
     with file_lock(root.parent / f"{root.name}.lock"):
         apt = _PrivateApt(root.parent / f"{root.name}.work" / "apt", mirror or debian_mirror())
         apt.update()
-        return [apt.download(package, upstream, dest) for package, upstream in wanted.items()]
+        return [have.get(package) or apt.download(package, upstream, dest) for package, upstream in wanted.items()]
+
+
+def _deb_in(folder: Path, package: str, upstream: str) -> Path | None:
+    """A package file apt-get download wrote for that upstream version (its name escapes `:` as %3a)."""
+    for deb in sorted(folder.glob(f"{package}_*_{ARCH}.deb")):
+        version = urllib.parse.unquote(deb.name.removeprefix(f"{package}_").removesuffix(f"_{ARCH}.deb"))
+        if _upstream(version) == upstream:
+            return deb
+    return None
 
 
 def _upstream(debian_version: str) -> str:
