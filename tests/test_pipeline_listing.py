@@ -21,6 +21,11 @@ def _lab_scenario(name: str = "lab-etcd"):  # type: ignore[no-untyped-def]
     return next(s for s in load_catalogue(None) if s.id == name)
 
 
+def _listed_now(stage):  # type: ignore[no-untyped-def]
+    """What the stage's tags are, listed here by the real `ansible-playbook --list-tasks`."""
+    return {(t.play, t.name): tuple(sorted(t.tags)) for t in list_playbook_tasks(PLAYBOOKS_DIR, stage.playbook, stage.tags)}
+
+
 def test_the_plan_step_starts_the_listing_and_the_stage_takes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     session = Session(Options(artifacts=tmp_path), console=Console(record=True))
     installer = session.installer("lab")
@@ -39,9 +44,8 @@ def test_the_plan_step_starts_the_listing_and_the_stage_takes_it(tmp_path: Path,
     upgrade = next(s for s in listed_stages if s.purpose == "upgrade")
 
     tags = session._task_tags(run, installer, upgrade)
-    # The real `ansible-playbook --list-tasks` of the bundled playbook, listed once, off the main thread.
-    expected = list_playbook_tasks(PLAYBOOKS_DIR, upgrade.playbook, upgrade.tags)
-    assert tags == {(t.play, t.name): tuple(sorted(t.tags)) for t in expected} and tags
+    # The bundled playbook's real listing, listed once, off the main thread.
+    assert tags == _listed_now(upgrade) and tags
     assert threads and all(t.startswith("list-tasks") for t in threads)
     assert len(threads) == len(listed_stages) and upgrade.ident not in run.listing
     session.close(failed=False)
@@ -70,7 +74,5 @@ def test_without_a_started_listing_the_stage_lists_itself(tmp_path: Path) -> Non
     session._plan(run)
     upgrade = next(s for s in run.stages if s.purpose == "upgrade")
     run.listing.clear()
-    assert session._task_tags(run, installer, upgrade) == {
-        (t.play, t.name): tuple(sorted(t.tags)) for t in list_playbook_tasks(PLAYBOOKS_DIR, upgrade.playbook, upgrade.tags)
-    }
+    assert session._task_tags(run, installer, upgrade) == _listed_now(upgrade)
     session.close(failed=False)

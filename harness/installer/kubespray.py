@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -98,12 +96,19 @@ def parse_list_tasks(stdout: str) -> list[ListedTask]:
     return out
 
 
-def _list_playbook(project_dir: Path, playbook: str, args: list[str], ansible_playbook: Path | None) -> str:
-    binary = ansible_playbook or Path(sys.executable).parent / "ansible-playbook"
+def _run_listing(binary: Path, project_dir: Path, playbook: str, args: Iterable[str], timeout: float) -> proc.Result:
+    """`ansible-playbook --list-*` against the groups without hosts (no "could not match" warnings), in
+    an inventory of its own: listings run side by side (the plan step starts them on threads)."""
     with tempfile.TemporaryDirectory(prefix="harness-list-") as tmp:
         inv = Path(tmp) / "groups.ini"
-        inv.write_text(_EMPTY_INVENTORY)  # the groups without hosts: no "could not match" warnings
-        r = proc.run([str(binary), "-i", str(inv), playbook, *args], cwd=str(project_dir), check=False, timeout=300)
+        inv.write_text(_EMPTY_INVENTORY)
+        return proc.run([str(binary), "-i", str(inv), playbook, *args], cwd=str(project_dir), check=False,
+                        timeout=timeout)
+
+
+def _list_playbook(project_dir: Path, playbook: str, args: list[str], ansible_playbook: Path | None) -> str:
+    binary = ansible_playbook or Path(sys.executable).parent / "ansible-playbook"
+    r = _run_listing(binary, project_dir, playbook, args, timeout=300)
     if not r.ok:
         raise InstallerError(
             f"`ansible-playbook {playbook} {' '.join(args)}` failed in {project_dir} (rc={r.rc}): {r.stderr.strip()[-500:]}"
@@ -352,19 +357,7 @@ class Kubespray:
         tree = self.worktree(ref)
         if not (tree / playbook).exists():
             raise InstallerError(f"Kubespray {ref} has no playbook {playbook}")
-        inv = self.cache / "empty-inventory.ini"
-        if not inv.is_file() or inv.read_text() != _EMPTY_INVENTORY:
-            # Written whole under a temporary name: listings run side by side (the plan step starts them).
-            inv.parent.mkdir(parents=True, exist_ok=True)
-            tmp = inv.with_name(f".{inv.name}.{os.getpid()}.{threading.get_ident()}")
-            tmp.write_text(_EMPTY_INVENTORY)
-            tmp.replace(inv)
-        r = proc.run(
-            [str(self.ansible_playbook(ref)), "-i", str(inv), playbook, *args],
-            cwd=str(tree),
-            check=False,
-            timeout=600,
-        )
+        r = _run_listing(self.ansible_playbook(ref), tree, playbook, args, timeout=600)
         if not r.ok:
             raise InstallerError(
                 f"`ansible-playbook {playbook} {' '.join(args)}` failed at Kubespray {ref} (rc={r.rc}):\n"
