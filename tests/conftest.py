@@ -51,3 +51,20 @@ def real_kubespray():
     if path is None:
         pytest.skip("no Kubespray checkout: set HARNESS_KUBESPRAY or put one at ../shared/kubespray.git")
     return Kubespray.open(path)
+
+
+# Counters and clocks the kernel moves by itself: everything else in `sysctl -a` must stay put.
+VOLATILE = ("fs.dentry-state", "fs.file-nr", "fs.inode-nr", "fs.inode-state", "fs.quota.", "kernel.ns_last_pid",
+            "kernel.random.", "kernel.perf_event_max_sample_rate", "net.netfilter.nf_conntrack_count",
+            "kernel.pty.nr", "fs.aio-nr", "kernel.tainted", "vm.stat_refresh", "fs.fanotify.",
+            "net.ipv4.tcp_fastopen_key", "fs.binfmt_misc.")
+
+
+def host_sysctls() -> dict[str, str]:
+    """The host kernel's settings (`sysctl -a`) but for counters the kernel moves by itself: a lab
+    node must never change one (their kernel is the host's)."""
+    import subprocess
+
+    out = subprocess.run(["sysctl", "-a"], capture_output=True, text=True, check=False).stdout
+    pairs = (line.split(" = ", 1) for line in out.splitlines() if " = " in line)
+    return {k: v for k, v in pairs if not k.startswith(VOLATILE)}

@@ -66,10 +66,14 @@ class FakeCluster(Cluster):
 
     def __init__(self, root: Path, *, snapshots: bool = True) -> None:
         super().__init__("f", [Node("node1", ("etcd",), "10.0.0.1")], root / "ssh_config")
-        self.state_root = root
+        self.root = root
         self.supports_snapshots = snapshots
         self.snaps: set[str] = set()
         self.calls: list[str] = []
+
+    @property
+    def state_root(self) -> Path:
+        return self.root
 
     def snapshot(self, name: str) -> None:
         self.calls.append(f"snapshot {name}")

@@ -267,11 +267,14 @@ def test_nothing_is_left_of_a_lab_that_never_was() -> None:
     assert provider.leftovers(LabPaths("ksh-never-created")) == []
 
 
-def test_cli_reports_missing_prerequisites_with_exit_code_3(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(setup, "missing_packages", lambda: ["vagrant-libvirt"])
-    res = CliRunner().invoke(lab_cli, ["up", "--nodes", "1", "--name", "cli"])
+@pytest.mark.parametrize(("backend", "package"), [("qemu", "vagrant-libvirt"), ("lxc", "lxc")])
+def test_cli_reports_missing_prerequisites_with_exit_code_3(
+    monkeypatch: pytest.MonkeyPatch, backend: str, package: str
+) -> None:
+    monkeypatch.setattr(setup, "missing_packages", lambda: [package])
+    res = CliRunner().invoke(lab_cli, ["up", "--nodes", "1", "--name", "cli", "--backend", backend])
     assert res.exit_code == 3
-    assert "vagrant-libvirt" in res.output or "needs root" in res.output
+    assert f"not installed: {package}." in res.output or "needs root" in res.output
 
 
 def test_cli_commands_on_a_lab_that_is_not_up() -> None:

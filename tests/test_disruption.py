@@ -387,6 +387,7 @@ class LoopbackCluster:
 
     provider = "loopback"
     name = "t"
+    netns = None  # on this machine: no namespace to enter
 
     def __init__(self, cert_dir: Path) -> None:
         from harness.cluster.base import Node

@@ -21,6 +21,7 @@ from harness.cluster.lab import lxc_nodes
 from harness.cluster.lab.lxc import LxcCluster, LxcProvider
 from harness.cluster.lab.paths import lab_prefix
 from harness.cluster.lab.provider import LabPaths, default_spec, leftovers
+from tests.conftest import host_sysctls
 
 pytestmark = pytest.mark.lab
 
@@ -30,19 +31,6 @@ if os.geteuid() != 0:
 REPO = Path(__file__).resolve().parents[2]
 NAME = "itest-lxc-" + os.environ.get("PYTEST_XDIST_WORKER", "main")
 HARNESS = [sys.executable, "-m", "harness.cli"]
-# Counters and clocks the kernel moves by itself: everything else in `sysctl -a` must stay put.
-VOLATILE = ("fs.dentry-state", "fs.file-nr", "fs.inode-nr", "fs.inode-state", "fs.quota.", "kernel.ns_last_pid",
-            "kernel.random.", "kernel.perf_event_max_sample_rate", "net.netfilter.nf_conntrack_count",
-            "kernel.pty.nr", "fs.aio-nr", "kernel.tainted", "vm.stat_refresh", "fs.fanotify.", "kernel.keys.",
-            "net.ipv4.tcp_fastopen_key", "fs.binfmt_misc.")
-
-
-def host_sysctls() -> dict[str, str]:
-    out = subprocess.run(["sysctl", "-a"], capture_output=True, text=True, check=False).stdout
-    pairs = (line.split(" = ", 1) for line in out.splitlines() if " = " in line)
-    return {k: v for k, v in pairs if not k.startswith(VOLATILE)}
-
-
 def host_globals() -> dict[str, str]:
     """The settings a kubelet writes (LAB-CONTAINERS.md), read directly."""
     return {k: Path("/proc/sys", *k.split(".")).read_text().strip()

@@ -24,7 +24,7 @@ from typing import Any
 
 from harness import proc, progress
 from harness.cluster.base import Cluster, ClusterSpec, Node, Provider
-from harness.cluster.lab import lxc_nodes
+from harness.cluster.lab import lxc_nodes, setup
 from harness.cluster.lab.lxc_nodes import LxcNet, NodeFiles
 from harness.cluster.lab.paths import lab_prefix
 from harness.cluster.lab.provider import (
@@ -46,9 +46,8 @@ from harness.errors import ClusterError, PrerequisiteError
 from harness.settings import file_lock
 
 BACKEND = "lxc"
-# Debian packages the container lab needs beyond the QEMU lab's (setup.APT_PACKAGES).
-APT_PACKAGES = ("lxc",)
-TOOLS = ("lxc-start", "lxc-stop", "nsenter", "unshare", "debootstrap", "nc")
+# The lab's Debian packages (setup.APT_PACKAGES) this backend uses.
+PACKAGES = ("lxc", "debootstrap", "netcat-openbsd", "util-linux", "iproute2", "openssh-client")
 
 
 def check_prerequisites() -> None:
@@ -57,11 +56,11 @@ def check_prerequisites() -> None:
             "the container lab needs root (network namespaces, privileged containers); run as root or use"
             " --provider static/vagrant"
         )
-    missing = [t for t in TOOLS if shutil.which(t) is None]
+    missing = [p for p in setup.missing_packages() if p in PACKAGES]
     if missing:
         raise PrerequisiteError(
-            f"the container lab needs {', '.join(missing)}; run `harness lab setup` or: apt-get install"
-            " --no-install-recommends lxc debootstrap netcat-openbsd util-linux"
+            f"the container lab needs Debian packages that are not installed: {', '.join(missing)}."
+            f" Run `harness lab setup` or: apt-get install --no-install-recommends {' '.join(PACKAGES)}"
         )
     if not Path("/sys/fs/cgroup").is_dir():
         raise PrerequisiteError("the container lab needs cgroups mounted at /sys/fs/cgroup")

@@ -23,11 +23,12 @@ from harness.cluster.lab.paths import lab_cache
 from harness.errors import ClusterError, PrerequisiteError
 from harness.settings import file_lock
 
-# Debian packages the lab needs (LAB.md), with netcat for the ssh ProxyCommand into the namespace.
+# Debian packages the lab needs (LAB.md), with netcat for the ssh ProxyCommand into the namespace, and
+# lxc for the container backend (LAB-CONTAINERS.md; without its recommends: lxcfs is not needed).
 APT_PACKAGES = (
     "vagrant", "vagrant-libvirt", "libvirt-daemon-system", "libvirt-clients", "qemu-system-x86", "qemu-utils",
     "dnsmasq-base", "iptables", "debootstrap", "netcat-openbsd", "openssh-client", "e2fsprogs", "iproute2",
-    "util-linux",
+    "util-linux", "lxc",
 )  # fmt: skip
 INSTALL_HINT = "apt-get install --no-install-recommends " + " ".join(APT_PACKAGES)
 
