@@ -348,6 +348,12 @@ def sample_phases() -> dict[str, str]:
 # -- the lab ---------------------------------------------------------------------------------
 
 
+def lab_version_vars() -> tuple[str, ...]:
+    """The version variables the lab installer reads: its components' and `kube_version` (Kubernetes,
+    from the binaries built from source: components with a `built` source)."""
+    return (*(c.var for c in lab_components()), *sorted({c.var for c in kubernetes_components()}))
+
+
 def lab_components() -> tuple[Component, ...]:
     """What the lab installer deploys."""
     return tuple(c for c in COMPONENTS if c.lab)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from harness import progress
-from harness.cluster.base import Cluster, ClusterSpec, Provider
+from harness.cluster.base import Cluster, ClusterSpec, Node, Provider
 from harness.errors import HarnessError
 from harness.installer.base import Installer
 from harness.options import Options
@@ -506,16 +506,17 @@ class Session:
         if "kubernetes" not in run.scenario.requirements():
             return None
         from harness.probes.hosts import kube_version_samples
-        from harness.probes.kube import load_config
 
         assert run.cluster is not None
+        cluster = run.cluster
         try:
-            cfg = load_config(self._kubeconfig(run))
+            cfg = self._api_config(run, self._kubeconfig(run))
         except Exception as e:  # noqa: BLE001  no API samples: the skew check fails saying why
             run.sample_errors["api"] = f"no kubeconfig to sample the API with: {e}"
             return None
-        control_plane = run.cluster.with_role("control-plane")
-        return lambda: kube_version_samples(cfg, control_plane)
+        control_plane = cluster.with_role("control-plane")
+        server_for = self._server_for(run)
+        return lambda: kube_version_samples(cfg, control_plane, server_for=server_for)
 
     def _after(self, run: ScenarioRun) -> None:
         """The one collection after the upgrade (harness.checks.suite.collect): hosts, etcd, the API and
@@ -530,7 +531,9 @@ class Session:
             try:
                 api = suite.ApiAccess(self._kubeconfig(run), CANARIES,
                                       pods_budget=max(run.scenario.budgets.values(), default=300.0),
-                                      minted_token=minted[0] if minted else None)
+                                      minted_token=minted[0] if minted else None,
+                                      load_config=functools.partial(self._api_config, run),
+                                      server_for=self._server_for(run))
             except HarnessError as e:
                 errors["api"] = str(e)
         if run.sample_errors:
@@ -557,12 +560,38 @@ class Session:
             " the inventory's artifacts/ folder"
         )
 
-    def _kube_before(self, run: ScenarioRun) -> None:
-        from harness.probes.kube import collect_kube_facts, load_config, pre_upgrade_snapshot
+    def _api_config(self, run: ScenarioRun, kubeconfig: Path) -> Any:
+        """The kubeconfig's client configuration, its server reached the way the cluster says this
+        process reaches that node's API server (a lab's: a forward into its namespace)."""
+        from urllib.parse import urlsplit
+
+        from harness.probes.kube import load_config
 
         assert run.cluster is not None
-        cfg = load_config(self._kubeconfig(run))
-        facts = collect_kube_facts(cfg, run.cluster.with_role("control-plane"), CANARIES, pods_budget=300)
+        cfg = load_config(kubeconfig)
+        if run.cluster.netns is None:
+            return cfg  # reached as the kubeconfig says
+        host = urlsplit(cfg.host).hostname
+        port = urlsplit(cfg.host).port or 6443
+        node = next((n for n in run.cluster.nodes if n.address == host or n.name == host), None)
+        if node is not None:
+            cfg.host = run.cluster.api_server(node, port)
+        return cfg
+
+    @staticmethod
+    def _server_for(run: ScenarioRun) -> Callable[[Node], str] | None:
+        """How this process reaches a node's own API server: through the cluster when it lives in a
+        namespace this process is not in, else at the node's address."""
+        assert run.cluster is not None
+        return run.cluster.api_server if run.cluster.netns is not None else None
+
+    def _kube_before(self, run: ScenarioRun) -> None:
+        from harness.probes.kube import collect_kube_facts, pre_upgrade_snapshot
+
+        assert run.cluster is not None
+        cfg = self._api_config(run, self._kubeconfig(run))
+        facts = collect_kube_facts(cfg, run.cluster.with_role("control-plane"), CANARIES, pods_budget=300,
+                                   server_for=self._server_for(run))
         restarts, names, uids = pre_upgrade_snapshot(facts)
         run.kube_before = PreUpgradeRecord(
             taken_at=datetime.now(UTC), pod_restarts=restarts, pod_names=names, canary_uids=uids

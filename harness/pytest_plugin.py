@@ -213,7 +213,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if needs and not _applies(sc, needs):
             continue  # e.g. API checks have no meaning for an etcd-only lab scenario
         marks: list[Any] = []
-        reason = unmet_requirement(sc, kubespray=opts.kubespray, provider=opts.provider)
+        reason = unmet_requirement(sc, kubespray=opts.kubespray, provider=opts.provider, lab_backend=opts.lab_backend)
         if reason:
             marks.append(pytest.mark.skip(reason=reason))
         params.append(pytest.param(sc, id=sc.test_id, marks=marks))

@@ -158,7 +158,7 @@ def test_lab_vars_carry_checksums_and_refuse_what_the_repo_lacks(tmp_path: Path)
     assert out["runc_checksums"]["amd64"]["1.1.15"].startswith("sha256:")
     with pytest.raises(InstallerError, match="no containerd 2.1.9"):
         lab.lab_vars("http://x", {"containerd_version": "2.1.9"}, repo)
-    with pytest.raises(InstallerError, match="cannot install kube_version"):
+    with pytest.raises(InstallerError, match="has no kubelet 1.35.4"):
         lab.lab_vars("http://x", {"kube_version": "1.35.4"}, repo)
 
 

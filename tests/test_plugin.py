@@ -45,8 +45,8 @@ def test_ids_carry_scenario_path_and_components(project):
     ids = _ids(r)
     assert "test_checks.py::test_versions[lab-etcd:component:etcd]" in ids
     assert "test_checks.py::test_versions[lab-graceful:graceful:containerd+etcd+runc]" in ids
-    # API checks are only generated for scenarios with a Kubernetes control plane.
-    assert not any("test_api[lab-" in i for i in ids)
+    # The API is judged only where Kubernetes runs: the lab installer's Kubernetes scenarios.
+    assert {i.split("[")[1].split(":")[0] for i in ids if "test_api[lab-" in i} == {"lab-kube-full"}
     assert any("test_api[ks-full:full:" in i for i in ids)
 
 
@@ -89,7 +89,7 @@ def test_kubespray_from_the_environment_runs_its_lab_scenarios(project, tmp_path
     monkeypatch.setenv("HARNESS_KUBESPRAY", str(checkout))
     r = project.runpytest("-rs", "-k", "ks- and etcd and test_versions", "--scenarios", "catalogue")
     r.assert_outcomes(passed=2, skipped=4)  # ks-lab-etcd{,-documented} run; ks-etcd{,-documented}, ks-full, ks-graceful skip
-    r.stdout.fnmatch_lines(["*ks-etcd*needs a Kubernetes control plane, which the lab cannot run*"])
+    r.stdout.fnmatch_lines(["*ks-etcd*needs Kubespray to install Kubernetes, which the lab cannot give it*"])
 
 
 def test_kubespray_scenario_on_the_lab_needs_another_provider(project, tmp_path):
@@ -99,7 +99,7 @@ def test_kubespray_scenario_on_the_lab_needs_another_provider(project, tmp_path)
     r = project.runpytest("-rs", "-k", "ks-node and test_versions", "--kubespray", str(checkout),
                           "--scenarios", "catalogue")
     r.assert_outcomes(skipped=1)
-    r.stdout.fnmatch_lines(["*needs a Kubernetes control plane, which the lab cannot run*--provider vagrant*"])
+    r.stdout.fnmatch_lines(["*needs Kubespray to install Kubernetes, which the lab cannot give it*--provider vagrant*"])
 
 
 def test_bad_scenario_file_is_a_usage_error_naming_file_and_field(project):

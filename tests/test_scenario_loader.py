@@ -42,7 +42,7 @@ BAD = [
     ("tags: [etcd]", "tags: []", "", "needs 'tags'"),
     ("installer: lab", "installer: kubespray\nfoo: 1", "foo", "unknown field"),
     ("baseline: {versions: {etcd_version: 3.4.23}}", "baseline: {ref: 'bad ref!'}", "baseline.ref", "invalid Kubespray ref"),
-    ("baseline: {versions: {etcd_version: 3.4.23}}", "baseline: {versions: {kube_version: 1.35.0}}", "", "lab installer cannot install kube_version"),
+    ("baseline: {versions: {etcd_version: 3.4.23}}", "baseline: {versions: {calico_version: 3.30.6}}", "", "lab installer cannot install calico_version"),
 ]
 
 

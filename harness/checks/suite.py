@@ -256,6 +256,8 @@ class Expectation:
     versions: dict[str, str] = field(default_factory=dict)  # component -> version
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)  # per-node overrides
     kube_proxy_remove: bool = False
+    # Kubespray's dns_mode: `none` deploys no cluster DNS, so the CoreDNS check has nothing to judge.
+    dns_mode: str = "coredns"
     canaries: tuple[str, ...] = ()  # namespace/name Deployments that must exist and be available
     etcd_tls: EtcdTLS = field(default_factory=EtcdTLS)
     etcd_keys: dict[str, str] = field(default_factory=dict)  # sentinel keys that must read back
@@ -274,6 +276,7 @@ class Expectation:
             installer=scenario_installer(scenario),
             versions=scenario_versions(scenario, resolved),
             kube_proxy_remove=bool(scenario.extra_vars.get("kube_proxy_remove", False)),
+            dns_mode=str(scenario.extra_vars.get("dns_mode", "coredns")),
             etcd_keys=dict(planted_keys or {}),
             require_planted=True,
             pods_budget=max(scenario.budgets.values(), default=300.0),
@@ -569,6 +572,8 @@ def _kube_proxy(facts: Facts, expect: Expectation) -> CheckResult:
 
 
 def _dns(facts: Facts, expect: Expectation) -> CheckResult:
+    if expect.dns_mode == "none":
+        return CheckResult.not_applicable("dns", "dns_mode: none: the cluster is deployed without DNS")
     kube = _api(facts, "dns")
     return kube if isinstance(kube, CheckResult) else kube_checks.check_coredns(kube)
 

@@ -121,6 +121,11 @@ class Cluster(ABC):
                 )
             time.sleep(0.1)
 
+    def api_server(self, node: Node, port: int = 6443) -> str:
+        """The URL this process reaches `node`'s Kubernetes API server at (its own, not a balancer's)."""
+        host = f"[{node.address}]" if ":" in node.address else node.address
+        return f"https://{host}:{port}"
+
     def testinfra_url(self, node: str) -> str:
         """A pytest-testinfra host spec reaching `node` through this cluster's ssh config."""
         self.node(node)

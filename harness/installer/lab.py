@@ -42,10 +42,12 @@ def baseline_versions() -> dict[str, str]:
 
 
 def _installs(var: str) -> bool:
-    return var in {c.var for c in components.lab_components()}
+    return var in components.lab_version_vars()
 
 # Tags the lab playbooks carry (tests compare this with --list-tags).
-TAGS: frozenset[str] = frozenset({"always", "etcd", "etcd-secrets", "container-engine", "docker", "node", "download"})
+TAGS: frozenset[str] = frozenset(
+    {"always", "etcd", "etcd-secrets", "container-engine", "docker", "node", "download", "control-plane"}
+)
 
 
 def ansible_env() -> dict[str, str]:
@@ -60,16 +62,29 @@ def lab_vars(files_repo_url: str, versions: Mapping[str, str], repo: FilesRepo) 
     """
     out: dict[str, Any] = {"files_repo": files_repo_url.rstrip("/")}
     for var, value in versions.items():
-        comp = var.removesuffix("_version")
+        comp = "kubelet" if var == "kube_version" else var.removesuffix("_version")
         if not _installs(var):
             raise InstallerError(
-                f"the lab installer cannot install {var}; it installs {', '.join(c.var for c in components.lab_components())}"
+                f"the lab installer cannot install {var}; it installs {', '.join(components.lab_version_vars())}"
             )
         bare = str(value).removeprefix("v")  # the lab's URLs add the `v` themselves, as Kubespray's do
         repo.artifact(comp, bare)
         out[var] = bare
+    if "kube_version" in out:
+        out["kubeconfig_localhost"] = True  # admin.conf into the inventory's artifacts, as Kubespray's
+        # Where each image runs: the control plane's static pods on control-plane nodes, the rest everywhere.
+        out["lab_kube_images"] = [
+            {"ref": i.ref, "path": i.path, "sha256": i.sha256,
+             "groups": ["kube_control_plane"] if _control_plane_image(i.ref) else ["k8s_cluster"]}
+            for i in repo.images_for(out["kube_version"])
+        ]
     out.update(repo.checksum_vars())
     return out
+
+
+def _control_plane_image(ref: str) -> bool:
+    name = ref.rsplit("/", 1)[-1].split(":", 1)[0]
+    return any(c.static_pod and c.name == name for c in components.COMPONENTS)
 
 
 def playbook_argv(
@@ -151,7 +166,11 @@ class LabInstaller:
         from harness.installer import files_repo
 
         versions = {**scenario.baseline.versions, **{k: v for k, v in stage.extravars.items() if k.endswith("_version")}}
-        group_vars = {**lab_vars(self.files_url(cluster), versions, files_repo.build()), **scenario.extra_vars}
+        wanted: dict[str, Any] = dict(files_repo.default_versions())
+        if "kube_version" in versions:
+            wanted.update(files_repo.kubernetes_versions())
+        repo = files_repo.build(wanted)
+        group_vars = {**lab_vars(self.files_url(cluster), versions, repo), **scenario.extra_vars}
         env = ansible_env() if stage.playbook.startswith("lab/") else None
         return StageInputs(group_vars=group_vars, envvars=env)
 

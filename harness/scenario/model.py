@@ -229,7 +229,7 @@ class Scenario(_Strict):
             problems.append(("target.installer", f"the target is always run by the scenario's installer ({self.installer})"))
         if self.installer == "lab" and self.baseline.installer not in (None, "lab"):
             problems.append(("baseline.installer", "a lab scenario's baseline is deployed by the lab installer"))
-        lab_vars = [c.var for c in components.lab_components()]  # what the lab installer can install
+        lab_vars = components.lab_version_vars()  # what the lab installer can install
         for rel in ("baseline", "target"):
             r: Release = getattr(self, rel)
             if (r.installer or self.installer) != "lab":
@@ -303,6 +303,8 @@ class Scenario(_Strict):
         control plane unless both their baseline and their tags need none (Kubespray's etcd and
         container-engine roles over a lab-installed baseline)."""
         req: set[str] = set(self.requires)
+        if self.installer == "lab" and "kube_version" in {**self.baseline.versions, **self.target.versions}:
+            req.add("kubernetes")
         if self.installer == "kubespray":
             req.add("kubespray")
             without_kubernetes = (

@@ -17,6 +17,7 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -92,6 +93,7 @@ class LxcCluster(Cluster):
         self.netns = paths.prefix
         self.control_dir = paths.control_dir
         self.console_dir = paths.console
+        self._forwards: dict[tuple[str, int], int] = {}
 
     @property
     def state_root(self) -> Path:
@@ -109,6 +111,22 @@ class LxcCluster(Cluster):
         # Ansible multiplexes over the masters the harness's probes opened (see VagrantCluster.host_vars).
         hv["ansible_control_path"] = control_path(self.paths.control_dir).replace("%", "%%")
         return hv
+
+    # -- the Kubernetes API, from outside the namespace --
+
+    def api_server(self, node: Node, port: int = 6443) -> str:
+        """A port on this machine's loopback forwarded by the node's ssh master to the node's own API
+        server (the network rule: no lab address is reached from the root namespace). The API server's
+        certificate names 127.0.0.1. Made again when a restore closed the master."""
+        key = (node.name, port)
+        local = self._forwards.get(key)
+        if local is None or not _listening(local):
+            self.run(node.name, "true", timeout=60)  # the master the forward rides on
+            local = _free_port()
+            proc.run(["ssh", "-F", str(self.ssh_config), "-O", "forward",
+                      "-L", f"127.0.0.1:{local}:127.0.0.1:{port}", node.name], timeout=30)
+            self._forwards[key] = local
+        return f"https://127.0.0.1:{local}"
 
     # -- running the nodes --
 
@@ -392,3 +410,15 @@ def _cluster_from_state(paths: LabPaths, state: dict[str, Any]) -> LxcCluster:
              for n in state["nodes"]]
     paths.control_dir.mkdir(mode=0o700, exist_ok=True)
     return LxcCluster(state["document"]["name"], nodes, paths)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0

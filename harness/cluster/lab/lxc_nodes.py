@@ -134,8 +134,35 @@ def layers_dir(root: Path) -> Path:
     return root / "layers"
 
 
+# Host-global kernel settings a kubelet insists on (it writes them unless they read as it wants, and
+# fails when it cannot): a node reads these values from read-only files bound over the entries, so
+# the kubelet is satisfied and the host's own values never change (LAB-CONTAINERS.md).
+KUBELET_SYSCTLS = {
+    "vm/overcommit_memory": "1",
+    "vm/panic_on_oom": "0",
+    "kernel/panic": "10",
+    "kernel/panic_on_oops": "1",
+    "kernel/keys/root_maxkeys": "1000000",
+    "kernel/keys/root_maxbytes": "25000000",
+}
+
+
+def sysctl_files(root: Path) -> dict[str, Path]:
+    """The files a lab's nodes read KUBELET_SYSCTLS from, written once per lab."""
+    d = root / "sysctl"
+    d.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for key, value in KUBELET_SYSCTLS.items():
+        f = d / key.replace("/", ".")
+        if not f.is_file() or f.read_text() != value + "\n":
+            f.write_text(value + "\n")
+        out[key] = f
+    return out
+
+
 def config_text(files: NodeFiles, *, address: str, gateway: str, memory_mib: int, console: Path) -> str:
     """The container's LXC config (keys measured to work: ../shared/LAB-CONTAINERS.md)."""
+    sysctls = [f"lxc.mount.entry = {f} proc/sys/{key} none bind,ro 0 0" for key, f in sysctl_files(files.root).items()]
     lines = [
         f"lxc.uts.name = {files.node}",
         f"lxc.rootfs.path = dir:{files.merged}",
@@ -152,6 +179,7 @@ def config_text(files: NodeFiles, *, address: str, gateway: str, memory_mib: int
         "lxc.mount.entry = /dev/kmsg dev/kmsg none bind,optional,create=file 0 0",
         "lxc.mount.entry = /dev/net/tun dev/net/tun none bind,optional,create=file 0 0",
         f"lxc.mount.entry = {files.containerd} var/lib/containerd none bind,create=dir 0 0",
+        *sysctls,
         f"lxc.cgroup.memory.limit_in_bytes = {memory_mib}M",
         "lxc.net.0.type = veth",
         f"lxc.net.0.link = {BRIDGE}",

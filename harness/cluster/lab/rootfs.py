@@ -21,10 +21,12 @@ from harness.errors import ClusterError, PrerequisiteError
 from harness.settings import file_lock
 
 # What the QEMU box carries that a node needs without a kernel of its own (box.PACKAGES says why each),
-# plus iptables: Kubespray puts it on every node and kube-proxy needs it.
+# plus iptables and conntrack (Kubespray puts them on every node; kube-proxy needs them) and the CNI
+# plugins the lab's Kubernetes networks pods with (bridge, host-local, portmap in /usr/lib/cni: no
+# release of them can be downloaded here).
 PACKAGES = (
     "systemd-sysv", "openssh-server", "sudo", "python3", "iproute2", "procps", "kmod", "dbus", "netbase",
-    "openssl", "curl", "ca-certificates", "python3-apt", "iptables",
+    "openssl", "curl", "ca-certificates", "python3-apt", "iptables", "conntrack", "containernetworking-plugins",
 )  # fmt: skip
 # Bump when the recipe below changes in a way the other inputs do not capture.
 RECIPE = "1"
