@@ -4,6 +4,7 @@ source (../shared/kubernetes), their layout, checksums and server."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ import yaml
 from harness import proc
 from harness.errors import InstallerError, PrerequisiteError
 from harness.installer import files_repo as fr
+from harness.installer import images
 
 # -- pure parts ---------------------------------------------------------------
 
@@ -200,6 +202,7 @@ def test_default_repo_holds_no_kubernetes() -> None:
     """Kubernetes binaries only when asked: a repo holding kubelet hands Kubespray a kubelet_checksums,
     which moves its default kube_version and what its downloads keep."""
     assert not set(fr.default_versions()) & set(fr.kubernetes_versions())
+    assert fr._pod_images(fr._normalise(fr.default_versions()), None) == {}  # nor pod images
     assert set(fr.kubernetes_versions()) == {"kubelet", "kubectl", "kubeadm", "kube-apiserver",
                                              "kube-controller-manager", "kube-scheduler", "kube-proxy"}
 
@@ -261,6 +264,36 @@ def test_kubernetes_cache_is_reused_and_linked(k8s_repo: fr.FilesRepo, tmp_path:
     assert other.artifact("kubelet", "1.32.0").sha256 == k8s_repo.artifact("kubelet", "1.32.0").sha256
 
 
+def test_kubernetes_repo_holds_each_sets_pod_images(k8s_repo: fr.FilesRepo) -> None:
+    """images.images_for() of every set, at images/<name>_<tag>.tar, hard links of the images cache,
+    listed in the manifest and SHA256SUMS; an image both sets share is there once."""
+    sums = dict(reversed(line.split("  ", 1)) for line in (k8s_repo.root / "SHA256SUMS").read_text().splitlines())
+    manifest = {i["ref"]: i for i in json.loads((k8s_repo.root / "manifest.json").read_text())["images"]}
+    for v in ("1.31.9", "1.32.0"):
+        built = images.images_for(v)
+        held = {i.ref: i for i in k8s_repo.images_for(v)}
+        assert set(held) == {i.ref for i in built} and len(held) == 7
+        for image in built:
+            f = held[image.ref]
+            assert f.path == fr.image_path(image.ref) and f.path.startswith("images/") and f.path.endswith(".tar")
+            assert f.sha256 == image.sha256 == sums[f.path] == manifest[image.ref]["sha256"]
+            assert f.digest == image.digest and f.size == image.size
+            on_disk = (k8s_repo.root / f.path).stat()
+            if on_disk.st_dev == image.path.stat().st_dev:
+                assert on_disk.st_ino == image.path.stat().st_ino  # linked, not copied
+    assert k8s_repo.images["registry.k8s.io/pause:3.10"].kube_versions == ("1.31.9", "1.32.0")
+    assert k8s_repo.images["registry.k8s.io/kube-proxy:v1.31.9"].kube_versions == ("1.31.9",)
+    assert len(k8s_repo.images) == 3 + 2 * 4
+    assert fr.FilesRepo.load(k8s_repo.root).images == k8s_repo.images
+    assert k8s_repo.verify() == []
+
+
+def test_a_removed_image_is_put_back(k8s_repo: fr.FilesRepo) -> None:
+    (k8s_repo.root / "images" / "pause_3.10.tar").unlink()
+    again = fr.build(fr.kubernetes_versions(), root=k8s_repo.root)
+    assert (again.root / "images" / "pause_3.10.tar").is_file() and again.images == k8s_repo.images
+
+
 def test_kubelet_served_over_http_matches_its_checksum_and_version(k8s_repo: fr.FilesRepo, netns: str,
                                                                    tmp_path: Path) -> None:
     port = _free_port()
@@ -276,6 +309,23 @@ def test_kubelet_served_over_http_matches_its_checksum_and_version(k8s_repo: fr.
     # The other set says its own label: the same code, labelled for an upgrade (../shared/kubernetes/README.md).
     old = proc.run([str(k8s_repo.path("kubelet", "1.31.9")), "--version"]).stdout.strip()
     assert old == "Kubernetes v1.31.9+lab.cd13ec4a"
+
+
+def test_pod_image_served_over_http_matches_sha256sums(k8s_repo: fr.FilesRepo, netns: str, tmp_path: Path) -> None:
+    """What a node does: fetch its images from the repo, check them against SHA256SUMS, import them."""
+    port = _free_port()
+    got = tmp_path / "kube-proxy.tar"
+    with fr.serve(k8s_repo.root, netns, "127.0.0.1", port) as server:
+        url = f"{server.url()}/{fr.image_path('registry.k8s.io/kube-proxy:v1.32.0')}"
+        fetch = f"import urllib.request; urllib.request.urlretrieve({url!r}, {str(got)!r})"
+        proc.run([sys.executable, "-c", fetch], netns=netns, timeout=300)
+    line = f"{hashlib.sha256(got.read_bytes()).hexdigest()}  images/kube-proxy_v1.32.0.tar\n"
+    assert line in (k8s_repo.root / "SHA256SUMS").read_text()
+    with tarfile.open(got) as t:
+        member = t.extractfile("index.json")
+        assert member is not None
+        index = json.loads(member.read())
+    assert index["manifests"][0]["annotations"]["io.containerd.image.name"] == "registry.k8s.io/kube-proxy:v1.32.0"
 
 
 # -- serving inside a network namespace ---------------------------------------

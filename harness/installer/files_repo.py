@@ -112,12 +112,35 @@ class Artifact:
     origin: str = ""  # where a file not made from Debian packages came from (a Kubernetes set's folder)
 
 
+IMAGES_DIR = "images"
+
+
+def image_path(ref: str) -> str:
+    """A pod image tarball's path under `files_repo`: images/<name>_<tag>.tar
+    (registry.k8s.io/kube-proxy:v1.32.0 -> images/kube-proxy_v1.32.0.tar)."""
+    name, _sep, tag = ref.rsplit("/", 1)[-1].partition(":")
+    return f"{IMAGES_DIR}/{name}_{tag}.tar"
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A pod image tarball in the repo (harness.installer.images), for `ctr -n k8s.io images import`."""
+
+    ref: str  # the name it imports under
+    path: str  # relative to the repo root (image_path())
+    sha256: str  # the tarball's
+    size: int
+    digest: str  # its manifest's digest, as `ctr images ls` shows it
+    kube_versions: tuple[str, ...]  # the Kubernetes sets it is part of (images.images_for())
+
+
 @dataclass
 class FilesRepo:
     """A built repo: its root directory and what it holds."""
 
     root: Path
     artifacts: dict[tuple[str, str], Artifact] = field(default_factory=dict)
+    images: dict[str, ImageFile] = field(default_factory=dict)  # by ref
 
     MANIFEST = "manifest.json"
     SUMS = "SHA256SUMS"
@@ -140,6 +163,12 @@ class FilesRepo:
     def path(self, component: str, version: str) -> Path:
         return self.root / self.artifact(component, version).path
 
+    def images_for(self, kube_version: str) -> list[ImageFile]:
+        """The pod image tarballs a node of that Kubernetes version imports (empty for a repo built
+        without Kubernetes)."""
+        v = kube_version.removeprefix("v")
+        return [i for i in self.images.values() if v in i.kube_versions]
+
     def versions(self, component: str) -> list[str]:
         return sorted((v for c, v in self.artifacts if c == component), key=_vkey)
 
@@ -157,7 +186,8 @@ class FilesRepo:
 
     def verify(self) -> list[str]:
         """Re-hash every file; returns the paths whose content no longer matches (empty = good)."""
-        return [a.path for a in self.artifacts.values() if _sha256(self.root / a.path) != a.sha256]
+        files: list[Artifact | ImageFile] = [*self.artifacts.values(), *self.images.values()]
+        return [a.path for a in files if _sha256(self.root / a.path) != a.sha256]
 
     @classmethod
     def load(cls, root: Path) -> FilesRepo:
@@ -175,16 +205,22 @@ class FilesRepo:
             art = Artifact(**{**a, "debs": tuple(a["debs"]), "binaries": tuple(a["binaries"]),
                                "patched": tuple(a.get("patched", ())), "origin": a.get("origin", "")})
             repo.artifacts[(art.component, art.version)] = art
+        for i in data.get("images", []):
+            img = ImageFile(**{**i, "kube_versions": tuple(i["kube_versions"])})
+            repo.images[img.ref] = img
         return repo
 
     def _write_indexes(self) -> None:
         arts = sorted(self.artifacts.values(), key=lambda a: (a.component, _vkey(a.version)))
+        imgs = sorted(self.images.values(), key=lambda i: i.path)
         _atomic_write(
             self.root / self.MANIFEST,
-            json.dumps({"format": FORMAT, "arch": ARCH, "artifacts": [asdict(a) for a in arts]}, indent=2) + "\n",
+            json.dumps({"format": FORMAT, "arch": ARCH, "artifacts": [asdict(a) for a in arts],
+                        "images": [asdict(i) for i in imgs]}, indent=2) + "\n",
         )
         # `sha256sum -c SHA256SUMS` from the repo root checks every file.
-        _atomic_write(self.root / self.SUMS, "".join(f"{a.sha256}  {a.path}\n" for a in arts))
+        files: list[Artifact | ImageFile] = [*arts, *imgs]
+        _atomic_write(self.root / self.SUMS, "".join(f"{a.sha256}  {a.path}\n" for a in files))
         _atomic_write(
             self.root / self.CHECKSUMS_VARS,
             "# Kubespray-shaped checksum variables for this files repo (ansible-playbook -e @checksums.yml)\n"
@@ -209,15 +245,24 @@ def build(
     Cached: files already built are not rebuilt, so a second call costs a manifest read.
     `guest_glibc` refuses binaries the lab's guests could not run (None skips the check).
     Kubernetes binaries (kubernetes_versions()) come from the unpacked sets in the harness cache
-    (kubernetes_binaries()), hard-linked into the repo where the file system allows.
+    (kubernetes_binaries()), hard-linked into the repo where the file system allows. A repo with
+    Kubernetes binaries of a set also holds the pod images a node of that version needs
+    (harness.installer.images.images_for(), at image_path()), linked from the images cache.
     """
     wanted = _normalise(versions if versions is not None else default_versions())
     root = root or default_root()
     root.mkdir(parents=True, exist_ok=True)
     work = root.parent / f"{root.name}.work"
+    pod_images = _pod_images(wanted, mirror)  # before this repo's lock: the images fetch Debian packages under the default repo's
     with file_lock(root.parent / f"{root.name}.lock"):
         repo = FilesRepo.load(root)
         missing = [(c, v) for c, v in wanted if not repo.has(c, v)]
+        stale = [f for f in pod_images if repo.images.get(f.ref) != f or not (root / f.path).is_file()]
+        if stale:
+            with progress.step(f"files repo: {len(stale)} pod image(s)"):
+                for f in stale:
+                    repo.images[f.ref] = _place_image(root, f, pod_images[f])
+                    repo._write_indexes()
         if not missing:
             return repo
         from_debian = [(c, v) for c, v in missing if _component(c).debian is not None]
@@ -241,6 +286,44 @@ def build(
                 repo.artifacts[(comp, ver)] = art
                 repo._write_indexes()  # after each file, so an interrupted build keeps what it made
         return repo
+
+
+def _pod_images(wanted: Iterable[tuple[str, str]], mirror: str | None) -> dict[ImageFile, Path]:
+    """The pod images of every Kubernetes set among `wanted` (none without Kubernetes), built into the
+    images cache if it lacks them: the repo entry each should have -> the cached tarball."""
+    sets = sorted({v for c, v in wanted if _component(c).built is not None}, key=_vkey)
+    if not sets:
+        return {}
+    # harness.installer.images builds on this module (its Debian packages, the Kubernetes binaries), so
+    # it is imported only when a repo holds Kubernetes.
+    from harness.installer import images
+
+    built: dict[str, tuple[Path, str, str, int, list[str]]] = {}
+    for v in sets:
+        for image in images.images_for(v, mirror=mirror):
+            _p, _s, _d, _z, vs = built.setdefault(image.ref, (image.path, image.sha256, image.digest, image.size, []))
+            vs.append(v)
+    return {ImageFile(ref, image_path(ref), sha, size, digest, tuple(vs)): path
+            for ref, (path, sha, digest, size, vs) in built.items()}
+
+
+def _place_image(root: Path, entry: ImageFile, cached: Path) -> ImageFile:
+    """The cached tarball at its repo path: a hard link (the images cache replaces, never rewrites, a
+    tarball) or a copy, its sha256 checked against the cache's record."""
+    dest = root / entry.path
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(cached, tmp)
+    except OSError:
+        shutil.copyfile(cached, tmp)
+    digest = _sha256(tmp)
+    if digest != entry.sha256:
+        tmp.unlink()
+        raise InstallerError(f"pod image {entry.ref}: {cached} has sha256 {digest}, its record says {entry.sha256}")
+    os.replace(tmp, dest)
+    return entry
 
 
 def _normalise(versions: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
@@ -648,14 +731,15 @@ class _PrivateApt:
             raise InstallerError(f"apt-get update of {self.mirror} ({' '.join(SUITES)}) failed:\n{e}") from e
 
     def package_version(self, package: str, upstream: str) -> str:
-        """The Debian version of `package` whose upstream part is `upstream` (3.5.16 -> 3.5.16-4)."""
+        """The Debian version of `package` whose upstream part is `upstream` (3.5.16 -> 3.5.16-4), or
+        `upstream` itself when it is a whole Debian version (1.0.2-2): suites can share an upstream version."""
         r = proc.run(["apt-cache", *self._opts(), "madison", package], check=False)
         have: list[str] = []
         for line in r.stdout.splitlines():
             cols = [c.strip() for c in line.split("|")]
             if len(cols) >= 2 and cols[0] == package:
                 have.append(cols[1])
-                if _upstream(cols[1]) == upstream:
+                if upstream in (cols[1], _upstream(cols[1])):
                     return cols[1]
         raise InstallerError(
             f"no Debian {package} {upstream} in {' '.join(SUITES)} at {self.mirror}"
@@ -703,7 +787,7 @@ def _deb_in(folder: Path, package: str, upstream: str) -> Path | None:
     """A package file apt-get download wrote for that upstream version (its name escapes `:` as %3a)."""
     for deb in sorted(folder.glob(f"{package}_*_{ARCH}.deb")):
         version = urllib.parse.unquote(deb.name.removeprefix(f"{package}_").removesuffix(f"_{ARCH}.deb"))
-        if _upstream(version) == upstream:
+        if upstream in (version.split(":", 1)[-1], _upstream(version)):
             return deb
     return None
 
