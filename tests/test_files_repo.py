@@ -140,7 +140,11 @@ def test_checksum_files_agree_with_the_files(repo: fr.FilesRepo) -> None:
         digest, path = line.split("  ", 1)
         sums[path] = digest
     ks = yaml.safe_load((repo.root / "checksums.yml").read_text())
+    # The default root is the harness cache's, shared: whoever built it with Kubernetes too left their
+    # binaries there (the Kubernetes tests below check those); these are the Debian-made files.
     for (comp, v), a in repo.artifacts.items():
+        if comp not in fr.default_versions():
+            continue
         real = hashlib.sha256((repo.root / a.path).read_bytes()).hexdigest()
         assert sums[a.path] == real == a.sha256
         var = {"etcd": "etcd_binary_checksums", "containerd": "containerd_archive_checksums",

@@ -223,7 +223,7 @@ def test_kube_proxy_image_resolves_every_library_inside_itself(kube: dict[str, d
 
 def test_a_library_the_packages_lack_is_named(kube: dict[str, dict[str, images.Image]], tmp_path: Path) -> None:
     """The closure refuses, naming the library and who needs it, instead of an image that cannot start."""
-    debs = images.default_root().parent / "images.work" / "debs"
+    debs = images.default_root().parent / "images.work" / "debs"  # the `kube` fixture's build fetched iptables there
     (deb,) = debs.glob("iptables_1.8.9-*_amd64.deb")
     tree = tmp_path / "x"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], check=True)
