@@ -212,10 +212,12 @@ def mount_root(files: NodeFiles, lowers: Iterable[Path]) -> None:
 
 
 def unmount_root(files: NodeFiles) -> None:
+    """The node's root unmounted, or an error: its upper is about to become a layer or be thrown away,
+    which must never happen under a process still writing there."""
     if _mounted(files.merged):
         res = proc.run(["umount", str(files.merged)], check=False, timeout=60)
-        if not res.ok:  # something still holds it: detach now, the kernel frees it when released
-            proc.run(["umount", "-l", str(files.merged)], timeout=60)
+        if not res.ok:
+            raise ClusterError(f"cannot unmount node {files.node}'s root {files.merged}: {res.stderr.strip()}")
 
 
 def _mounted(path: Path) -> bool:
@@ -272,6 +274,30 @@ def cgroup_dirs(prefix: str) -> list[Path]:
                         out.extend(sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)))
                         out.append(d)
     return out
+
+
+def kill_node(prefix: str, node: str, *, wait: float = 10.0) -> bool:
+    """SIGKILL whatever is left in one node's cgroups; True once none is left."""
+    marks = (f"/lxc.payload.{container_name(prefix, node)}/", f"/lxc.payload.{container_name(prefix, node)}\n",
+             f"/lxc.monitor.{container_name(prefix, node)}\n")
+    deadline = time.monotonic() + wait
+    while True:
+        pids = [pid for pid in pids_in_cgroups(prefix) if any(m in _cgroups_of(pid) for m in marks)]
+        if not pids:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+
+
+def _cgroups_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return ""
 
 
 def kill_nodes(prefix: str, *, wait: float = 10.0) -> None:
