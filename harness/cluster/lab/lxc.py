@@ -14,7 +14,6 @@ unpacking the box, ~45 s detecting the guest), it has no snapshots, and a second
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import shutil
 import socket
@@ -24,14 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from harness import proc, progress
-from harness.cluster.base import Cluster, ClusterSpec, Node, Provider
+from harness.cluster.base import Cluster, ClusterSpec, Node
 from harness.cluster.lab import lxc_nodes, setup
 from harness.cluster.lab.lxc_nodes import LxcNet, NodeFiles
 from harness.cluster.lab.paths import lab_prefix
 from harness.cluster.lab.provider import (
     LabPaths,
-    default_lab_name,
+    LabProviders,
     lab_subnet,
+    machines,
+    node_json,
     owner_alive,
     owner_record,
     read_state,
@@ -264,19 +265,10 @@ class LxcCluster(Cluster):
                 f" `harness lab inventory --name {name}` for verify/ansible; `harness lab down --name {name}` removes it")
 
 
-class LxcProvider(Provider):
-    """Brings container labs up; ownership, reuse and the stale sweep as the QEMU lab's (LabProvider)."""
+class LxcProvider(LabProviders):
+    """The container backend's provider: ownership, reuse and the stale sweep as the QEMU lab's."""
 
-    name = "lab"
     backend = BACKEND
-
-    def __init__(self, name: str | None = None, *, keep: bool = False) -> None:
-        self.lab_name = name or default_lab_name()
-        self.keep = keep
-        self._clusters: dict[str, LxcCluster] = {}
-
-    def lab_id(self, spec: ClusterSpec) -> str:
-        return self.lab_name if spec.name in ("", self.lab_name) else f"{self.lab_name}-{spec.name}"
 
     def document(self, spec: ClusterSpec, paths: LabPaths, rootfs: Rootfs) -> dict[str, Any]:
         """What makes two labs the same machines: backend, base tree, subnet, node names and sizes."""
@@ -306,7 +298,7 @@ class LxcProvider(Provider):
             doc = self.document(spec, paths, rootfs)
             reused = self._reusable(paths, doc)
             if reused:
-                self._clusters[paths.prefix] = reused
+                self._clusters[paths.prefix] = reused.paths
                 return reused
             teardown(paths)  # a stale lab of a killed run, or one of another shape or backend
             with terminate_as_exception():
@@ -315,14 +307,14 @@ class LxcProvider(Provider):
                 except BaseException:
                     teardown(paths)
                     raise
-        self._clusters[paths.prefix] = cluster
+        self._clusters[paths.prefix] = cluster.paths
         return cluster
 
     def _reusable(self, paths: LabPaths, doc: dict[str, Any]) -> LxcCluster | None:
         state = read_state(paths)
         if not state or not state.get("ready") or state.get("backend") != BACKEND:
             return None
-        if _machines(state.get("document") or {}) != _machines(doc):
+        if machines(state.get("document") or {}) != machines(doc):
             return None
         owner = state.get("owner")
         if owner and owner["pid"] != os.getpid() and owner_alive(owner):
@@ -382,35 +374,9 @@ class LxcProvider(Provider):
 
         with progress.step(f"starting {len(nodes)} container node(s) in lab {paths.prefix}"):
             cluster.each_node(lambda name: create(cluster.node(name)))
-        state.update(ready=True, nodes=[_node_json(n) for n in nodes], layers={}, snapshots={})
+        state.update(ready=True, nodes=[node_json(n) for n in nodes], layers={}, snapshots={})
         write_state(paths, state)
         return cluster
-
-    def cleanup(self) -> None:
-        if self.keep:
-            return
-        while self._clusters:
-            _, cluster = self._clusters.popitem()
-            with file_lock(cluster.paths.lock):
-                teardown(cluster.paths)
-
-    def down(self, name: str | None = None) -> bool:
-        paths = LabPaths(lab_prefix(name or self.lab_name))
-        with file_lock(paths.lock):
-            existed = paths.root.exists() or paths.net().exists()
-            teardown(paths)
-        self._clusters.pop(paths.prefix, None)
-        return existed
-
-
-def _node_json(n: Node) -> dict[str, Any]:
-    return {"name": n.name, "roles": list(n.roles), "address": n.address, "user": n.user, "port": n.port}
-
-
-def _machines(doc: dict[str, Any]) -> str:
-    """A lab document without the nodes' roles: roles are inventory, not hardware."""
-    nodes = [{k: v for k, v in n.items() if k != "roles"} for n in doc.get("nodes", [])]
-    return json.dumps({**doc, "nodes": nodes}, sort_keys=True)
 
 
 def _cluster_from_state(paths: LabPaths, state: dict[str, Any]) -> LxcCluster:

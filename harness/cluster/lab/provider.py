@@ -369,21 +369,43 @@ def terminate_as_exception() -> Iterator[None]:
         restore()
 
 
-class LabProvider(Provider):
-    """Brings labs up. `keep=True` (the CLI) leaves them running for later commands; otherwise the lab
-    belongs to this process: `cleanup()` removes it, and if the process dies first the next `up` of
-    the same name finds it stale and removes it."""
+class LabProviders(Provider):
+    """What both lab backends' providers share: a lab's name, ownership and removal. `keep=True` (the
+    CLI) leaves labs running for later commands; otherwise a lab belongs to this process: `cleanup()`
+    removes it, and if the process dies first the next `up` of the same name finds it stale."""
 
     name = "lab"
 
     def __init__(self, name: str | None = None, *, keep: bool = False) -> None:
         self.lab_name = name or default_lab_name()
         self.keep = keep
-        self._clusters: dict[str, LabCluster] = {}
+        self._clusters: dict[str, LabPaths] = {}  # prefix -> the paths of a lab this provider brought up
 
     def lab_id(self, spec: ClusterSpec) -> str:
         """The provider's name, qualified by the spec's when they differ (several topologies per worker)."""
         return self.lab_name if spec.name in ("", self.lab_name) else f"{self.lab_name}-{spec.name}"
+
+    def cleanup(self) -> None:
+        """Remove the labs this provider brought up (none when `keep`)."""
+        if self.keep:
+            return
+        while self._clusters:
+            _, paths = self._clusters.popitem()
+            with file_lock(paths.lock):
+                teardown(paths)
+
+    def down(self, name: str | None = None) -> bool:
+        """Remove the named lab (complete or not); False if there was nothing to remove."""
+        paths = LabPaths(lab_prefix(name or self.lab_name))
+        with file_lock(paths.lock):
+            existed = paths.root.exists() or paths.net().exists()
+            teardown(paths)
+        self._clusters.pop(paths.prefix, None)
+        return existed
+
+
+class LabProvider(LabProviders):
+    """The QEMU backend: each node a VM, through the vagrant provider inside the lab's namespace."""
 
     def document(self, spec: ClusterSpec, paths: LabPaths, box: Box, acc: accel.Accel) -> dict[str, Any]:
         """The Vagrantfile's input for this lab: private libvirtd, accelerator, kernel boot, names."""
@@ -439,7 +461,7 @@ class LabProvider(Provider):
         with file_lock(paths.lock):
             reused = self._reusable(paths, doc)
             if reused:
-                self._clusters[paths.prefix] = reused
+                self._clusters[paths.prefix] = reused.paths
                 return reused
             teardown(paths)  # a stale lab of a killed run, or one of another shape
             with terminate_as_exception():
@@ -448,12 +470,12 @@ class LabProvider(Provider):
                 except BaseException:
                     teardown(paths)
                     raise
-        self._clusters[paths.prefix] = cluster
+        self._clusters[paths.prefix] = cluster.paths
         return cluster
 
     def _reusable(self, paths: LabPaths, doc: dict[str, Any]) -> LabCluster | None:
         state = read_state(paths)
-        if not state or not state.get("ready") or _machines(state.get("document") or {}) != _machines(doc):
+        if not state or not state.get("ready") or machines(state.get("document") or {}) != machines(doc):
             return None
         owner = state.get("owner")
         if owner and owner["pid"] != os.getpid() and owner_alive(owner):
@@ -505,30 +527,13 @@ class LabProvider(Provider):
         write_state(paths, state)
         return cluster
 
-    def cleanup(self) -> None:
-        """Remove the labs this provider brought up (none when `keep`)."""
-        if self.keep:
-            return
-        while self._clusters:
-            _, cluster = self._clusters.popitem()
-            with file_lock(cluster.paths.lock):
-                teardown(cluster.paths)
-
-    def down(self, name: str | None = None) -> bool:
-        """Remove the named lab (complete or not); False if there was nothing to remove."""
-        paths = LabPaths(lab_prefix(name or self.lab_name))
-        with file_lock(paths.lock):
-            existed = paths.root.exists() or paths.net().exists()
-            teardown(paths)
-        self._clusters.pop(paths.prefix, None)
-        return existed
 
 
 def node_json(n: Node) -> dict[str, Any]:
     return {"name": n.name, "roles": list(n.roles), "address": n.address, "user": n.user, "port": n.port}
 
 
-def _machines(doc: dict[str, Any]) -> dict[str, Any]:
+def machines(doc: dict[str, Any]) -> dict[str, Any]:
     """A lab document without the nodes' roles: roles are inventory, not hardware (the pipeline puts
     each scenario's roles on the nodes), so a kept lab serves a scenario of any roles on its machines."""
     return {**doc, "nodes": [{k: v for k, v in n.items() if k != "roles"} for n in doc.get("nodes", [])]}
