@@ -240,17 +240,28 @@ def test_verify_passes_then_names_the_node_left_behind(main_job) -> None:
     ok = _verify(inventory, {"installer": "lab", "versions": versions}, tmp)
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
-    # Put node2 back on etcd 3.4.23 (the baseline's binary is still in its download dir).
+    # Put node2 back on etcd 3.4.23, the baseline's binary from the files repo's tarball (a restored
+    # container node booted afresh: systemd-tmpfiles emptied its /tmp, Kubespray's download dir).
     cluster = LxcProvider(LAB).find()
     assert cluster is not None
-    cluster.run("node2", "sudo install -m 0755 /tmp/releases/etcd-v3.4.23-linux-amd64/etcd /usr/local/bin/etcd"
-                " && (sudo systemctl restart etcd || true)")
+    _rollback_etcd(cluster, "node2", "3.4.23")
     bad = _verify(inventory, {"installer": "lab", "versions": versions}, tmp)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     rows = [line for line in bad.stdout.splitlines() if "node2" in line and " etcd " in line]
     assert any(versions["etcd"] in r and "3.4.23" in r and "FAIL" in r for r in rows), bad.stdout
     assert not any("FAIL" in line for line in bad.stdout.splitlines() if line.startswith(("│ node1", "│ node3"))), \
         bad.stdout
+
+
+def _rollback_etcd(cluster, node: str, version: str) -> None:  # type: ignore[no-untyped-def]
+    from harness.installer import files_repo
+
+    tarball = files_repo.default_root() / files_repo.url_path("etcd", version)
+    with tarball.open("rb") as f:
+        subprocess.run(cluster.ssh_argv(node, (
+            f"sudo tar -xzO -f - etcd-v{version}-linux-amd64/etcd > /tmp/etcd-{version}"
+            f" && sudo install -m 0755 /tmp/etcd-{version} /usr/local/bin/etcd && (sudo systemctl restart etcd || true)")),
+            stdin=f, check=True, capture_output=True, timeout=300)
 
 
 def test_verify_names_the_member_whose_etcd_stopped(main_job) -> None:

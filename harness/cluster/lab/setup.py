@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,14 +169,22 @@ class LabNet:
             netns=self.netns,
             timeout=60,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # its QEMU probe took longer than 30 s with the machine loaded
         while time.monotonic() < deadline:
-            if self.running() and self.virsh("version", check=False, timeout=10).ok:
+            if self.running() and self._answers():
                 self._share_capabilities()
                 return
             time.sleep(0.2)
         log = self.libvirt_dir / "log" / "libvirtd.log"
         raise ClusterError(f"libvirtd did not come up in namespace {self.netns}; see {log}")
+
+    def _answers(self) -> bool:
+        """libvirtd answers a call: a fresh one probes QEMU first (~8 s, longer on a loaded machine),
+        so a call that times out means not yet, not a failure."""
+        try:
+            return self.virsh("version", check=False, timeout=10).ok
+        except subprocess.TimeoutExpired:
+            return False
 
     def _share_capabilities(self) -> None:
         """Keep the first lab's probe of QEMU's capabilities for the next ones.
