@@ -44,10 +44,12 @@ def baseline_versions() -> dict[str, str]:
 def _installs(var: str) -> bool:
     return var in components.lab_version_vars()
 
-# Tags the lab playbooks carry (tests compare this with --list-tags).
-TAGS: frozenset[str] = frozenset(
-    {"always", "etcd", "etcd-secrets", "container-engine", "docker", "node", "download", "control-plane"}
-)
+# Tags the lab playbooks carry (tests compare this with --list-tags); pre-upgrade and post-upgrade
+# (drain, uncordon) only in upgrade-cluster.yml, as in Kubespray.
+TAGS: frozenset[str] = frozenset({
+    "always", "etcd", "etcd-secrets", "container-engine", "docker", "node", "download", "control-plane",
+    "pre-upgrade", "post-upgrade",
+})
 
 
 def ansible_env() -> dict[str, str]:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from harness.errors import PlanError
 from harness.installer.inventory import render_versions
+from harness.installer.lab import TAGS as LAB_TAGS
 from harness.plan.tags import check_tags_exist, normalise_tags
 from harness.plan.versions import Ref
 from harness.scenario.model import Scenario
@@ -35,8 +36,6 @@ LAB_PLAYBOOKS: dict[str, str] = {
     "graceful": "lab/upgrade-cluster.yml",
     "component": "lab/cluster.yml",
 }
-# What the lab installer's playbooks carry (its own --list-tags is the truth when it can be read).
-LAB_TAGS: frozenset[str] = frozenset({"etcd", "etcd-secrets", "container-engine", "docker", "node", "download", "always"})
 
 
 @dataclass(frozen=True)
