@@ -293,3 +293,26 @@ def test_bars_less_than_a_pixel_apart_merge_only_with_their_own_status() -> None
     px = 0.1
     tasks = [(0.0, 1.0, "ok"), (1.05, 2.0, "ok"), (2.0, 3.0, "changed"), (3.0, 4.0, "ok"), (4.5, 5.0, "ok")]
     assert _merged(tasks, px) == {"ok": [(0.0, 2.0), (3.0, 1.0), (4.5, 0.5)], "changed": [(2.0, 1.0)]}
+
+
+def test_a_tagged_runs_targets_are_what_its_tags_move_and_build_metadata_is_no_change(tmp_path: Path) -> None:
+    """`--tags=control-plane` leaves every kubelet: no target in its row. A kubelet read from its binary
+    before the upgrade (v1.31.9) and then from the API (v1.31.9+lab.x) did not change; one that went to
+    v1.32.0 did."""
+    (tmp_path / "run.json").write_text(json.dumps({"outcomes": []}))
+    (tmp_path / run_report.SCENARIO_FILE).write_text(json.dumps({"scenario": {
+        "id": "t", "path": "component", "tags": ["control-plane"], "target": {"versions": {"kube_version": "1.32.0"}}}}))
+    at = "2026-12-07T20:15:39+00:00"
+    (tmp_path / "facts.json").write_text(json.dumps({
+        "before": {"taken_at": "2026-12-07T20:15:06+00:00",
+                   "versions": {"node1": {"kubelet": "v1.31.9", "kubectl": "v1.31.9"},
+                                "node2": {"kubelet": "v1.31.9"}}},
+        "samples": [{"at": at, "node": "node1", "component": "kubelet", "version": "v1.31.9+lab.x"},
+                    {"at": at, "node": "node1", "component": "kubectl", "version": "v1.32.0"},
+                    {"at": at, "node": "node2", "component": "kubelet", "version": "v1.32.0+lab.x"}],
+    }))
+    r = run_report.build(tmp_path)
+    targets = {(v.node, v.component): v.target for v in r.versions}
+    assert targets == {("node1", "kubelet"): None, ("node1", "kubectl"): "1.32.0", ("node2", "kubelet"): None}
+    assert [(c.node, c.component, c.new) for c in r.changes] == [
+        ("node1", "kubectl", "v1.32.0"), ("node2", "kubelet", "v1.32.0+lab.x")]

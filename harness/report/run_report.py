@@ -321,7 +321,7 @@ def _failures(stages: Sequence[StageRun], steps: Sequence[Step], plan: Mapping[s
 
 def _versions(facts_doc: Mapping[str, Any] | None, plan: Mapping[str, Any],
               problems: list[str]) -> tuple[list[VersionRow], list[VersionChange]]:
-    from harness.components import version_var
+    from harness.components import moved_by, observed_as, version_var
     from harness.probes.facts import PreUpgradeRecord, VersionSample, from_jsonable
 
     if not facts_doc:
@@ -342,6 +342,8 @@ def _versions(facts_doc: Mapping[str, Any] | None, plan: Mapping[str, Any],
     except (KeyError, TypeError, ValueError) as e:
         problems.append(f"facts.json: not the shape this harness writes ({type(e).__name__}: {e})")
     target_vars = {str(k): str(v) for k, v in ((plan.get("target") or {}).get("versions") or {}).items()}
+    # A tagged run's target is only what its tags move (`--tags=control-plane` leaves every kubelet).
+    moved = {c for t in plan.get("tags") or () for c in moved_by(str(t))} if plan.get("path") == "component" else None
     rows = []
     for node in sorted(set(before) | set(after)):
         b, a = before.get(node, {}), after.get(node, {})
@@ -349,17 +351,26 @@ def _versions(facts_doc: Mapping[str, Any] | None, plan: Mapping[str, Any],
             if b.get(comp) is None and a.get(comp) is None:
                 continue  # absent before and after: nothing to say
             var = version_var(comp)  # a binary's is its component's (etcdctl: etcd_version)
-            rows.append(VersionRow(node, comp, b.get(comp), a.get(comp), target_vars.get(var) if var else None))
+            target = target_vars.get(var) if var and (moved is None or observed_as(comp) in moved) else None
+            rows.append(VersionRow(node, comp, b.get(comp), a.get(comp), target))
     # Changes seen while the upgrade ran: against the pre-upgrade record, then sample to sample.
     last: dict[tuple[str, str], str | None] = {(n, c): v for n, per in before.items() for c, v in per.items()}
     changes = []
     for s in sorted(samples, key=lambda s: s.at):
         key = (s.node, s.component)
-        if key in last and last[key] != s.version:
+        if key in last and not _same_version(last[key], s.version):
             changes.append(VersionChange(s.at if s.at.tzinfo else s.at.replace(tzinfo=UTC), s.node, s.component,
                                          last[key], s.version))
         last[key] = s.version
     return rows, changes
+
+
+def _same_version(a: str | None, b: str | None) -> bool:
+    """Equal but for a leading v and build metadata (semver ignores it): a kubelet recorded from its
+    binary before the upgrade (`v1.31.9`) and then from the API (`v1.31.9+lab.cd13ec4a`) has not moved."""
+    def core(v: str | None) -> str | None:
+        return v.removeprefix("v").split("+", 1)[0] if v else v
+    return core(a) == core(b)
 
 
 def _verdicts(path: Path, problems: list[str]) -> list[Verdict]:
