@@ -199,6 +199,42 @@ def test_tags_that_cannot_move_the_changed_component_are_refused(write, tags, wo
     assert "field 'tags'" in msg and words in msg and "green no-op" in msg and "etcd]" in msg
 
 
+KUBE_TAGGED = """\
+id: demo-kube
+description: a demo
+installer: lab
+topology:
+  nodes:
+    - {name: node1, roles: [control-plane, etcd, worker]}
+baseline: {versions: {etcd_version: 3.5.16, kube_version: KUBE_FROM}}
+target: {versions: {kube_version: KUBE_TO}}
+path: component
+tags: TAGS
+"""
+
+
+@pytest.mark.parametrize(
+    "tags,kube_from,kube_to,refused",
+    [
+        ("[node]", "1.31.9", "1.32.0", True),  # the upgrade doc's order: kubelets a minor ahead
+        ("[download, node]", "1.31.9", "1.32.0", True),
+        ("[control-plane]", "1.31.9", "1.32.0", False),
+        ("[control-plane, node]", "1.31.9", "1.32.0", False),
+        ("[node]", "1.31.8", "1.31.9", False),  # a patch: kubelet and apiserver share the minor
+    ],
+)
+def test_tags_that_put_kubelets_a_minor_ahead_of_the_control_plane_are_refused(write, tags, kube_from, kube_to, refused):
+    text = KUBE_TAGGED.replace("TAGS", tags).replace("KUBE_FROM", kube_from).replace("KUBE_TO", kube_to)
+    if not refused:
+        [sc] = load_file(write("t.yaml", text))
+        assert sc.path == "component"
+        return
+    with pytest.raises(ScenarioError) as exc:
+        load_file(write("t.yaml", text))
+    msg = str(exc.value)
+    assert "field 'tags'" in msg and "kubelet newer than its apiserver" in msg and "--tags=control-plane" in msg
+
+
 @pytest.mark.parametrize("tags", ["[download, etcd]", "[etcd, etcd-secrets]", "[etcd, node]", "[docker, etcd]"])
 def test_companion_and_extra_tags_beside_a_moving_one_load(write, tags):
     [sc] = load_file(write("t.yaml", GOOD_SCENARIO.replace("tags: [etcd]", f"tags: {tags}")))

@@ -6,6 +6,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 from harness import components
 from harness.errors import PlanError
+from harness.plan.versions import Version
 
 # Older docs' names for tags that still exist under another name.
 ALIASES: dict[str, str] = {
@@ -87,3 +88,17 @@ def check_tags_move(tags: Sequence[str], changed: Collection[str]) -> None:
         f" scenario changes ({', '.join(sorted(changed))}): the run could only be a green no-op upgrade;"
         f" use tags: [{', '.join([*keep, *movers])}]"
     )
+
+
+def check_tags_keep_skew(tags: Sequence[str], kube_source: str, kube_target: str) -> None:
+    """A minor kube_version step through tags that move the kubelets but not the control plane
+    (`--tags=node`, the upgrade doc's order) leaves every kubelet a minor newer than its apiserver,
+    which Kubernetes' version skew policy forbids. Refuse it, saying what to run first."""
+    moved = {c for t in tags for c in components.moved_by(t)}
+    a, b = Version.parse(kube_source), Version.parse(kube_target)
+    if "kubelet" in moved and "kube-apiserver" not in moved and (b.major, b.minor) > (a.major, a.minor):
+        raise PlanError(
+            f"tags {', '.join(tags)} move every kubelet to {b.major}.{b.minor} while the control plane stays at"
+            f" {a.major}.{a.minor}: a kubelet newer than its apiserver breaks Kubernetes' version skew policy;"
+            " upgrade the control plane first (--tags=control-plane), then the nodes"
+        )

@@ -13,7 +13,7 @@ from harness import components
 from harness.components import components_of_var
 from harness.errors import PlanError
 from harness.plan.rules import check_component_step, check_kube_version_step, check_ref_step
-from harness.plan.tags import COMPONENT_TAGS, KNOWN_TAGS, check_tags_move, normalise_tag
+from harness.plan.tags import COMPONENT_TAGS, KNOWN_TAGS, check_tags_keep_skew, check_tags_move, normalise_tag
 from harness.plan.versions import Ref, Version
 
 Role = Literal["control-plane", "etcd", "worker"]
@@ -283,6 +283,9 @@ class Scenario(_Strict):
                     moved.update(components_of_var(var))
                 try:
                     check_tags_move(self.tags, moved)
+                    kube = changed.get("kube_version")
+                    if kube is not None and kube[0] is not None:
+                        check_tags_keep_skew(self.tags, kube[0], kube[1])
                 except PlanError as e:
                     problems.append(("tags", str(e)))
         return problems
