@@ -33,7 +33,7 @@ from harness.errors import HarnessError
 from harness.installer.base import Installer
 from harness.options import Options
 from harness.probes.disruption import ProbeRun
-from harness.probes.facts import PreUpgradeRecord, VersionSample, to_jsonable
+from harness.probes.facts import NodeStateSample, PreUpgradeRecord, VersionSample, to_jsonable
 from harness.scenario.model import NodeSpec, Scenario
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class ScenarioRun:
     before: PreUpgradeRecord | None = None
     planted_keys: dict[str, str] = field(default_factory=dict)
     samples: list[VersionSample] = field(default_factory=list)
+    node_states: list[NodeStateSample] = field(default_factory=list)  # the API's nodes at each sampling round
     sample_errors: dict[str, str] = field(default_factory=dict)  # source -> why its last sampling round failed
     resolved: dict[str, str] = field(default_factory=dict)
     baseline_outcome: str | None = None
@@ -136,8 +137,10 @@ class ScenarioRun:
             "before": to_jsonable(self.before),
             "kube_before": to_jsonable(self.kube_before),
             "samples": to_jsonable(self.samples),
+            "node_states": to_jsonable(self.node_states),
             "sample_errors": self.sample_errors,
-            "facts": to_jsonable(dataclasses.replace(self.facts, timeline=(), samples=())) if self.facts is not None else None,
+            "facts": to_jsonable(dataclasses.replace(self.facts, timeline=(), samples=(), node_states=()))
+            if self.facts is not None else None,
         }
         (self.dir / "facts.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
 
@@ -427,8 +430,9 @@ class Session:
         def loop() -> None:
             while not stop.is_set():
                 # Each source on its own: a node or an apiserver mid-restart costs only its own samples.
-                samples, errors = take_samples(datetime.now(UTC), sources)
+                samples, states, errors = take_samples(datetime.now(UTC), sources)
                 run.samples += samples
+                run.node_states += states
                 run.sample_errors.update(errors)
                 stop.wait(SAMPLE_SECONDS)
 
@@ -505,7 +509,7 @@ class Session:
         """The API's sampling source, for scenarios with Kubernetes; none (and why) without a kubeconfig."""
         if "kubernetes" not in run.scenario.requirements():
             return None
-        from harness.probes.hosts import kube_version_samples
+        from harness.probes.hosts import kube_samples
 
         assert run.cluster is not None
         cluster = run.cluster
@@ -516,7 +520,7 @@ class Session:
             return None
         control_plane = cluster.with_role("control-plane")
         server_for = self._server_for(run)
-        return lambda: kube_version_samples(cfg, control_plane, server_for=server_for)
+        return lambda: kube_samples(cfg, control_plane, server_for=server_for)
 
     def _after(self, run: ScenarioRun) -> None:
         """The one collection after the upgrade (harness.checks.suite.collect): hosts, etcd, the API and
@@ -541,6 +545,7 @@ class Session:
         run.facts = suite.collect(
             run.cluster, installer=suite.scenario_installer(run.scenario), etcd_keys=sorted(run.planted_keys),
             api=api, no_api="the scenario has no Kubernetes control plane", samples=run.samples,
+            node_states=run.node_states,
             timeline=suite.run_timeline(run.results), runs=suite.run_records(run.results), errors=errors,
             probe=self.host_probe(run),
         )

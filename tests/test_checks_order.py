@@ -7,14 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 from harness.checks.order import (
     at,
+    check_cordon_order,
     check_etcd_before_control_plane,
     check_one_at_a_time,
     check_sample_order,
     check_task_order,
     check_version_skew,
     phase_of,
+    serial_count,
 )
-from harness.probes.facts import VersionSample
+from harness.probes.facts import NodeStateSample, VersionSample
 from harness.upgrade.timeline import TaskRecord
 
 T0 = datetime(2025, 1, 15, 10, 0, tzinfo=UTC)
@@ -164,3 +166,36 @@ def test_serial_phases_follow_each_installers_playbook() -> None:
     both = [ev("cp1", 0, ["control-plane"], dur=2), ev("cp2", 1, ["control-plane"]), ev("w1", 1, ["control-plane"])]
     r = check_one_at_a_time(both, "control-plane", ["cp1", "cp2"])
     assert not r.passed and "cp2" in r.details
+
+
+def _states(rounds: list[set[str]], nodes: tuple[str, ...] = ("cp1", "w1", "w2")) -> list[NodeStateSample]:
+    """One sampling round per entry, 10 s apart: the nodes cordoned in it."""
+    return [NodeStateSample(T0 + timedelta(seconds=10 * i), n, True, n in cordoned)
+            for i, cordoned in enumerate(rounds) for n in nodes]
+
+
+def test_cordon_order_from_the_apis_view() -> None:
+    nodes, cp = ("cp1", "w1", "w2"), ["cp1"]
+    good = check_cordon_order(_states([set(), {"cp1"}, {"cp1"}, set(), {"w1"}, set(), {"w2"}, set()]), cp, nodes)
+    assert good.passed and "cp1 10:00:10-10:00:30" in good.message and good.message.index("cp1") < good.message.index("w2")
+
+    skipped = check_cordon_order(_states([set(), {"cp1"}, set(), {"w2"}, set()]), cp, nodes)
+    assert not skipped.passed and "w1" in skipped.details and "never cordoned" in skipped.details
+
+    worker_first = check_cordon_order(_states([{"w1"}, set(), {"cp1"}, set(), {"w2"}, set()]), cp, nodes)
+    assert not worker_first.passed and "cp1" in worker_first.details and "control plane after a worker" in worker_first.details
+
+    together = check_cordon_order(_states([{"cp1"}, set(), {"w1", "w2"}, set()]), cp, nodes)
+    assert not together.passed and "w1, w2" in together.details and "2 cordoned at once" in together.details
+    # ... unless the workers' batch (serial) allows two.
+    assert check_cordon_order(_states([{"cp1"}, set(), {"w1", "w2"}, set()]), cp, nodes, serial=2).passed
+    # A control-plane node goes alone whatever the workers' batch.
+    assert not check_cordon_order(_states([{"cp1", "w1"}, set(), {"w2"}, set()]), cp, nodes, serial=2).passed
+
+    none = check_cordon_order([], cp, nodes)
+    assert not none.passed and "no node state" in none.summary
+
+
+def test_serial_count_is_ansibles_batch() -> None:
+    assert serial_count("20%", 2) == 1 and serial_count("20%", 10) == 2 and serial_count("50%", 5) == 2
+    assert serial_count(3, 10) == 3 and serial_count("0", 4) == 1

@@ -33,7 +33,7 @@ from harness.checks.verify import load_expectation, run_verify
 from harness.cluster.base import Cluster, Node
 from harness.pipeline import ScenarioRun, StepOutcome
 from harness.probes.facts import PreUpgradeRecord, VersionSample
-from harness.probes.hosts import HostProbe, kube_version_samples, sample_sources, take_samples
+from harness.probes.hosts import HostProbe, kube_samples, sample_sources, take_samples
 from harness.probes.kube import pre_upgrade_snapshot
 from harness.scenario.model import ExpectedFailure, Scenario
 from harness.upgrade.timeline import TaskRecord
@@ -329,14 +329,14 @@ def _sample_upgrade(server: FakeApiserver, rounds: list[tuple[str, str, dict[str
     (host tools over the probe, apiserver and kubelets over the API)."""
     cluster = FakeCluster()
     probe = HostProbe(cluster)
-    sources = sample_sources(probe, lambda: kube_version_samples(server.config(), [CP], server_for=lambda n: server.url))
+    sources = sample_sources(probe, lambda: kube_samples(server.config(), [CP], server_for=lambda n: server.url))
     samples: list[VersionSample] = []
     errors: dict[str, str] = {}
     t0 = datetime(2025, 1, 15, 10, tzinfo=UTC)
     for i, (etcd, apiserver, kubelets) in enumerate(rounds):
         cluster.tools["cp1"].update(etcd=etcd, etcdctl=etcd)
         _serve_versions(server, apiserver, kubelets)
-        got, errs = take_samples(t0 + timedelta(minutes=i), sources)
+        got, _states, errs = take_samples(t0 + timedelta(minutes=i), sources)
         samples += got
         errors.update(errs)
     return samples, errors
@@ -375,11 +375,13 @@ def test_skew_violation_and_control_plane_before_etcd_are_caught(server: FakeApi
 
 def test_an_apiserver_that_does_not_answer_gives_no_sample_but_an_error(server: FakeApiserver) -> None:
     _serve_versions(server, "1.31.4", {"cp1": "1.31.4", "node2": "1.31.4"})
-    got, errors = kube_version_samples(server.config(), [CP], server_for=lambda n: "http://127.0.0.1:9", timeout=2)
-    assert {(n, c) for n, c, _v in got} == {("cp1", "kubelet"), ("node2", "kubelet")}  # no None for cp1's apiserver
-    assert "apiserver cp1" in errors
-    samples, errs = take_samples(datetime.now(UTC), {"api": lambda: (_ for _ in ()).throw(ConnectionError("refused"))})
-    assert samples == [] and errs == {"api": "ConnectionError: refused"}
+    got = kube_samples(server.config(), [CP], server_for=lambda n: "http://127.0.0.1:9", timeout=2)
+    assert {(n, c) for n, c, _v in got.versions} == {("cp1", "kubelet"), ("node2", "kubelet")}  # no None for cp1's apiserver
+    assert "apiserver cp1" in got.errors
+    # The nodes' state comes from the same listing, whatever the apiservers' /version said.
+    assert {n for n, _ready, _cordoned in got.nodes} == {"cp1", "node2"}
+    samples, states, errs = take_samples(datetime.now(UTC), {"api": lambda: (_ for _ in ()).throw(ConnectionError("refused"))})
+    assert samples == [] and states == [] and errs == {"api": "ConnectionError: refused"}
 
 
 def test_no_evaluable_sample_with_a_control_plane_fails_the_skew_check() -> None:

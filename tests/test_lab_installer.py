@@ -92,7 +92,7 @@ def test_upgrade_goes_one_node_at_a_time_behind_health_gates() -> None:
     by_hosts = {p["hosts"]: p for p in plays}
     assert by_hosts["etcd"]["serial"] == 1
     assert by_hosts["kube_control_plane"]["serial"] == 1
-    assert by_hosts["kube_node:!kube_control_plane"]["serial"] == "{{ serial | default(1) }}"
+    assert by_hosts["kube_node:!kube_control_plane"]["serial"] == "{{ serial | default('20%') }}"  # Kubespray's
     # Kubespray's order: downloads, etcd, control plane, workers.
     assert [p["hosts"] for p in plays] == ["k8s_cluster:etcd", "etcd", "kube_control_plane", "kube_node:!kube_control_plane"]
     etcd_tasks = yaml.safe_load((lab.LAB_DIR / "roles/etcd/tasks/main.yml").read_text())

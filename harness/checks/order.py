@@ -22,7 +22,7 @@ from harness import components
 from harness.checks.result import CheckResult, text_table
 from harness.errors import PlanError
 from harness.plan.versions import Version
-from harness.probes.facts import VersionSample
+from harness.probes.facts import NodeStateSample, VersionSample
 from harness.upgrade.timeline import TaskRecord
 
 PHASES: tuple[str, ...] = ("container-engine", "etcd", "node", "control-plane", "network", "apps")
@@ -160,6 +160,65 @@ def check_one_at_a_time(events: Iterable[TaskRecord], phase: str, hosts: Iterabl
         return CheckResult.fail(name, f"{phase} ran on several nodes at once",
                                 text_table(("node", "start", "overlap"), rows))
     return CheckResult.ok(name, f"{phase} ran one node at a time: {', '.join(h for h, _ in ordered)}")
+
+
+def cordon_spans(states: Iterable[NodeStateSample]) -> dict[str, list[tuple[datetime, datetime]]]:
+    """node -> the spans the API showed it cordoned, each from its first cordoned sample to the first
+    schedulable one after it (or the last sample, if it never came back)."""
+    spans: dict[str, list[tuple[datetime, datetime]]] = {}
+    since: dict[str, datetime] = {}
+    last: datetime | None = None
+    for s in sorted(states, key=lambda s: s.at):
+        last = s.at
+        if s.unschedulable:
+            since.setdefault(s.node, s.at)
+        elif s.node in since:
+            spans.setdefault(s.node, []).append((since.pop(s.node), s.at))
+    for node, start in since.items():
+        spans.setdefault(node, []).append((start, last or start))
+    return spans
+
+
+def serial_count(serial: str | int, hosts: int) -> int:
+    """Ansible's batch size for `serial` (a count or a percentage) over `hosts` hosts: at least 1."""
+    text = str(serial).strip()
+    if text.endswith("%"):
+        return max(1, int(hosts * float(text[:-1]) / 100))
+    return max(1, int(text))
+
+
+def check_cordon_order(states: Sequence[NodeStateSample], control_plane: Iterable[str], nodes: Iterable[str],
+                       serial: int = 1) -> CheckResult:
+    """Graceful paths, from the API's view of the nodes while the upgrade ran: every node cordoned
+    (drained) once, control-plane nodes before any other, at most `serial` at a time. (A node left
+    cordoned after the run is the nodes check's: the last round may come before the last uncordon.)"""
+    name = "cordon order (API)"
+    if not states:
+        return CheckResult.fail(name, "no node state was sampled from the API during the upgrade")
+    cp = set(control_plane)
+    spans = cordon_spans(states)
+    rows: list[tuple[str, str, str]] = []
+    for node in sorted(set(nodes) - set(spans)):
+        rows.append((node, "never cordoned", "the API never showed it unschedulable while the upgrade ran"))
+    ordered = sorted(((start, end, node) for node, ss in spans.items() for start, end in ss))
+    first_worker = next((start for start, _end, node in ordered if node not in cp), None)
+    for start, _end, node in ordered:
+        if node in cp and first_worker is not None and start > first_worker:
+            rows.append((node, "control plane after a worker", f"cordoned {_fmt(start)}, a worker at {_fmt(first_worker)}"))
+    rounds: dict[datetime, set[str]] = {}
+    for s in states:
+        if s.unschedulable:
+            rounds.setdefault(s.at, set()).add(s.node)
+    # Control-plane nodes go alone (Kubespray's serial: 1); workers in batches of `serial`.
+    crowded = sorted((t, ns) for t, ns in rounds.items() if len(ns) > (1 if ns & cp else serial))
+    if crowded:
+        t, ns = crowded[0]
+        when = f"at {_fmt(t)} (workers' serial {serial}); {len(crowded)} round(s) like it"
+        rows.append((", ".join(sorted(ns)), f"{len(ns)} cordoned at once", when))
+    if rows:
+        return CheckResult.fail(name, f"{len(rows)} drain-order problem(s)", text_table(("node", "problem", "detail"), rows))
+    return CheckResult.ok(name, "cordoned one at a time, control plane first: " + ", ".join(
+        f"{node} {_fmt(start)}-{_fmt(end)}" for start, end, node in ordered))
 
 
 # -- version samples -------------------------------------------------------------

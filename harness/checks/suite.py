@@ -46,6 +46,7 @@ from harness.probes.facts import (
     EtcdFacts,
     HostFacts,
     KubeFacts,
+    NodeStateSample,
     PodTokenFacts,
     PreUpgradeRecord,
     StateFacts,
@@ -106,6 +107,7 @@ class Facts:
     pod_tokens: tuple[PodTokenFacts, ...] | None = None
     minted_review: TokenReviewResult | None = None  # the token minted before the upgrade, reviewed now
     samples: tuple[VersionSample, ...] = ()
+    node_states: tuple[NodeStateSample, ...] = ()  # the API's nodes at each sampling round
     timeline: tuple[TaskRecord, ...] = ()
     runs: dict[str, RunRecord] = field(default_factory=dict)  # stage purpose -> run
     # hosts | etcd | api | samples -> why it could not be collected: a check that needs it fails saying so
@@ -157,6 +159,7 @@ def collect(
     api: ApiAccess | None = None,
     no_api: str = "no kubeconfig",
     samples: Iterable[VersionSample] = (),
+    node_states: Iterable[NodeStateSample] = (),
     timeline: Iterable[TaskRecord] = (),
     runs: Mapping[str, RunRecord] | None = None,
     errors: Mapping[str, str] | None = None,
@@ -194,7 +197,8 @@ def collect(
         nodes={n.name: tuple(n.roles) for n in cluster.nodes},
         addresses={n.name: n.address for n in cluster.nodes},
         hosts=tuple(hosts), etcd=etcd, etcd_keys=keys, kube=kube, no_api=no_api if api is None else "",
-        pod_tokens=tokens, minted_review=review, samples=tuple(samples), timeline=tuple(timeline),
+        pod_tokens=tokens, minted_review=review, samples=tuple(samples), node_states=tuple(node_states),
+        timeline=tuple(timeline),
         runs=dict(runs or {}), errors=errs,
     )
 
@@ -245,6 +249,7 @@ class UpgradeExpectation:
     before: PreUpgradeRecord  # host versions before the upgrade
     kube_before: PreUpgradeRecord | None = None  # pod restarts and canary UIDs before (plant stage)
     expect_failure: ExpectedFailure | None = None  # a documented failure the run must hit
+    serial: str = "20%"  # upgrade-cluster.yml's worker batch (Kubespray's default), from extra_vars
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,7 @@ class Expectation:
                 before=before or PreUpgradeRecord(taken_at=datetime.now(UTC)),
                 kube_before=kube_before,
                 expect_failure=scenario.expect_failure,
+                serial=str(scenario.extra_vars.get("serial", "20%")),
             ),
         )
 
@@ -493,6 +499,11 @@ def _order(facts: Facts, expect: Expectation) -> CheckResult:
         for phase, hosts in order_checks.serial_phases(expect.installer, facts.nodes):
             if phase in touched:
                 results.append(order_checks.check_one_at_a_time(facts.timeline, phase, hosts))
+        if facts.kube is not None:
+            nodes, cp = _k8s_nodes(facts), facts.with_role("control-plane")
+            workers = len(set(nodes) - set(cp))
+            results.append(order_checks.check_cordon_order(
+                facts.node_states, cp, nodes, order_checks.serial_count(up.serial, workers)))
     return combine(name, results)
 
 

@@ -280,6 +280,16 @@ class VersionSample:
     version: str | None
 
 
+@dataclass(frozen=True)
+class NodeStateSample:
+    """A node as the API showed it at one sampling round: the drain order is judged, and drawn, on these."""
+
+    at: datetime
+    node: str
+    ready: bool
+    unschedulable: bool  # cordoned
+
+
 # -- JSON ---------------------------------------------------------------------
 
 

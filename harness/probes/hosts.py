@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -33,6 +33,7 @@ from harness.probes.facts import (
     EtcdFacts,
     EtcdMember,
     HostFacts,
+    NodeStateSample,
     PreUpgradeRecord,
     UnitState,
     VersionSample,
@@ -841,24 +842,39 @@ class HostProbe:
 # -- version samples while an upgrade runs (the order and skew checks replay them) ----------------
 
 Sample = tuple[str, str, str | None]  # (node, component, version)
-SampleSource = Callable[[], tuple[list[Sample], dict[str, str]]]
+NodeState = tuple[str, bool, bool]  # (node, ready, unschedulable), as the API shows it
 
 
-def kube_version_samples(
+@dataclass
+class SampleRound:
+    """What one source answered in one round: versions, the nodes' state (API only), what failed."""
+
+    versions: list[Sample] = field(default_factory=list)
+    nodes: list[NodeState] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # what -> why it gave no sample
+
+
+SampleSource = Callable[[], SampleRound]
+
+
+def kube_samples(
     cfg: Any, control_plane: Sequence[Node], *, server_for: Callable[[Node], str] | None = None, timeout: float = 5.0,
-) -> tuple[list[Sample], dict[str, str]]:
+) -> SampleRound:
     """What the host probes cannot see, as the skew policy states it: each control-plane node's own
-    apiserver (its `/version`, not the load-balanced endpoint's) and every node's kubelet (nodeInfo).
+    apiserver (its `/version`, not the load-balanced endpoint's) and every node's kubelet (nodeInfo),
+    with each node's Ready and cordoned state from the same listing.
 
     An apiserver that does not answer (restarting mid-upgrade) gives no sample, not a None: unknown
     is not absent, and a None would read as a version change. Its error is returned instead."""
     from harness.probes import kube
 
     versions, errors = kube.apiserver_versions(cfg, control_plane, timeout=timeout, server_for=server_for)
-    out: list[Sample] = [(node, "kube-apiserver", v) for node, v in versions.items() if v]
+    out = SampleRound([(node, "kube-apiserver", v) for node, v in versions.items() if v], errors=dict(errors))
     with kube.api_client(cfg) as api:
-        out += [(n.name, "kubelet", n.kubelet_version) for n in kube.collect_nodes(api) if n.kubelet_version]
-    return out, errors
+        nodes = kube.collect_nodes(api)
+    out.versions += [(n.name, "kubelet", n.kubelet_version) for n in nodes if n.kubelet_version]
+    out.nodes = [(n.name, n.ready, n.unschedulable) for n in nodes]
+    return out
 
 
 def sample_sources(probe: HostProbe, api: SampleSource | None = None) -> dict[str, SampleSource]:
@@ -867,26 +883,30 @@ def sample_sources(probe: HostProbe, api: SampleSource | None = None) -> dict[st
     before the kubelet restarts, and two answers under one name would show a kubelet as upgraded
     (and the skew policy as broken) while the old one still runs."""
     if api is None:
-        return {"hosts": lambda: (probe.version_samples(), {})}
+        return {"hosts": lambda: SampleRound(probe.version_samples())}
     from_api = components.api_reported()
     tools = [b.name for b in components.host_binaries() if components.observed_as(b.name) not in from_api]
-    return {"hosts": lambda: (probe.version_samples(tools), {}), "api": api}
+    return {"hosts": lambda: SampleRound(probe.version_samples(tools)), "api": api}
 
 
-def take_samples(at: datetime, sources: Mapping[str, SampleSource]) -> tuple[list[VersionSample], dict[str, str]]:
+def take_samples(
+    at: datetime, sources: Mapping[str, SampleSource],
+) -> tuple[list[VersionSample], list[NodeStateSample], dict[str, str]]:
     """One sampling round stamped `at`, each source on its own: one that fails (a node or an apiserver
     mid-restart) costs only its own samples this round, and says why in the errors (source -> why)."""
     samples: list[VersionSample] = []
+    states: list[NodeStateSample] = []
     errors: dict[str, str] = {}
     for name, source in sources.items():
         try:
-            got, errs = source()
+            got = source()
         except Exception as e:  # noqa: BLE001  the next round asks again; the error is kept for the report
             errors[name] = _short_error(e)
             continue
-        samples += [VersionSample(at, node, comp, version) for node, comp, version in got]
-        errors.update({f"{name}: {what}": why for what, why in errs.items()})
-    return samples, errors
+        samples += [VersionSample(at, node, comp, version) for node, comp, version in got.versions]
+        states += [NodeStateSample(at, node, ready, cordoned) for node, ready, cordoned in got.nodes]
+        errors.update({f"{name}: {what}": why for what, why in got.errors.items()})
+    return samples, states, errors
 
 
 def _short_error(e: Exception) -> str:
