@@ -316,3 +316,27 @@ def test_a_tagged_runs_targets_are_what_its_tags_move_and_build_metadata_is_no_c
     assert targets == {("node1", "kubelet"): None, ("node1", "kubectl"): "1.32.0", ("node2", "kubelet"): None}
     assert [(c.node, c.component, c.new) for c in r.changes] == [
         ("node1", "kubectl", "v1.32.0"), ("node2", "kubelet", "v1.32.0+lab.x")]
+
+
+def test_the_apis_view_of_each_node_is_in_the_report_and_on_the_timeline(tmp_path: Path) -> None:
+    """A graceful run's node states (sampled from the API): node2 cordoned for 20 s and not Ready for
+    10 s of it, node3 cordoned until the last sample; both listed, and drawn in the SVG's legend."""
+    (tmp_path / "run.json").write_text(json.dumps({"outcomes": []}))
+    (tmp_path / run_report.SCENARIO_FILE).write_text(json.dumps({"scenario": {"id": "t", "path": "graceful"}}))
+    t0 = datetime(2026, 12, 7, 20, 0, tzinfo=UTC)
+    rounds = [(set(), set()), ({"node2"}, set()), ({"node2"}, {"node2"}), (set(), set()), ({"node3"}, set())]
+    states = [{"at": (t0 + timedelta(seconds=10 * i)).isoformat(), "node": n, "ready": n not in down,
+               "unschedulable": n in cordoned}
+              for i, (cordoned, down) in enumerate(rounds) for n in ("node2", "node3")]
+    (tmp_path / "facts.json").write_text(json.dumps({"node_states": states, "samples": [
+        {"at": t0.isoformat(), "node": n, "component": "kubelet", "version": "v1.31.9"} for n in ("node2", "node3")]}))
+    r = run_report.build(tmp_path)
+    assert [(n.node, n.state, f"{n.start:%S}", f"{n.end:%S}") for n in r.node_spans] == [
+        ("node2", "cordoned", "10", "30"), ("node2", "not ready", "20", "30"), ("node3", "cordoned", "40", "40")]
+    text = run_report.render_markdown(r)
+    assert "- node2 cordoned 20:00:10 - 20:00:30 (20 s)" in text and "- node2 not ready 20:00:20 - 20:00:30 (10 s)" in text
+    from harness.report.timeline_plot import plot
+
+    _png, svg = plot(r, tmp_path / "t.png", tmp_path / "t.svg")
+    texts = "".join(ET.parse(svg).getroot().itertext())
+    assert "node cordoned (API)" in texts and "node not ready (API)" in texts and "node3" in texts

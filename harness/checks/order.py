@@ -15,7 +15,7 @@ no kubelet more than three minors behind, etcd upgraded before the control plane
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from harness import components
@@ -162,21 +162,27 @@ def check_one_at_a_time(events: Iterable[TaskRecord], phase: str, hosts: Iterabl
     return CheckResult.ok(name, f"{phase} ran one node at a time: {', '.join(h for h, _ in ordered)}")
 
 
-def cordon_spans(states: Iterable[NodeStateSample]) -> dict[str, list[tuple[datetime, datetime]]]:
-    """node -> the spans the API showed it cordoned, each from its first cordoned sample to the first
-    schedulable one after it (or the last sample, if it never came back)."""
+def state_spans(states: Iterable[NodeStateSample],
+                flag: Callable[[NodeStateSample], bool]) -> dict[str, list[tuple[datetime, datetime]]]:
+    """node -> the spans a state held (cordoned, not Ready), each from its first sample to the first
+    sample without it (or the last sample, if it never ended)."""
     spans: dict[str, list[tuple[datetime, datetime]]] = {}
     since: dict[str, datetime] = {}
     last: datetime | None = None
     for s in sorted(states, key=lambda s: s.at):
         last = s.at
-        if s.unschedulable:
+        if flag(s):
             since.setdefault(s.node, s.at)
         elif s.node in since:
             spans.setdefault(s.node, []).append((since.pop(s.node), s.at))
     for node, start in since.items():
         spans.setdefault(node, []).append((start, last or start))
     return spans
+
+
+def cordon_spans(states: Iterable[NodeStateSample]) -> dict[str, list[tuple[datetime, datetime]]]:
+    """node -> the spans the API showed it cordoned (unschedulable)."""
+    return state_spans(states, lambda s: s.unschedulable)
 
 
 def serial_count(serial: str | int, hosts: int) -> int:

@@ -184,6 +184,16 @@ class ProbeSummary:
 
 
 @dataclass(frozen=True)
+class NodeSpan:
+    """A span the API showed a node in a state while the upgrade ran: cordoned, or not Ready."""
+
+    node: str
+    state: str  # cordoned | not ready
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
 class RunReport:
     scenario: str
     test_id: str
@@ -202,7 +212,8 @@ class RunReport:
     intervals: tuple[Interval, ...]
     probes: tuple[ProbeSummary, ...]
     budgets: dict[str, float]
-    problems: tuple[str, ...] = ()  # what could not be read, said in the report rather than raised
+    problems: tuple[str, ...] = ()
+    node_spans: tuple[NodeSpan, ...] = ()  # from the sampler's node states (Kubernetes only)  # what could not be read, said in the report rather than raised
 
     @property
     def headline(self) -> Failure | None:
@@ -365,6 +376,23 @@ def _versions(facts_doc: Mapping[str, Any] | None, plan: Mapping[str, Any],
     return rows, changes
 
 
+def _node_spans(facts_doc: Mapping[str, Any] | None, problems: list[str]) -> list[NodeSpan]:
+    """Each node's cordoned and not-Ready spans, as the API showed them at each sampling round."""
+    from harness.checks.order import state_spans
+    from harness.probes.facts import NodeStateSample
+
+    try:
+        states = [NodeStateSample(datetime.fromisoformat(s["at"]), str(s["node"]), bool(s["ready"]), bool(s["unschedulable"]))
+                  for s in (facts_doc or {}).get("node_states") or []]
+    except (KeyError, TypeError, ValueError) as e:
+        problems.append(f"facts.json: node_states not the shape this harness writes ({type(e).__name__}: {e})")
+        return []
+    out = [NodeSpan(node, state, start, end)
+           for state, flag in (("cordoned", lambda s: s.unschedulable), ("not ready", lambda s: not s.ready))
+           for node, spans in state_spans(states, flag).items() for start, end in spans]
+    return sorted(out, key=lambda n: (n.start, n.node))
+
+
 def _same_version(a: str | None, b: str | None) -> bool:
     """Equal but for a leading v and build metadata (semver ignores it): a kubelet recorded from its
     binary before the upgrade (`v1.31.9`) and then from the API (`v1.31.9+lab.cd13ec4a`) has not moved."""
@@ -422,7 +450,9 @@ def build(run_dir: Path) -> RunReport:
              for o in doc.get("outcomes") or []]
     stages = _stage_runs(run_dir, doc, problems)
     failures = _failures(stages, steps, plan)
-    versions, changes = _versions(_json(run_dir / "facts.json", problems), plan, problems)
+    facts_doc = _json(run_dir / "facts.json", problems)
+    versions, changes = _versions(facts_doc, plan, problems)
+    node_spans = _node_spans(facts_doc, problems)
     verdicts = _verdicts(run_dir / CHECKS_FILE, problems)
     budgets = {str(k): float(v) for k, v in (plan.get("budgets") or {}).items()}
     intervals, probes = read_disruption(run_dir / DISRUPTION_FILE, budgets)
@@ -437,6 +467,7 @@ def build(run_dir: Path) -> RunReport:
         steps=tuple(steps), stages=tuple(stages), plays=tuple(_plays(stages)), failures=tuple(failures),
         versions=tuple(versions), changes=tuple(changes), verdicts=tuple(verdicts),
         intervals=tuple(intervals), probes=tuple(probes), budgets=budgets, problems=tuple(problems),
+        node_spans=tuple(node_spans),
     )
 
 
@@ -522,6 +553,10 @@ def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) ->
         lines += ["## Versions per node", "", "| node | component | before | after | target |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {v.node} | {v.component} | {_cell(v.before)} | {'**' + _cell(v.after) + '**' if v.changed else _cell(v.after)}"
                   f" | {_cell(v.target)} |" for v in r.versions] + [""]
+    if r.node_spans:
+        lines += ["Nodes as the API showed them while the upgrade ran:", ""]
+        lines += [f"- {n.node} {n.state} {n.start:%H:%M:%S} - {n.end:%H:%M:%S} ({(n.end - n.start).total_seconds():.0f} s)"
+                  for n in r.node_spans] + [""]
     if r.changes:
         lines += ["Changes seen while the upgrade ran:", ""]
         lines += [f"- {c.at:%H:%M:%S} {c.node} {c.component}: {c.old or 'absent'} -> {c.new or 'absent'}" for c in r.changes]

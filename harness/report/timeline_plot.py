@@ -25,6 +25,8 @@ COLOURS = {
     "skipped": "#d0d7de",
 }
 PROBE_COLOUR = "#cf222e"
+# A node's state as the API showed it, drawn as a band under its task bars.
+NODE_STATE_COLOURS = {"cordoned": "#6e7781", "not ready": "#bc4c00"}
 CHANGE_COLOUR = "#0969da"
 # Bars narrower than this share of the axis would not show; they are drawn this wide.
 MIN_WIDTH = 0.0012
@@ -85,7 +87,7 @@ def _merged(tasks: list[tuple[float, float, str]], pixel: float) -> dict[str, li
 
 def _hosts(report: RunReport) -> list[str]:
     hosts = {r.host for s in report.stages for r in s.records if r.host}
-    hosts |= {c.node for c in report.changes}
+    hosts |= {c.node for c in report.changes} | {n.node for n in report.node_spans}
     return sorted(hosts)
 
 
@@ -122,6 +124,7 @@ def plot(report: RunReport, png: Path, svg: Path) -> tuple[Path, Path]:
             start, end = (_num(t) for t in span)
             tasks[r.host].append((start, end, _status(r)))
     times += [c.at for c in report.changes] + [t for i in report.intervals for t in (i.start, i.end)]
+    times += [t for n in report.node_spans if n.node in tasks for t in (n.start, n.end)]
     if not times:
         now = datetime.now(UTC)
         times = [now, now + timedelta(minutes=1)]
@@ -151,6 +154,15 @@ def plot(report: RunReport, png: Path, svg: Path) -> tuple[Path, Path]:
                      for i in report.intervals if i.probe == probe]
             ax.broken_barh([(s, max(w, min_w)) for s, w in spans], (y[f"probe {probe}"] - 0.3, 0.6),
                            facecolors=PROBE_COLOUR, alpha=0.75, hatch="///", edgecolor="white", linewidth=0)
+
+        # Cordoned and not-Ready spans under each node's bars: the drain order as the API saw it.
+        for state, colour in NODE_STATE_COLOURS.items():
+            for host in hosts:
+                spans = [(_num(n.start), _num(n.end) - _num(n.start)) for n in report.node_spans
+                         if n.node == host and n.state == state]
+                if spans:
+                    lower = y[host] - 0.44 if state == "cordoned" else y[host] - 0.38
+                    ax.broken_barh([(s, max(w, min_w)) for s, w in spans], (lower, 0.06), facecolors=colour, linewidth=0)
 
         # Version changes: one marker per node and sampling time, labelled with what moved to what.
         grouped: dict[tuple[str, datetime], list[str]] = {}
@@ -196,6 +208,8 @@ def plot(report: RunReport, png: Path, svg: Path) -> tuple[Path, Path]:
         handles.append(Line2D([], [], marker="D", color=CHANGE_COLOUR, linestyle="none", label="version change"))
         if probes:
             handles.append(Patch(facecolor=PROBE_COLOUR, alpha=0.75, hatch="///", label="probe failing"))
+        handles += [Patch(color=NODE_STATE_COLOURS[st], label=f"node {st} (API)")
+                    for st in NODE_STATE_COLOURS if any(n.state == st for n in report.node_spans)]
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=7)
         fig.savefig(png, dpi=DPI, format="png")
         fig.savefig(svg, format="svg", metadata={"Date": None})
