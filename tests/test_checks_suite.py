@@ -373,6 +373,45 @@ def test_skew_violation_and_control_plane_before_etcd_are_caught(server: FakeApi
     assert not etcd_first.passed and "cp1" in etcd_first.summary
 
 
+def _documented_skew(check: str = "version skew") -> Expectation:
+    sc = _scenario().model_copy(update={"expect_failure": ExpectedFailure(
+        check=check, reason="kubelets restart before the control plane", remedy="use upgrade-cluster.yml")})
+    return Expectation.for_scenario(sc, None)
+
+
+def test_a_documented_check_failure_passes_as_documented_and_fails_once_fixed(server: FakeApiserver) -> None:
+    """The full path's kubelets a minor ahead of the apiserver, documented: the skew item passes saying
+    why, with the violations it found; a run without the violation fails, for the scenario to be updated."""
+    ahead, _ = _sample_upgrade(server, [
+        ("3.5.16", "1.30.8", {"cp1": "1.30.8", "node2": "1.30.8"}),
+        ("3.5.16", "1.30.8", {"cp1": "1.31.4", "node2": "1.31.4"}),
+        ("3.5.16", "1.31.4", {"cp1": "1.31.4", "node2": "1.31.4"}),
+    ])
+    nodes = {"cp1": CP.roles, "node2": WORKER.roles}
+    (r,) = suite.judge(Facts(nodes, samples=tuple(ahead)), _documented_skew(), ["version skew"])
+    assert r.passed and "failed as documented" in r.summary and "use upgrade-cluster.yml" in r.summary
+    assert "node2" in r.details and "kubelet 1.31 > apiserver 1.30" in r.details
+    # Nothing else is excused: the playbook item still judges the run itself.
+    in_order, _ = _sample_upgrade(server, [
+        ("3.5.16", "1.30.8", {"cp1": "1.30.8", "node2": "1.30.8"}),
+        ("3.5.16", "1.31.4", {"cp1": "1.30.8", "node2": "1.30.8"}),
+        ("3.5.16", "1.31.4", {"cp1": "1.31.4", "node2": "1.31.4"}),
+    ])
+    (fixed,) = suite.judge(Facts(nodes, samples=tuple(in_order)), _documented_skew(), ["version skew"])
+    assert not fixed.passed and "the documented failure did not happen" in fixed.summary
+    with pytest.raises(KeyError, match="expect_failure.check 'skew' names no check"):
+        suite.judge(Facts(nodes, samples=tuple(in_order)), _documented_skew("skew"), ["version skew"])
+
+
+def test_an_expected_failure_names_a_task_or_a_check() -> None:
+    with pytest.raises(ValueError, match="not neither"):
+        ExpectedFailure(reason="r", remedy="x")
+    with pytest.raises(ValueError, match="not both"):
+        ExpectedFailure(task="t", check="version skew", reason="r", remedy="x")
+    with pytest.raises(ValueError, match="'moves' is for a run that stops at a task"):
+        ExpectedFailure(check="version skew", reason="r", remedy="x", moves=("etcd",))
+
+
 def test_an_apiserver_that_does_not_answer_gives_no_sample_but_an_error(server: FakeApiserver) -> None:
     _serve_versions(server, "1.31.4", {"cp1": "1.31.4", "node2": "1.31.4"})
     got = kube_samples(server.config(), [CP], server_for=lambda n: "http://127.0.0.1:9", timeout=2)

@@ -159,3 +159,16 @@ def test_verify_command_bad_expect_file(tmp_path: Path) -> None:
     exp.write_text("installer: minikube\n")
     res = CliRunner().invoke(cli.verify, ["--inventory", str(inv), "--expect", str(exp)])
     assert res.exit_code == 2 and "installer" in res.output
+
+
+def test_the_expect_file_carries_kubesprays_dns_mode(tmp_path: Path) -> None:
+    from harness.checks.verify import load_expectation
+
+    p = tmp_path / "e.yaml"
+    p.write_text("installer: lab\ndns_mode: none\nversions: {kube_version: 1.32.0}\n")
+    assert load_expectation(p).dns_mode == "none"
+    p.write_text("versions: {etcd: 3.5.16}\n")
+    assert load_expectation(p).dns_mode == "coredns"
+    p.write_text("dns_mode: [none]\n")
+    with pytest.raises(ScenarioError, match="dns_mode"):
+        load_expectation(p)

@@ -295,3 +295,28 @@ def test_loading_leaves_the_garbage_collector_as_it_found_it(write):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_target_extra_vars_reach_only_the_upgrade_run(write):
+    from harness.upgrade.paths import upgrade_stage
+
+    text = GOOD_SCENARIO.replace("target: {versions: {etcd_version: 3.5.16}}",
+                                 "target: {versions: {etcd_version: 3.5.16}, extra_vars: {etcd_heartbeat_interval: 250}}")
+    [sc] = load_file(write("t.yaml", text))
+    assert upgrade_stage(sc).extravars == {"etcd_version": "3.5.16", "etcd_heartbeat_interval": 250}
+
+
+@pytest.mark.parametrize("edit,field,words", [
+    ({"target: {versions: {etcd_version: 3.5.16}}": "target: {versions: {etcd_version: 3.5.16}, extra_vars: {containerd_version: 1.7.24}}"},
+     "target.extra_vars", "containerd_version: versions go in target.versions"),
+    ({"baseline: {versions: {etcd_version: 3.4.23}}": "baseline: {versions: {etcd_version: 3.4.23}, extra_vars: {a: 1}}"},
+     "baseline.extra_vars", "settings for the upgrade's run only go in target.extra_vars"),
+])
+def test_misplaced_extra_vars_are_refused_naming_the_field(write, edit, field, words):
+    text = GOOD_SCENARIO
+    for old, new in edit.items():
+        assert old in text
+        text = text.replace(old, new)
+    with pytest.raises(ScenarioError) as exc:
+        load_file(write("t.yaml", text))
+    assert f"field '{field}'" in str(exc.value) and words in str(exc.value)

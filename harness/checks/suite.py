@@ -376,7 +376,7 @@ def _playbook(facts: Facts, expect: Expectation) -> CheckResult:
         return CheckResult.fail(name, "no upgrade run was recorded")
     said = f"upgrade run ended {run.status} (rc={run.rc})"
     documented = _upgrade(expect).expect_failure
-    if documented is None:
+    if documented is None or documented.task is None:
         return CheckResult.ok(name, said) if run.ok else CheckResult.fail(name, said, run.summary)
     if run.ok:
         return CheckResult.fail(name, f"the documented failure did not happen: the run succeeded, so"
@@ -721,6 +721,9 @@ def judge(facts: Facts, expect: Expectation, names: Iterable[str] | None = None)
         if unknown:
             raise KeyError(f"no check named {', '.join(map(repr, unknown))}; known: {', '.join(CHECKS)}")
         chosen = [CHECKS[n] for n in names]
+    documented = expect.upgrade.expect_failure if expect.upgrade is not None else None
+    if documented is not None and documented.check is not None and documented.check not in CHECKS:
+        raise KeyError(f"expect_failure.check {documented.check!r} names no check; known: {', '.join(CHECKS)}")
     out = []
     for check in chosen:
         if check.upgrade_only and expect.upgrade is None:
@@ -731,5 +734,19 @@ def judge(facts: Facts, expect: Expectation, names: Iterable[str] | None = None)
         except Exception as e:  # noqa: BLE001  a bug in one check must not hide the other verdicts
             result = CheckResult.fail(check.name, f"the check crashed: {type(e).__name__}: {e}",
                                       "".join(traceback.format_exception(e)[-6:]))
-        out.append(result if result.name == check.name else replace(result, name=check.name))
+        result = result if result.name == check.name else replace(result, name=check.name)
+        if documented is not None and documented.check == check.name:
+            result = _as_documented(result, documented)
+        out.append(result)
     return out
+
+
+def _as_documented(result: CheckResult, documented: ExpectedFailure) -> CheckResult:
+    """A check the scenario documents as failing: its failure passes, saying why and what to do
+    instead, with every row it found; its passing fails, for the scenario to be updated."""
+    if result.passed or not result.applicable:
+        outcome = "passed" if result.passed else "was not applicable"
+        return CheckResult.fail(result.name, f"the documented failure did not happen: the check {outcome}, so it"
+                                " may be fixed; drop expect_failure from the scenario", result.message)
+    return CheckResult.ok(result.name, f"failed as documented ({result.summary}): {documented.reason};"
+                          f" remedy: {documented.remedy}", result.details)

@@ -27,7 +27,7 @@ from harness.userinput import BadValue
 
 T = TypeVar("T")
 
-_KEYS = {"installer", "versions", "nodes", "kube_proxy_remove", "canaries", "etcd", "etcd_keys", "pods_budget"}
+_KEYS = {"installer", "versions", "nodes", "kube_proxy_remove", "dns_mode", "canaries", "etcd", "etcd_keys", "pods_budget"}
 
 
 def _versions(file: str, where: str, raw: Any) -> dict[str, str]:
@@ -88,11 +88,15 @@ def load_expectation(path: str | Path) -> Expectation:
     tls = EtcdTLS(**{k: etcd[k] for k in ("cacert", "cert", "key", "endpoint") if k in etcd})
     budget = _typed(file, "pods_budget", userinput.seconds, data.get("pods_budget", 120))
     kube_proxy_remove = _typed(file, "kube_proxy_remove", userinput.strict_bool, data.get("kube_proxy_remove", False))
+    dns_mode = data.get("dns_mode", "coredns")
+    if not isinstance(dns_mode, str) or not dns_mode:
+        raise ScenarioError(file, None, "dns_mode", "expected Kubespray's dns_mode (coredns, coredns_dual, manual, none)")
     return Expectation(
         installer=installer,
         versions=_versions(file, "versions", data.get("versions") or {}),
         nodes=nodes,
         kube_proxy_remove=kube_proxy_remove,
+        dns_mode=dns_mode,
         canaries=tuple(canaries),
         etcd_tls=tls,
         etcd_keys={str(k): str(v) for k, v in (data.get("etcd_keys") or {}).items()},

@@ -531,7 +531,8 @@ def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) ->
                   f"- baseline: {_versions_text(p.get('baseline'))} ({r.baseline or 'not reached'})",
                   f"- target: {_versions_text(p.get('target'))}"]
         if p.get("expect_failure"):
-            plan.append(f"- documented failure: `{p['expect_failure'].get('task')}`")
+            ef = p["expect_failure"]
+            plan.append(f"- documented failure: task `{ef['task']}`" if ef.get("task") else f"- documented failure: check `{ef.get('check')}`")
     plan += [f"- `{' '.join(s.argv)}`" for s in r.stages if s.argv]
     plan += [f"- note: {n if len(n) <= 300 else n[:300] + '...'}" for n in r.notes]
     lines += ["## Plan", "", *(x for x in plan if x), ""]

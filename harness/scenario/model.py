@@ -89,6 +89,9 @@ class Release(_Strict):
 
     ref: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
+    # Settings only the upgrade's run gets (`-e`, over the scenario's extra_vars): what the upgrade
+    # changes besides versions (the lab's kube_sa_key_generation rotates the signing key). Target only.
+    extra_vars: dict[str, Any] = Field(default_factory=dict)
     # Who deploys this release; default: the scenario's installer. A Kubespray scenario on the lab
     # takes its baseline from the lab installer (Kubespray's own layout, no Kubernetes needed).
     installer: InstallerKind | None = None
@@ -129,13 +132,25 @@ class Release(_Strict):
 
 
 class ExpectedFailure(_Strict):
-    """A path documented to fail: the run must fail at this task, and the check says why."""
+    """A path documented to fail: the run must fail at this task, or this check must fail on what the
+    run did (the full path's kubelets ahead of the apiserver: the version skew check), and says why.
+    Either way, a run that no longer fails there fails, so the scenario is updated when it is fixed."""
 
-    task: str = Field(description="name (or substring) of the task the run must fail at")
+    task: str | None = Field(default=None, description="name (or substring) of the task the run must fail at")
+    check: str | None = Field(default=None, description="name of the check that must fail (e.g. 'version skew')")
     reason: str
     remedy: str
     # What the run still changes before it stops (measured): checked at the target, the rest at baseline.
     moves: tuple[str, ...] = Field(default=(), description="components moved to the target before the failure")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ExpectedFailure:
+        if (self.task is None) == (self.check is None):
+            raise ValueError("name either the task the run fails at ('task') or the check that fails ('check'), not"
+                             + (" both" if self.task else " neither"))
+        if self.check is not None and self.moves:
+            raise ValueError("'moves' is for a run that stops at a task; a documented check failure moves everything")
+        return self
 
 
 class Scenario(_Strict):
@@ -223,6 +238,13 @@ class Scenario(_Strict):
                 problems.append(("tags", f"unknown tag(s) {', '.join(hints)}; known: {', '.join(sorted(KNOWN_TAGS))}"))
         elif self.tags:
             problems.append(("tags", f"'tags' only applies to path 'component', not {self.path!r}"))
+        versions_in_vars = sorted(k for k in self.target.extra_vars if _VERSION_VAR.match(str(k)))
+        if versions_in_vars:
+            problems.append(("target.extra_vars", (f"{', '.join(versions_in_vars)}: versions go in target.versions,"
+                             " where the checks read what the upgrade must reach")))
+        if self.baseline.extra_vars:
+            problems.append(("baseline.extra_vars", ("settings for the upgrade's run only go in target.extra_vars;"
+                             " settings both runs share go in the scenario's extra_vars")))
         if not self.target.ref and not self.target.versions:
             problems.append(("target", "names neither a Kubespray ref nor any component version"))
         if self.target.installer not in (None, self.installer):

@@ -88,7 +88,7 @@ def upgrade_stage(
         raise PlanError(f"scenario {scenario.id!r}: a Kubespray path needs a ref (baseline.ref or target.ref)")
     playbook = (LAB_PLAYBOOKS if is_lab else KUBESPRAY_PLAYBOOKS)[scenario.path]
     runner: StageRunner = "harness" if is_lab else "kubespray"
-    extravars = target_extravars(scenario)
+    extravars = {**target_extravars(scenario), **scenario.target.extra_vars}
     tags: tuple[str, ...] = ()
     if scenario.path == "full":
         # Without it kubeadm upgrades nothing and the run still ends failed=0 (kubespray#4139).
