@@ -50,8 +50,10 @@ EVIDENCE = "collect"
 MEASURABLE = ("baseline",)
 # The canary Deployments plant.yml creates (namespace/name).
 CANARIES = ("harness-canary-a/canary", "harness-canary-b/canary")
-# How often versions are sampled on every node while the upgrade runs (order and skew checks).
-SAMPLE_SECONDS = 20.0
+# How often each source is sampled while the upgrade runs (order, skew and drain-order checks): every
+# node's tools over ssh, and the API (apiservers' /version, the nodes' listing).
+HOST_SAMPLE_SECONDS = 20.0
+SAMPLE_SECONDS: dict[str, float] = {"hosts": HOST_SAMPLE_SECONDS, "api": 2.0}
 # The disruption probes' sampling interval and per-request timeout (harness.probes.disruption; defaults
 # 1 s and 5 s): HARNESS_PROBE_INTERVAL and HARNESS_PROBE_TIMEOUT override.
 PROBE_INTERVAL_ENV = "HARNESS_PROBE_INTERVAL"
@@ -425,24 +427,31 @@ class Session:
         from harness.probes.hosts import sample_sources, take_samples
 
         stop = threading.Event()
+        lock = threading.Lock()
         sources = sample_sources(self.host_probe(run), self._api_sampler(run))
 
-        def loop() -> None:
+        def loop(name: str, every: float) -> None:
             while not stop.is_set():
                 # Each source on its own: a node or an apiserver mid-restart costs only its own samples.
-                samples, states, errors = take_samples(datetime.now(UTC), sources)
-                run.samples += samples
-                run.node_states += states
-                run.sample_errors.update(errors)
-                stop.wait(SAMPLE_SECONDS)
+                samples, states, errors = take_samples(datetime.now(UTC), {name: sources[name]})
+                with lock:
+                    run.samples += samples
+                    run.node_states += states
+                    run.sample_errors.update(errors)
+                stop.wait(every)
 
-        t = threading.Thread(target=loop, name=f"sampler-{run.scenario.id}", daemon=True)
-        t.start()
+        # Each source at its own pace: the API's answers are cheap and what they show can last seconds
+        # (the full path's kubelets ahead of the apiserver, a worker's cordon), the hosts' cost ssh rounds.
+        threads = [threading.Thread(target=loop, args=(name, SAMPLE_SECONDS.get(name, HOST_SAMPLE_SECONDS)),
+                                    name=f"sampler-{name}-{run.scenario.id}", daemon=True) for name in sources]
+        for t in threads:
+            t.start()
         try:
             yield
         finally:
             stop.set()
-            t.join(timeout=120)
+            for t in threads:
+                t.join(timeout=120)
 
     @contextmanager
     def _probing(self, run: ScenarioRun) -> Iterator[None]:
