@@ -53,7 +53,7 @@ from harness.probes.facts import (
     VersionSample,
     unprobed,
 )
-from harness.probes.hosts import EtcdTLS, HostProbe, merge_observed, observed_versions
+from harness.probes.hosts import EtcdTLS, HostProbe, merge_observed, observed_versions, version_notes
 from harness.scenario.model import ExpectedFailure, Scenario
 from harness.upgrade.timeline import TaskRecord, read_timeline
 
@@ -118,14 +118,19 @@ class Facts:
     def observed(self) -> dict[str, dict[str, str | None]]:
         """node -> component -> version, host probes and the API merged: the one place they meet.
 
-        A host probe's answer wins where both report (kubelet: the binary installed is what the node
-        runs after a restart; nodeInfo is judged by its own check); the API adds what no host probe
-        can see: each apiserver's /version, controller-manager and scheduler static pods, kube-proxy."""
+        A host probe's answer wins where both report (kubelet: the file its unit's process runs;
+        nodeInfo is judged by its own check); the API adds what no host probe can see: each
+        apiserver's /version, controller-manager and scheduler static pods, kube-proxy."""
         host = observed_versions(self.hosts)
         if self.kube is None:
             return host
         api = observed_from_kube(self.kube, kube_probe.static_pod_tags(self.kube.pods, self.with_role("control-plane")))
         return merge_observed(api, host)
+
+    @property
+    def notes(self) -> dict[str, dict[str, str]]:
+        """node -> component -> what its version row must add: another copy on PATH, a replaced file."""
+        return version_notes(self.hosts)
 
 
 @dataclass(frozen=True)
@@ -398,7 +403,7 @@ def _target_versions(facts: Facts, expect: Expectation) -> CheckResult:
         expected = _split(expected, expect.upgrade.upgraded, upgraded=True)
     bad = unprobed(facts.hosts)
     expected = {n: per for n, per in expected.items() if n not in bad}
-    return _with_unprobed(facts, name, check_versions(facts.observed, expected, name))
+    return _with_unprobed(facts, name, check_versions(facts.observed, expected, name, facts.notes))
 
 
 def _untouched(facts: Facts, expect: Expectation) -> CheckResult:
