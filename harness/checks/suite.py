@@ -33,6 +33,7 @@ from harness.checks.result import CheckResult, combine
 from harness.checks.state import PlantedState, check_planted_state
 from harness.checks.units import check_reboots, check_units
 from harness.checks.versions import (
+    ANY,
     check_unchanged,
     check_versions,
     expected_versions_per_node,
@@ -320,6 +321,12 @@ def expected_per_node(facts: Facts, expect: Expectation) -> dict[str, dict[str, 
     out = expected_versions_per_node(facts.nodes, expect.versions, expect.installer,
                                      pre=up.before if up else None, upgraded=up.upgraded if up else None,
                                      present=facts.observed)
+    for node, per in out.items():
+        for comp, want in per.items():
+            # Unpinned, and not seen on this node before: the one version the component shows
+            # cluster-wide (Expectation.version_for), the same the API checks hold it to.
+            if want == ANY and (known := expect.version_for(components.observed_as(comp))):
+                per[comp] = known
     for node, overrides in expect.nodes.items():
         out.setdefault(node, {}).update(overrides)
     if facts.kube is None and "api" not in facts.errors:
@@ -559,10 +566,14 @@ def _static_pods(facts: Facts, expect: Expectation) -> CheckResult:
     kube = _api(facts, name)
     if isinstance(kube, CheckResult):
         return kube
-    want = expect.version_for("kube-apiserver")
-    if not want:
+    # Each pod against its own expectation, the versions table's: a controller-manager pinned apart
+    # from kube_version is judged at its pin, in both places.
+    per_node = expected_per_node(facts, expect)
+    want = {node: {c: per_node.get(node, {}).get(c, ANY) for c in components.static_pods()}
+            for node in facts.with_role("control-plane")}
+    if want and all(v == ANY for per in want.values() for v in per.values()):
         return CheckResult.not_applicable(name, "no kube version expected (pin kube_version)")
-    return kube_checks.check_static_pods(kube, facts.with_role("control-plane"), want)
+    return kube_checks.check_static_pods(kube, want)
 
 
 def _kube_proxy(facts: Facts, expect: Expectation) -> CheckResult:
