@@ -182,8 +182,9 @@ COMPONENTS: tuple[Component, ...] = (
         checksums=(Checksum("kubelet_checksums", "kubelet_binary_checksum"),),
     ),
     # The DaemonSet `kubeadm upgrade apply` rolls, so the control-plane tag moves it; its node-side
-    # tasks (tag kube-proxy) run with the kubelet's.
-    Component("kube-proxy", _K8S, ("control-plane",), "node", from_api=True, default_on=True,
+    # tasks (tag kube-proxy) run with the kubelet's. On every Kubernetes node unless the inventory
+    # sets kube_proxy_remove (the expectation then drops it).
+    Component("kube-proxy", _K8S, ("control-plane",), "node", roles=_CP_WORKER, from_api=True, default_on=True,
               built=_k8s("kube-proxy")),
     Component("kube-apiserver", _K8S, ("control-plane",), "control-plane", roles=("control-plane",),
               from_api=True, static_pod=True, default_on=True, built=_k8s("kube-apiserver")),

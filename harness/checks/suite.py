@@ -329,6 +329,9 @@ def expected_per_node(facts: Facts, expect: Expectation) -> dict[str, dict[str, 
                 per[comp] = known
     for node, overrides in expect.nodes.items():
         out.setdefault(node, {}).update(overrides)
+    if expect.kube_proxy_remove:
+        # Removed on purpose: its absence is the kube-proxy check's to judge, not a missing row.
+        out = {node: {c: v for c, v in per.items() if c != "kube-proxy"} for node, per in out.items()}
     if facts.kube is None and "api" not in facts.errors:
         # No API, and none expected: what only the API can show is not expected; its checks say n/a and why.
         api_only = components.api_only()
