@@ -10,6 +10,7 @@ from harness.checks.versions import versions_match
 from harness.errors import PlanError
 from harness.plan.versions import Version
 from harness.probes.facts import EtcdFacts
+from harness.text import plural
 
 
 def _errors(facts: EtcdFacts, *names: str) -> str:
@@ -33,7 +34,7 @@ def check_etcd_healthy(facts: EtcdFacts, expected_members: int, nodes: Mapping[s
         return CheckResult.fail(name, f"{len(bad)} of {len(facts.health)} etcd endpoint(s) unhealthy: {', '.join(named)}",
                                 text_table(("member", "endpoint", "error"), rows))
     if len(facts.health) < expected_members:
-        return CheckResult.fail(name, f"only {len(facts.health)} of {expected_members} etcd members answered")
+        return CheckResult.fail(name, f"only {len(facts.health)} of {plural(expected_members, 'etcd member')} answered")
     return CheckResult.ok(name, f"{len(facts.health)} etcd endpoint(s) healthy")
 
 

@@ -9,6 +9,7 @@ from harness.checks.result import VERSION_HEADERS, CheckResult, text_table
 from harness.checks.versions import ANY, versions_match
 from harness.probes.facts import KubeFacts, PodFacts, PreUpgradeRecord
 from harness.probes.kube import image_tag, pod_settled
+from harness.text import plural
 
 
 def check_apiserver_versions(facts: KubeFacts, control_plane: Iterable[str], expected: str) -> CheckResult:
@@ -114,7 +115,7 @@ def check_static_pods(facts: KubeFacts, expected: Mapping[str, Mapping[str, str]
         return CheckResult.fail(name, f"{len(rows)} static pod(s) wrong", text_table(VERSION_HEADERS, rows), rows)
     wants = {expected[n].get(c, ANY) for n in nodes for c in static}
     at = (f"at {wants.pop()}" if len(wants) == 1 else "each at its expected version") if wants != {ANY} else "(any version)"
-    return CheckResult.ok(name, f"{len(nodes) * len(static)} static pods {at}, Running and Ready")
+    return CheckResult.ok(name, f"{plural(len(nodes) * len(static), 'static pod')} {at}, Running and Ready")
 
 
 def check_kube_proxy(

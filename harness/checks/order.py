@@ -23,6 +23,7 @@ from harness.checks.result import CheckResult, text_table
 from harness.errors import PlanError
 from harness.plan.versions import Version
 from harness.probes.facts import VersionSample
+from harness.text import plural
 from harness.upgrade.timeline import TaskRecord
 
 PHASES: tuple[str, ...] = ("container-engine", "etcd", "node", "control-plane", "network", "apps")
@@ -234,7 +235,7 @@ def check_version_skew(samples: Iterable[VersionSample], max_kubelet_lag: int = 
             if kv > oldest:
                 problems.append(("kubelet newer than oldest apiserver", f"kubelet {kv[0]}.{kv[1]} > apiserver {oldest[0]}.{oldest[1]}"))
             if kv[0] == newest[0] and newest[1] - kv[1] > max_kubelet_lag:
-                problems.append((f"kubelet > {max_kubelet_lag} minors behind", f"kubelet {kv[0]}.{kv[1]}, apiserver {newest[0]}.{newest[1]}"))
+                problems.append((f"kubelet > {plural(max_kubelet_lag, 'minor')} behind", f"kubelet {kv[0]}.{kv[1]}, apiserver {newest[0]}.{newest[1]}"))
             for rule, detail in problems:
                 if (node, rule, detail) not in seen:
                     seen.add((node, rule, detail))

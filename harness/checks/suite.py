@@ -56,6 +56,7 @@ from harness.probes.facts import (
 )
 from harness.probes.hosts import EtcdTLS, HostProbe, merge_observed, observed_versions, version_notes
 from harness.scenario.model import ExpectedFailure, Scenario
+from harness.text import plural
 from harness.upgrade.timeline import TaskRecord, read_timeline
 
 # -- facts ------------------------------------------------------------------------------------
@@ -530,7 +531,7 @@ def _skew(facts: Facts, expect: Expectation) -> CheckResult:
         # evaluable sample means the sampler failed, which must not pass as "n/a".
         why = facts.errors.get("samples")
         return CheckResult.fail(name, f"no version sample during the upgrade had both a kube-apiserver and a"
-                                f" kubelet version ({len(facts.samples)} samples)" + (f"; sampling: {why}" if why else ""))
+                                f" kubelet version ({plural(len(facts.samples), 'sample')})" + (f"; sampling: {why}" if why else ""))
     return combine(name, [skew, order_checks.check_etcd_before_control_plane(facts.samples)])
 
 

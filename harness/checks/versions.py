@@ -15,6 +15,7 @@ from harness.errors import PlanError
 from harness.plan.versions import Version, same_version
 from harness.probes.facts import KubeFacts, PreUpgradeRecord
 from harness.scenario.model import Scenario
+from harness.text import plural
 
 ANY = "*"  # expected: present, whatever the version
 
@@ -144,10 +145,10 @@ def check_versions(
         return CheckResult.not_applicable(name, "no component has an expected version")
     noted = ("\n\n" if rows else "") + text_table(("node", "component", "note"), said) if said else ""
     if not rows:
-        return CheckResult.ok(name, f"{total} component versions as expected on {len(expected)} node(s)", noted)
+        return CheckResult.ok(name, f"{plural(total, 'component version')} as expected on {len(expected)} node(s)", noted)
     return CheckResult.fail(
         name,
-        f"{len(rows)} of {total} component versions differ from expected",
+        f"{len(rows)} of {plural(total, 'component version')} differ from expected",
         text_table(VERSION_HEADERS, rows) + noted,
         rows,
     )
