@@ -238,9 +238,35 @@ def test_etcdctl_failure_without_stdout_is_not_a_parser_error() -> None:
         assert err.startswith(f"rc=1: {'endpoint health' if section == 'health' else 'member list' if section == 'members' else 'endpoint status'}: Error: unhealthy cluster; retrying of unary invoker failed")
         assert REFUSED in err
     r = etcd_checks.check_etcd_healthy(facts, 1)
-    assert not r.passed and "Error: unhealthy cluster" in r.summary and REFUSED in r.summary
+    # The line leads with the cause; etcdctl's verdict and gRPC's wrapping are in the details.
+    assert not r.passed and r.summary == f"no health answer from etcd via node1: transport: Error while dialing: {REFUSED}"
+    assert "Error: unhealthy cluster" in r.details
     r = etcd_checks.check_etcd_members(facts, {"node1": "127.0.0.1"})
-    assert not r.passed and REFUSED in r.details
+    assert not r.passed and REFUSED in r.details and r.summary.endswith(REFUSED)
+
+
+def test_the_etcd_lines_keep_a_long_cause_whole() -> None:
+    """A TLS failure's cause is long, and gRPC wraps it in ~200 characters: the health line used to be
+    cut at 300 characters, inside `x509: certificat`. The recorded zap line, with the x509 cause Go
+    prints for a client that does not trust the server's CA in place of the connection refusal."""
+    import json
+
+    # gRPC quotes the cause with Go's %q: its own quotes come backslashed inside `desc = "..."`.
+    x509 = ('x509: certificate signed by unknown authority (possibly because of "crypto/rsa: verification error"'
+            ' while trying to verify candidate authority certificate "etcd-ca")')
+    whole = f"transport: authentication handshake failed: tls: failed to verify certificate: {x509}"
+    line, rest = REC_FAIL_ERR.split("\n", 1)
+    zap = json.loads(line)
+    refused = f"transport: Error while dialing: {REFUSED}"
+    assert refused in zap["error"]
+    zap["error"] = zap["error"].replace(refused, whole.replace('"', '\\"'))
+    stderr = json.dumps(zap) + "\n" + rest
+    text = _script_output({"health": ("1", stderr), "members": ("1", stderr), "status": ("1", stderr),
+                           "version": ("60", "curl: (60) SSL certificate problem: unable to get local issuer certificate\n")})
+    facts, _ = h.parse_etcd_facts("node1", text)
+    r = etcd_checks.check_etcd_healthy(facts, 3)
+    assert r.summary == f"no health answer from etcd via node1: {whole}", r.summary
+    assert etcd_checks.check_etcd_members(facts, {"node1": "127.0.0.1"}).summary == f"no member list from etcd: {whole}"
 
 
 def test_etcd_recorded_success_outputs_parse_and_pass() -> None:

@@ -629,10 +629,11 @@ def _etcdctl_json(text: str, kind: type, what: str) -> Any:
     return value
 
 
-def _innermost(error: str) -> str:
-    """gRPC nests causes as `... desc = "transport: ... connect: connection refused"`; keep the last."""
+def innermost_cause(error: str) -> str:
+    """gRPC nests causes as `... desc = "transport: ... connect: connection refused"`; keep the last
+    (its quotes unescaped). An error without one is returned whole."""
     m = _DESC.search(error)
-    return m.group(1) if m else error
+    return m.group(1).replace('\\"', '"') if m else error
 
 
 def parse_etcd_health(text: str) -> list[EtcdEndpointHealth]:
@@ -650,7 +651,7 @@ def parse_etcd_health(text: str) -> list[EtcdEndpointHealth]:
         endpoint, healthy, error = str(d["endpoint"]), bool(d.get("health")), d.get("error")
         if not healthy:
             host = urlsplit(endpoint).netloc
-            why = [_innermost(c) for c in causes if host and host in c]
+            why = [innermost_cause(c) for c in causes if host and host in c]
             if why:
                 error = f"{error or 'unhealthy'} ({why[0]})"
         out.append(EtcdEndpointHealth(endpoint, healthy, error))
