@@ -32,6 +32,9 @@ class Binary:
     ordered: bool = True  # its version change counts in the component's phase of the upgrade order
     dirs: tuple[str, ...] = ()  # looked for (argv's first word) in these directories instead of PATH
     dpkg: str | None = None  # the Debian package whose version the probe prints too (Debian's build prints none)
+    # The systemd unit whose main process is this binary: the probe asks the file that process runs,
+    # not the first copy on PATH (a distribution's older copy may sit beside Kubespray's).
+    unit: str | None = None
 
     @property
     def probed(self) -> bool:
@@ -122,7 +125,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "etcd", "etcd_version", ("etcd",), "etcd",
         binaries=(
-            Binary("etcd", "etcd --version", pv.parse_etcd_version),
+            Binary("etcd", "etcd --version", pv.parse_etcd_version, unit="etcd"),
             # Kubespray installs etcdctl and etcdutl from its etcd role and again from the control
             # plane's kubeadm-etcd.yml: their change is no mark of the etcd phase.
             Binary("etcdctl", "etcdctl version", pv.parse_etcdctl_version, ordered=False),
@@ -139,7 +142,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "containerd", "containerd_version", ("container-engine",), "container-engine",
         binaries=(
-            Binary("containerd", "containerd --version", pv.parse_containerd_version),
+            Binary("containerd", "containerd --version", pv.parse_containerd_version, unit="containerd"),
             Binary("containerd-shim-runc-v2"),
             Binary("ctr"),
             Binary("containerd-shim", always=False),
@@ -173,14 +176,15 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     Component(
         "kubelet", _K8S, ("node",), "node",
-        binaries=(Binary("kubelet", "kubelet --version", pv.parse_kubelet_version),),
+        binaries=(Binary("kubelet", "kubelet --version", pv.parse_kubelet_version, unit="kubelet"),),
         units=("kubelet",), roles=_CP_WORKER, from_api=True, default_on=True,
         built=_k8s("kubelet", "kubelet_download_url"),
         checksums=(Checksum("kubelet_checksums", "kubelet_binary_checksum"),),
     ),
     # The DaemonSet `kubeadm upgrade apply` rolls, so the control-plane tag moves it; its node-side
-    # tasks (tag kube-proxy) run with the kubelet's.
-    Component("kube-proxy", _K8S, ("control-plane",), "node", from_api=True, default_on=True,
+    # tasks (tag kube-proxy) run with the kubelet's. On every Kubernetes node unless the inventory
+    # sets kube_proxy_remove (the expectation then drops it).
+    Component("kube-proxy", _K8S, ("control-plane",), "node", roles=_CP_WORKER, from_api=True, default_on=True,
               built=_k8s("kube-proxy")),
     Component("kube-apiserver", _K8S, ("control-plane",), "control-plane", roles=("control-plane",),
               from_api=True, static_pod=True, default_on=True, built=_k8s("kube-apiserver")),

@@ -35,6 +35,7 @@ from harness.options import Options
 from harness.probes.disruption import ProbeRun
 from harness.probes.facts import NodeStateSample, PreUpgradeRecord, VersionSample, to_jsonable
 from harness.scenario.model import NodeSpec, Scenario
+from harness.text import plural
 
 if TYPE_CHECKING:
     from harness.checks.suite import Facts
@@ -511,7 +512,7 @@ class Session:
                 record.error = f"the prober exited rc={prober.popen.returncode}: {prober.stderr.strip()[-500:]}"
             share = prober.cpu_share
             self.console.print(
-                f"{run.scenario.id}: disruption probes: {len(config.backends)} backends every {interval:g}s"
+                f"{run.scenario.id}: disruption probes: {plural(len(config.backends), 'backend')} every {interval:g}s"
                 + (f", prober CPU {share * 100:.1f} % of a core" if share is not None else ""), highlight=False)
 
     def _api_sampler(self, run: ScenarioRun) -> SampleSource | None:
@@ -787,7 +788,7 @@ def _fetch_etcd_creds(cluster: Cluster, node: str, layout: Any) -> Any:
         # tar's stderr, in the message, says which.
         members = [m for m in tar.getmembers() if m.isfile()]
         if len(members) != len(files):
-            raise failed(f"{len(members)} of {len(files)} files in the copy;")
+            raise failed(f"{len(members)} of {plural(len(files), 'file')} in the copy;")
         for name, info in zip(files, members):
             member = tar.extractfile(info)
             if member is None:

@@ -48,7 +48,9 @@ def test_etcd_failures() -> None:
     r = check_etcd_healthy(f, 3)
     assert not r.passed and "https://10.0.0.3:2379" in r.details and "deadline" in r.details
     r = check_etcd_healthy(f, 3, ADDRESSES)  # with the inventory: the node is named, in the one line too
-    assert r.summary.endswith("unhealthy: node3") and "node3" in r.details and "https://10.0.0.3:2379" in r.details
+    # ... with its cause beside it: the one line a CI summary shows says why, not only who.
+    assert r.summary == "1 of 3 etcd endpoints unhealthy: node3 (context deadline exceeded)"
+    assert "node3" in r.details and "https://10.0.0.3:2379" in r.details
     r = check_etcd_member_versions(f, "3.5.16", ADDRESSES)
     assert not r.passed and ("node2", "etcd", "3.5.16", "3.4.23") in r.rows and ("node3", "etcd", "3.5.16", "no status") in r.rows
     assert "node2 runs 3.4.23" in r.summary

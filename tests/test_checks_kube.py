@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fixtures.k8s.fixture_server import FakeApiserver, deserialize, load, serve_cluster
 
+from harness import components
 from harness.checks import kube as checks
 from harness.checks.result import assert_check
 from harness.cluster.base import Node
@@ -101,15 +102,20 @@ def test_node_versions_pass_and_fail() -> None:
     assert all(row[0] == "node2" for row in r.rows)
 
 
+def _each(node: str, version: str) -> dict[str, dict[str, str]]:
+    """Every static pod of `node` expected at `version`."""
+    return {node: dict.fromkeys(components.static_pods(), version)}
+
+
 def test_static_pods_pass_and_fail() -> None:
     pods = load("podlist")
     facts = KubeFacts(pods=tuple(probe.pod_facts(p) for p in deserialize(pods, "V1PodList").items))
-    assert checks.check_static_pods(facts, ["cp1"], "1.31.4").passed
+    assert checks.check_static_pods(facts, _each("cp1", "1.31.4")).passed
     sched = next(p for p in pods["items"] if p["metadata"]["name"] == "kube-scheduler-cp1")
     sched["spec"]["containers"][0]["image"] = "registry.k8s.io/kube-scheduler:v1.30.8"
     pods["items"] = [p for p in pods["items"] if p["metadata"]["name"] != "kube-controller-manager-cp1"]
     facts = KubeFacts(pods=tuple(probe.pod_facts(p) for p in deserialize(pods, "V1PodList").items))
-    r = checks.check_static_pods(facts, ["cp1"], "1.31.4")
+    r = checks.check_static_pods(facts, _each("cp1", "1.31.4"))
     assert not r.passed
     assert ("cp1", "kube-controller-manager", "1.31.4", "no static pod") in r.rows
     assert ("cp1", "kube-scheduler", "1.31.4", "image registry.k8s.io/kube-scheduler:v1.30.8") in r.rows

@@ -240,6 +240,26 @@ def test_one_bundle_same_verdicts_pass(server: FakeApiserver, tmp_path: Path) ->
     assert rows[("cp1", "etcdutl")] == ("3.5.16", "3.5.16", "pass")
 
 
+def test_kube_proxy_has_a_row_per_node_from_its_pod(server: FakeApiserver, tmp_path: Path) -> None:
+    """kube-proxy's version per node is its DaemonSet pod's image tag there, judged like every row:
+    a node whose pod is still on the old image fails the table, not only the kube-proxy check."""
+    facts = suite.collect(FakeCluster(), installer="kubespray", etcd_keys=list(SENTINEL), api=_access(server))
+    report = run_verify(FakeCluster(), _expect_file(tmp_path), _access_unused(), collect=lambda *a, **k: facts)
+    rows = {(node, comp): (want, got, status) for node, comp, want, got, status in report.rows}
+    assert rows[("cp1", "kube-proxy")] == rows[("node2", "kube-proxy")] == ("1.31.4", "v1.31.4", "pass")
+    assert facts.kube is not None
+    old = tuple(replace(p, images=("registry.k8s.io/kube-proxy:v1.30.8",)) if p.name == "kube-proxy-wq7tz" else p
+                for p in facts.kube.pods)
+    behind = replace(facts, kube=replace(facts.kube, pods=old))
+    report = run_verify(FakeCluster(), _expect_file(tmp_path), _access_unused(), collect=lambda *a, **k: behind)
+    assert ("node2", "kube-proxy", "1.31.4", "v1.30.8", "FAIL") in report.rows
+    target = next(r for r in report.results if r.name == "target versions")
+    assert target.rows == (("node2", "kube-proxy", "1.31.4", "v1.30.8"),)
+    # Removed by the inventory: no row to expect (its absence is the kube-proxy check's).
+    removed = replace(_expect_file(tmp_path), kube_proxy_remove=True)
+    assert not any(comp == "kube-proxy" for per in suite.expected_per_node(facts, removed).values() for comp in per)
+
+
 def test_one_bundle_same_verdicts_fail(server: FakeApiserver, tmp_path: Path) -> None:
     """cp1's apiserver left on 1.30, node2's containerd left behind, a sentinel key lost: the same
     checks fail through both entry points, naming the same rows."""

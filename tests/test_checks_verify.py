@@ -129,6 +129,30 @@ def test_verify_checks_etcdutl_when_the_node_has_it() -> None:
     assert without.ok and not any(row[1] == "etcdutl" for row in without.rows)
 
 
+class _ShadowedHost(_Host):
+    """A node as the real one was: Kubespray's etcd 3.5.16 running from /usr/local/bin (its unit's
+    MainPID), Debian's etcd 3.4.23 in /usr/bin, not running."""
+
+    def run(self, command: str, *a: Any, **k: Any) -> Any:
+        res = super().run(command, *a, **k)
+        if "@@section kubelet" in command:
+            res.stdout = res.stdout.replace("@@section etcd\n", "@@section etcd\n@@file /usr/local/bin/etcd\n@@pid 4242\n")
+            res.stdout += "@@section etcd@/usr/bin/etcd\netcd Version: 3.4.23\nGit SHA: Not provided\n@@rc 0\n"
+        return res
+
+
+def test_verify_row_is_the_running_etcd_and_says_the_other_copy() -> None:
+    cluster = _LabCluster("3.5.16")
+    cluster.testinfra_host = lambda node: _ShadowedHost("3.5.16")  # type: ignore[method-assign]
+    exp = Expectation(installer="lab", versions={"etcd": "3.5.16", "containerd": "1.7.24", "runc": "1.1.15"})
+    report = run_verify(cluster, exp)
+    assert report.ok, [r.message for r in report.results if not r.passed]
+    row = next(r for r in report.rows if r[:2] == ("node1", "etcd"))
+    assert row == ("node1", "etcd", "3.5.16", "3.5.16; also /usr/bin/etcd 3.4.23 (not running)", "pass")
+    target = next(r for r in report.results if r.name == "target versions")
+    assert "also /usr/bin/etcd 3.4.23 (not running)" in target.details
+
+
 def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, etcd: str) -> Any:
     inv = tmp_path / "hosts.yaml"
     inv.write_text("all: {hosts: {node1: {ip: 10.0.0.1}}}\n")

@@ -192,7 +192,9 @@ def test_what_each_role_must_carry() -> None:
     from harness.probes.hosts import units_for
 
     assert components_for_roles(("etcd",), "lab") == ("containerd", "runc", "etcd", "etcdctl")
-    assert set(components_for_roles(("worker",))) == {"containerd", "runc", "crictl", "kubelet", "kubeadm", "cni"}
+    # kube-proxy: every Kubernetes node runs its DaemonSet's pod (its version is that pod's image tag).
+    assert set(components_for_roles(("worker",))) == {"containerd", "runc", "crictl", "kubelet", "kubeadm", "cni",
+                                                      "kube-proxy"}
     assert "etcdutl" not in components_for_roles(("etcd",))  # only some releases ship it
     assert units_for(("control-plane", "etcd")) == ("containerd", "kubelet", "etcd")
     assert units_for(("control-plane", "etcd"), "lab") == ("containerd", "etcd")

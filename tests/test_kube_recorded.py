@@ -24,7 +24,9 @@ from fixtures.k8s.recorded import (
 )
 from pydantic import SecretStr
 
+from harness import components
 from harness.checks import kube as checks
+from harness.checks import suite, verify
 from harness.checks import tokens as token_checks
 from harness.checks.versions import observed_from_kube
 from harness.cluster.base import Node
@@ -373,17 +375,69 @@ def test_node_versions_pass_and_fail() -> None:
                            ("node1", "containerd", "1.6.20", "containerd://1.6.19")}
 
 
+def _each(node: str, version: str) -> dict[str, dict[str, str]]:
+    """Every static pod of `node` expected at `version`."""
+    return {node: dict.fromkeys(components.static_pods(), version)}
+
+
 def test_static_pods_pass_and_fail() -> None:
-    assert checks.check_static_pods(KubeFacts(pods=pods_of(recorded("pods-all"))), ["node1"], "1.32.0-beta.0").passed
+    assert checks.check_static_pods(KubeFacts(pods=pods_of(recorded("pods-all"))), _each("node1", "1.32.0-beta.0")).passed
     pods = recorded("pods-all")
     pod_named(pods, "kube-controller-manager-node1")["spec"]["containers"][0]["image"] = (
         "registry.k8s.io/kube-controller-manager:v1.31.4")
     pods["items"] = [p for p in pods["items"] if p["metadata"]["name"] != "kube-scheduler-node1"]
-    r = checks.check_static_pods(KubeFacts(pods=pods_of(pods)), ["node1"], "1.32.0-beta.0")
+    r = checks.check_static_pods(KubeFacts(pods=pods_of(pods)), _each("node1", "1.32.0-beta.0"))
     assert not r.passed
     assert set(r.rows) == {("node1", "kube-scheduler", "1.32.0-beta.0", "no static pod"),
                            ("node1", "kube-controller-manager", "1.32.0-beta.0",
                             "image registry.k8s.io/kube-controller-manager:v1.31.4")}
+
+
+def test_each_static_pod_is_judged_at_its_own_pin_in_the_table_and_the_check_alike(tmp_path: Any) -> None:
+    """kube_version 1.32.0 with the controller-manager and the scheduler pinned at 1.32.0-beta.0 (what
+    they run): the versions table passed them while the static-pods check held them to the apiserver's
+    pin and failed them. One expectation now: both pass, and both fail a pod off its own pin."""
+    expect_file = tmp_path / "expect.yaml"
+    expect_file.write_text("versions: {kube_version: 1.32.0, kube-controller-manager: 1.32.0-beta.0,"
+                           " kube-scheduler: 1.32.0-beta.0}\n")
+    expect = verify.load_expectation(expect_file)
+    pods = recorded("pods-all")
+    pod_named(pods, "kube-apiserver-node1")["spec"]["containers"][0]["image"] = "registry.k8s.io/kube-apiserver:v1.32.0"
+
+    def judged(body: dict[str, Any]) -> tuple[dict[str, tuple[str, str, str]], Any]:
+        kube = KubeFacts(pods=pods_of(body), apiserver_versions={"node1": "v1.32.0"})
+        facts = suite.Facts(nodes={"node1": ("control-plane",)}, kube=kube)
+        report = verify.report(facts, expect)
+        rows = {comp: (want, got, status) for node, comp, want, got, status in report.rows if comp in components.static_pods()}
+        return rows, next(r for r in report.results if r.name == "static pods")
+
+    rows, static = judged(pods)
+    assert rows == {"kube-apiserver": ("1.32.0", "v1.32.0", "pass"),
+                    "kube-controller-manager": ("1.32.0-beta.0", IMAGE_TAG, "pass"),
+                    "kube-scheduler": ("1.32.0-beta.0", IMAGE_TAG, "pass")}
+    assert static.passed, static.message
+    pod_named(pods, "kube-scheduler-node1")["spec"]["containers"][0]["image"] = "registry.k8s.io/kube-scheduler:v1.32.0"
+    rows, static = judged(pods)
+    assert rows["kube-scheduler"] == ("1.32.0-beta.0", "v1.32.0", "FAIL")
+    assert not static.passed and static.rows == (
+        ("node1", "kube-scheduler", "1.32.0-beta.0", "image registry.k8s.io/kube-scheduler:v1.32.0"),)
+
+
+def test_an_untouched_static_pod_is_held_to_the_same_version_by_the_table_and_the_check() -> None:
+    """An etcd-only upgrade pins no kube version: the static-pods check held the controller-manager to
+    the kube version seen before (the kubelet's), while the table expected it at any version."""
+    pods = recorded("pods-all")
+    pod_named(pods, "kube-controller-manager-node1")["spec"]["containers"][0]["image"] = (
+        "registry.k8s.io/kube-controller-manager:v1.31.9")
+    before = PreUpgradeRecord(datetime(2026, 11, 28, tzinfo=UTC), versions={"node1": {"kubelet": IMAGE_TAG}})
+    expect = suite.Expectation(versions={"etcd": "3.5.16"}, upgrade=suite.UpgradeExpectation(
+        path="component", upgraded=frozenset({"etcd"}), before=before))
+    facts = suite.Facts(nodes={"node1": ("control-plane",)}, kube=KubeFacts(pods=pods_of(pods)))
+    assert suite.expected_per_node(facts, expect)["node1"]["kube-controller-manager"] == IMAGE_TAG
+    results = {r.name: r for r in suite.judge(facts, expect, ["static pods", "untouched components"])}
+    want = ("node1", "kube-controller-manager", IMAGE_TAG)
+    assert (*want, "image registry.k8s.io/kube-controller-manager:v1.31.9") in results["static pods"].rows
+    assert (*want, "v1.31.9") in results["untouched components"].rows
 
 
 def _dns(service: dict[str, Any]) -> KubeFacts:

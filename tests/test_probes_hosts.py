@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from harness.cluster.base import Node
 from harness.components import Binary, find
 from harness.probes import hosts as h
 from harness.probes import versions as pv
-from harness.probes.facts import EtcdFacts, HostFacts, UnitState, from_json, to_json
+from harness.probes.facts import BinaryFile, EtcdFacts, HostFacts, UnitState, from_json, to_json
 
 # measured: trixie etcd-server 3.5.16
 ETCD_35 = """etcd Version: 3.5.16
@@ -237,9 +238,35 @@ def test_etcdctl_failure_without_stdout_is_not_a_parser_error() -> None:
         assert err.startswith(f"rc=1: {'endpoint health' if section == 'health' else 'member list' if section == 'members' else 'endpoint status'}: Error: unhealthy cluster; retrying of unary invoker failed")
         assert REFUSED in err
     r = etcd_checks.check_etcd_healthy(facts, 1)
-    assert not r.passed and "Error: unhealthy cluster" in r.summary and REFUSED in r.summary
+    # The line leads with the cause; etcdctl's verdict and gRPC's wrapping are in the details.
+    assert not r.passed and r.summary == f"no health answer from etcd via node1: transport: Error while dialing: {REFUSED}"
+    assert "Error: unhealthy cluster" in r.details
     r = etcd_checks.check_etcd_members(facts, {"node1": "127.0.0.1"})
-    assert not r.passed and REFUSED in r.details
+    assert not r.passed and REFUSED in r.details and r.summary.endswith(REFUSED)
+
+
+def test_the_etcd_lines_keep_a_long_cause_whole() -> None:
+    """A TLS failure's cause is long, and gRPC wraps it in ~200 characters: the health line used to be
+    cut at 300 characters, inside `x509: certificat`. The recorded zap line, with the x509 cause Go
+    prints for a client that does not trust the server's CA in place of the connection refusal."""
+    import json
+
+    # gRPC quotes the cause with Go's %q: its own quotes come backslashed inside `desc = "..."`.
+    x509 = ('x509: certificate signed by unknown authority (possibly because of "crypto/rsa: verification error"'
+            ' while trying to verify candidate authority certificate "etcd-ca")')
+    whole = f"transport: authentication handshake failed: tls: failed to verify certificate: {x509}"
+    line, rest = REC_FAIL_ERR.split("\n", 1)
+    zap = json.loads(line)
+    refused = f"transport: Error while dialing: {REFUSED}"
+    assert refused in zap["error"]
+    zap["error"] = zap["error"].replace(refused, whole.replace('"', '\\"'))
+    stderr = json.dumps(zap) + "\n" + rest
+    text = _script_output({"health": ("1", stderr), "members": ("1", stderr), "status": ("1", stderr),
+                           "version": ("60", "curl: (60) SSL certificate problem: unable to get local issuer certificate\n")})
+    facts, _ = h.parse_etcd_facts("node1", text)
+    r = etcd_checks.check_etcd_healthy(facts, 3)
+    assert r.summary == f"no health answer from etcd via node1: {whole}", r.summary
+    assert etcd_checks.check_etcd_members(facts, {"node1": "127.0.0.1"}).summary == f"no member list from etcd: {whole}"
 
 
 def test_etcd_recorded_success_outputs_parse_and_pass() -> None:
@@ -510,7 +537,9 @@ def test_host_probe_shares_its_cache_across_probes_of_a_real_host(tmp_path: Path
     present = [name for name, v in first[0].items() if v is not None]
     if not present:
         pytest.skip("no probed binary on this machine (ci/setup installs etcd-server)")
-    assert all(f"@@section {name}\n@@id " in seen[0] and "@@rc same" not in seen[0] for name in present)
+    # Each names the file it asked, then its identity (the cache's key).
+    assert all(re.search(rf"@@section {name}\n@@file /\S+\n(@@pid \d+\n)?@@id /", seen[0]) for name in present), seen[0]
+    assert "@@rc same" not in seen[0]
     assert seen[1].count("@@rc same") == len(present), seen[1]
 
 
@@ -541,3 +570,103 @@ def test_version_cache_saved_and_loaded_answers_a_new_session(tmp_path: Path) ->
         saved.write_text(junk)
         assert h.VersionCache.load(saved).known("node1") == {}
     assert h.VersionCache.load(tmp_path / "missing.json").known("node1") == {}
+
+
+# -- which file a version is read from: what runs, not the first copy on PATH -------------------------
+
+
+def _coreutils(text: str) -> str | None:
+    """`sleep --version`'s first line: `sleep (GNU coreutils) 9.1` (a real ELF stands in for etcd)."""
+    m = re.search(r"\(GNU coreutils\) (\S+)", text)
+    return m.group(1) if m else None
+
+
+def _script_tool(path: Path, version: str) -> None:
+    new = path.with_suffix(".new")
+    new.write_text(f"#!/bin/sh\necho 'sleep (GNU coreutils) {version}'\n")
+    new.chmod(0o755)
+    new.replace(path)
+
+
+def test_versions_script_reads_the_running_process_not_the_first_copy_on_path(tmp_path: Path) -> None:
+    """A node with Debian's older copy first on PATH and its unit running another: the version is the
+    running file's (its unit's MainPID -> /proc/PID/exe), the other copy is said beside it. Once the
+    running file is replaced, the process still runs the old one; once nothing runs, the installed
+    file in Kubespray's bin_dir is read, whatever PATH puts first. No systemd here: `systemctl` is a
+    stand-in answering MainPID; the process and /proc are real."""
+    import os
+    import subprocess
+
+    from harness import proc
+
+    run, first, installed = (tmp_path / d for d in ("run", "path", "installed"))
+    for d in (run, first, installed):
+        d.mkdir()
+    (run / "faked").write_bytes(Path("/bin/sleep").read_bytes())
+    (run / "faked").chmod(0o755)
+    _script_tool(first / "faked", "0.1")  # the older copy first on PATH
+    running = _coreutils(proc.run(["/bin/sleep", "--version"]).stdout)
+    assert running and running != "0.1"
+    child = subprocess.Popen([str(run / "faked"), "60"])
+    try:
+        systemctl = tmp_path / "systemctl"
+        main = tmp_path / "mainpid"
+        main.write_text(f"{child.pid}\n")
+        # Answers only the exact question the probe must ask: the unit's MainPID.
+        systemctl.write_text(f'#!/bin/sh\n[ "$*" = "show -p MainPID --value faked" ] && cat {main} || echo 0\n')
+        systemctl.chmod(0o755)
+        binaries = [Binary("faked", "faked --version", _coreutils, unit="faked")]
+        env = {**os.environ, "PATH": f"{first}:{run}:{os.environ['PATH']}"}
+        cache = h.VersionCache()
+
+        def probe() -> tuple[str | None, BinaryFile]:
+            script = h.versions_script(binaries, cache.known("node1"), bin_dir=str(installed), systemctl=str(systemctl))
+            text = cache.resolve("node1", proc.run(["sh", "-c", script], env=env).stdout)
+            versions, errors = h.parse_versions(text, binaries)
+            assert not errors, errors
+            return versions["faked"], h.parse_binary_files(text, binaries)["faked"]
+
+        version, f = probe()
+        assert version == running
+        assert (f.path, f.pid, f.others) == (str(run / "faked"), child.pid, {str(first / "faked"): "0.1"})
+        assert h.file_note("faked", version, f) == f"also {first / 'faked'} 0.1 (not running)"
+        assert probe() == (version, f)  # answered from the cache: the file and its copies still said
+        _script_tool(run / "faked", "9.9")  # replaced, not restarted: the process runs the old file
+        version, f = probe()
+        assert version == running and f.path == f"{run / 'faked'} (deleted)"
+        assert f.others == {str(first / "faked"): "0.1", str(run / "faked"): "9.9"}
+        assert "runs a file replaced since it started" in (h.file_note("faked", version, f) or "")
+        main.write_text("0\n")  # stopped: the installed file, not the first on PATH
+        _script_tool(installed / "faked", "2.0")
+        version, f = probe()
+        assert version == "2.0" and f.pid is None and f.path == str(installed / "faked")
+        assert h.file_note("faked", version, f) == (f"also {first / 'faked'} 0.1 (nothing runs; reported {installed / 'faked'});"
+                                                    f" also {run / 'faked'} 9.9 (nothing runs; reported {installed / 'faked'})")
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_unit_running_a_wrapper_is_said_and_the_installed_file_read() -> None:
+    """etcd.service's main process is not etcd (a wrapper script's shell): never read as etcd's version."""
+    text = _script_output({"etcd": ("0", f"@@main 812 /usr/bin/bash\n@@file /usr/local/bin/etcd\n{ETCD_35}")})
+    (f,) = h.parse_binary_files(text, [find("etcd").binaries[0]]).values()  # type: ignore[union-attr]
+    assert f == BinaryFile("/usr/local/bin/etcd", None, "etcd", "812 /usr/bin/bash", {})
+    assert h.file_note("etcd", "3.5.16", f) == "etcd.service's main process 812 runs /usr/bin/bash, not etcd"
+
+
+def test_host_facts_carry_the_file_each_version_came_from() -> None:
+    """The probe's sections through HostProbe into HostFacts (and its JSON), then into the version notes."""
+    node = Node("node1", ("etcd",), "10.0.0.1")
+    out = (f"@@section etcd\n@@file /usr/local/bin/etcd\n@@pid 4242\n@@id /proc/4242/exe 1:2:3:4:5\n{ETCD_35}@@rc 0\n"
+           f"@@section etcd@/usr/bin/etcd\n{ETCD_34}@@rc 0\n")
+
+    class Host:
+        def run(self, command: str, *a: Any, **k: Any) -> Any:
+            return SimpleNamespace(rc=0, stdout=out)
+
+    facts = h.HostProbe(_Cluster([node]), installer="lab", host_factory=lambda n: Host()).host_facts(node)  # type: ignore[arg-type]
+    assert facts.versions["etcd"] == "3.5.16"
+    assert facts.files["etcd"] == BinaryFile("/usr/local/bin/etcd", 4242, "etcd", None, {"/usr/bin/etcd": "3.4.23"})
+    assert from_json(HostFacts, to_json(facts)) == facts
+    assert h.version_notes([facts]) == {"node1": {"etcd": "also /usr/bin/etcd 3.4.23 (not running)"}}

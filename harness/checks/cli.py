@@ -10,6 +10,7 @@ import click
 
 from harness.checks.certs import DEFAULT_MIN_DAYS
 from harness.errors import HarnessError
+from harness.text import plural
 
 if TYPE_CHECKING:
     from harness.checks.verify import VerifyReport
@@ -63,7 +64,7 @@ def _render(report: VerifyReport) -> None:
     applicable = [r for r in report.results if r.applicable]
     passed = sum(r.passed for r in applicable)
     na = len(report.results) - len(applicable)
-    console.print(f"\n{passed} of {len(applicable)} applicable checks passed; {na} n/a (not counted)")
+    console.print(f"\n{passed} of {plural(len(applicable), 'applicable check')} passed; {na} n/a (not counted)")
 
 
 @click.command("verify")

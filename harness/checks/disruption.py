@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.checks.result import CheckResult, text_table
+from harness.text import plural
 
 if TYPE_CHECKING:
     from harness.pipeline import ScenarioRun
@@ -209,7 +210,7 @@ def check_budget(backend: str, budget: tuple[str, float], measured: Disruption |
         return CheckResult.fail(name, f"no samples of {backend}" + (f": {why_none}" if why_none else ""))
     precision = f"; each bound to +/-{interval:g}s (the sampling interval)" if interval else ""
     said = (f"{measured.seconds:.2f}s unavailable in {len(measured.outages)} outage(s), {measured.failed} of"
-            f" {measured.samples} samples failed; budget {allowed:g}s ({key}){precision}")
+            f" {plural(measured.samples, 'sample')} failed; budget {allowed:g}s ({key}){precision}")
     if measured.seconds > allowed:
         return CheckResult.fail(name, said, describe(measured, origin))
     return CheckResult.ok(name, said, describe(measured, origin) if measured.outages else "")

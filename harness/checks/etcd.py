@@ -10,6 +10,8 @@ from harness.checks.versions import versions_match
 from harness.errors import PlanError
 from harness.plan.versions import Version
 from harness.probes.facts import EtcdFacts
+from harness.probes.hosts import innermost_cause
+from harness.text import plural
 
 
 def _errors(facts: EtcdFacts, *names: str) -> str:
@@ -22,19 +24,26 @@ def check_etcd_healthy(facts: EtcdFacts, expected_members: int, nodes: Mapping[s
     name = "etcd healthy"
     if not facts.health:
         why = _errors(facts, "health", "etcd")
-        # etcdctl's own words (e.g. "connection refused") belong in the one line a CI summary shows.
+        # etcdctl's own words (e.g. "connection refused") belong in the one line a CI summary shows,
+        # whole: gRPC's wrapping (~200 characters) used to push an x509 cause past a cut.
         return CheckResult.fail(name, f"no health answer from etcd via {facts.queried_from or 'any node'}"
-                                + (f": {why.splitlines()[0][:300]}" if why else ""), why)
+                                + (f": {_cause(why)}" if why else ""), why)
     bad = [h for h in facts.health if not h.healthy]
     if bad:
         by_address = {addr: node for node, addr in (nodes or {}).items() if addr}
         named = [by_address.get(_host(h.endpoint), _host(h.endpoint)) for h in bad]
         rows = [(n, h.endpoint, h.error or "unhealthy") for n, h in zip(named, bad, strict=True)]
-        return CheckResult.fail(name, f"{len(bad)} of {len(facts.health)} etcd endpoint(s) unhealthy: {', '.join(named)}",
+        each = ", ".join(f"{n} ({_cause(h.error or 'unhealthy')})" for n, h in zip(named, bad, strict=True))
+        return CheckResult.fail(name, f"{len(bad)} of {plural(len(facts.health), 'etcd endpoint')} unhealthy: {each}",
                                 text_table(("member", "endpoint", "error"), rows))
     if len(facts.health) < expected_members:
-        return CheckResult.fail(name, f"only {len(facts.health)} of {expected_members} etcd members answered")
+        return CheckResult.fail(name, f"only {len(facts.health)} of {plural(expected_members, 'etcd member')} answered")
     return CheckResult.ok(name, f"{len(facts.health)} etcd endpoint(s) healthy")
+
+
+def _cause(error: str) -> str:
+    """An error's first line as its cause: gRPC's innermost, without the wrapping that precedes it."""
+    return innermost_cause(error.splitlines()[0]) if error.strip() else error
 
 
 def _host(url: str) -> str:
@@ -49,7 +58,8 @@ def check_etcd_members(facts: EtcdFacts, expected: Mapping[str, str]) -> CheckRe
     started has no name and no client URLs."""
     name = "etcd members"
     if not facts.members:
-        return CheckResult.fail(name, "no member list from etcd", _errors(facts, "members", "etcd"))
+        why = _errors(facts, "members", "etcd")
+        return CheckResult.fail(name, "no member list from etcd" + (f": {_cause(why)}" if why else ""), why)
     node_of = {addr: node for node, addr in expected.items()}
     matched: dict[str, str] = {}
     extra: list[str] = []

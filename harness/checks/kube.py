@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from harness import components
 from harness.checks.result import VERSION_HEADERS, CheckResult, text_table
-from harness.checks.versions import versions_match
+from harness.checks.versions import ANY, versions_match
 from harness.probes.facts import KubeFacts, PodFacts, PreUpgradeRecord
 from harness.probes.kube import image_tag, pod_settled
+from harness.text import plural
 
 
 def check_apiserver_versions(facts: KubeFacts, control_plane: Iterable[str], expected: str) -> CheckResult:
@@ -86,29 +87,35 @@ def check_node_versions(facts: KubeFacts, kubelet: str | None, containerd: str |
     return CheckResult.ok(name, f"{len(facts.nodes)} node(s) report the expected versions")
 
 
-def check_static_pods(facts: KubeFacts, control_plane: Iterable[str], expected: str) -> CheckResult:
-    """kube-apiserver/controller-manager/scheduler static pods on each control-plane node: Running, Ready, right image."""
+def check_static_pods(facts: KubeFacts, expected: Mapping[str, Mapping[str, str]]) -> CheckResult:
+    """The static pods (kube-apiserver, -controller-manager, -scheduler) of each control-plane node in
+    `expected` (node -> component -> version): Running, Ready, and each at its own expected version,
+    the one the versions table holds it to (ANY: any image)."""
     name = "control-plane static pods"
     by_name = {p.name: p for p in facts.pods if p.namespace == "kube-system"}
     rows = []
-    nodes = sorted(control_plane)
+    nodes = sorted(expected)
     static = components.static_pods()
     for node in nodes:
         for comp in static:
+            want = expected[node].get(comp, ANY)
+            shown = "any" if want == ANY else want
             pod = by_name.get(f"{comp}-{node}")
             if pod is None:
-                rows.append((node, comp, expected, "no static pod"))
+                rows.append((node, comp, shown, "no static pod"))
                 continue
             tag = image_tag(pod.images[0]) if pod.images else None
-            if not tag or not versions_match(expected, tag):
-                rows.append((node, comp, expected, f"image {pod.images[0] if pod.images else 'none'}"))
+            if want != ANY and (not tag or not versions_match(want, tag)):
+                rows.append((node, comp, shown, f"image {pod.images[0] if pod.images else 'none'}"))
             elif not pod_settled(pod):
-                rows.append((node, comp, expected, f"{pod.phase}, ready={pod.ready} {' '.join(pod.waiting_reasons)}".strip()))
+                rows.append((node, comp, shown, f"{pod.phase}, ready={pod.ready} {' '.join(pod.waiting_reasons)}".strip()))
     if not nodes:
         return CheckResult.not_applicable(name, "no control-plane node")
     if rows:
         return CheckResult.fail(name, f"{len(rows)} static pod(s) wrong", text_table(VERSION_HEADERS, rows), rows)
-    return CheckResult.ok(name, f"{len(nodes) * len(static)} static pods at {expected}, Running and Ready")
+    wants = {expected[n].get(c, ANY) for n in nodes for c in static}
+    at = (f"at {wants.pop()}" if len(wants) == 1 else "each at its expected version") if wants != {ANY} else "(any version)"
+    return CheckResult.ok(name, f"{plural(len(nodes) * len(static), 'static pod')} {at}, Running and Ready")
 
 
 def check_kube_proxy(

@@ -23,6 +23,7 @@ from harness.checks.result import CheckResult, text_table
 from harness.errors import PlanError
 from harness.plan.versions import Version
 from harness.probes.facts import NodeStateSample, VersionSample
+from harness.text import plural
 from harness.upgrade.timeline import TaskRecord
 
 PHASES: tuple[str, ...] = ("container-engine", "etcd", "node", "control-plane", "network", "apps")
@@ -219,10 +220,10 @@ def check_cordon_order(states: Sequence[NodeStateSample], control_plane: Iterabl
     crowded = sorted((t, ns) for t, ns in rounds.items() if len(ns) > (1 if ns & cp else serial))
     if crowded:
         t, ns = crowded[0]
-        when = f"at {_fmt(t)} (workers' serial {serial}); {len(crowded)} round(s) like it"
+        when = f"at {_fmt(t)} (workers' serial {serial}); {plural(len(crowded), "round")} like it"
         rows.append((", ".join(sorted(ns)), f"{len(ns)} cordoned at once", when))
     if rows:
-        return CheckResult.fail(name, f"{len(rows)} drain-order problem(s)", text_table(("node", "problem", "detail"), rows))
+        return CheckResult.fail(name, plural(len(rows), "drain-order problem"), text_table(("node", "problem", "detail"), rows))
     return CheckResult.ok(name, "cordoned one at a time, control plane first: " + ", ".join(
         f"{node} {_fmt(start)}-{_fmt(end)}" for start, end, node in ordered))
 
@@ -299,7 +300,7 @@ def check_version_skew(samples: Iterable[VersionSample], max_kubelet_lag: int = 
             if kv > oldest:
                 problems.append(("kubelet newer than oldest apiserver", f"kubelet {kv[0]}.{kv[1]} > apiserver {oldest[0]}.{oldest[1]}"))
             if kv[0] == newest[0] and newest[1] - kv[1] > max_kubelet_lag:
-                problems.append((f"kubelet > {max_kubelet_lag} minors behind", f"kubelet {kv[0]}.{kv[1]}, apiserver {newest[0]}.{newest[1]}"))
+                problems.append((f"kubelet > {plural(max_kubelet_lag, 'minor')} behind", f"kubelet {kv[0]}.{kv[1]}, apiserver {newest[0]}.{newest[1]}"))
             for rule, detail in problems:
                 if (node, rule, detail) not in seen:
                     seen.add((node, rule, detail))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from harness.text import plural
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -78,7 +80,7 @@ def combine(name: str, results: Sequence[CheckResult]) -> CheckResult:
         return replace(CheckResult.not_applicable(name, reason), parts=parts)
     failed = [r for r in applicable if not r.passed]
     if not failed:
-        return replace(CheckResult.ok(name, f"{len(applicable)} checks passed"), parts=parts)
+        return replace(CheckResult.ok(name, f"{plural(len(applicable), 'check')} passed"), parts=parts)
     rows = tuple(row for r in failed for row in r.rows)
     details = "\n\n".join(r.message for r in failed)
-    return replace(CheckResult.fail(name, f"{len(failed)} of {len(applicable)} checks failed", details, rows), parts=parts)
+    return replace(CheckResult.fail(name, f"{len(failed)} of {plural(len(applicable), 'check')} failed", details, rows), parts=parts)

@@ -33,6 +33,7 @@ from harness.checks.result import CheckResult, combine
 from harness.checks.state import PlantedState, check_planted_state
 from harness.checks.units import check_reboots, check_units
 from harness.checks.versions import (
+    ANY,
     check_unchanged,
     check_versions,
     expected_versions_per_node,
@@ -54,8 +55,9 @@ from harness.probes.facts import (
     VersionSample,
     unprobed,
 )
-from harness.probes.hosts import EtcdTLS, HostProbe, merge_observed, observed_versions
+from harness.probes.hosts import EtcdTLS, HostProbe, merge_observed, observed_versions, version_notes
 from harness.scenario.model import ExpectedFailure, Scenario
+from harness.text import plural
 from harness.upgrade.timeline import TaskRecord, read_timeline
 
 # -- facts ------------------------------------------------------------------------------------
@@ -120,14 +122,19 @@ class Facts:
     def observed(self) -> dict[str, dict[str, str | None]]:
         """node -> component -> version, host probes and the API merged: the one place they meet.
 
-        A host probe's answer wins where both report (kubelet: the binary installed is what the node
-        runs after a restart; nodeInfo is judged by its own check); the API adds what no host probe
-        can see: each apiserver's /version, controller-manager and scheduler static pods, kube-proxy."""
+        A host probe's answer wins where both report (kubelet: the file its unit's process runs;
+        nodeInfo is judged by its own check); the API adds what no host probe can see: each
+        apiserver's /version, controller-manager and scheduler static pods, kube-proxy."""
         host = observed_versions(self.hosts)
         if self.kube is None:
             return host
         api = observed_from_kube(self.kube, kube_probe.static_pod_tags(self.kube.pods, self.with_role("control-plane")))
         return merge_observed(api, host)
+
+    @property
+    def notes(self) -> dict[str, dict[str, str]]:
+        """node -> component -> what its version row must add: another copy on PATH, a replaced file."""
+        return version_notes(self.hosts)
 
 
 @dataclass(frozen=True)
@@ -324,8 +331,17 @@ def expected_per_node(facts: Facts, expect: Expectation) -> dict[str, dict[str, 
     out = expected_versions_per_node(facts.nodes, expect.versions, expect.installer,
                                      pre=up.before if up else None, upgraded=up.upgraded if up else None,
                                      present=facts.observed)
+    for node, per in out.items():
+        for comp, want in per.items():
+            # Unpinned, and not seen on this node before: the one version the component shows
+            # cluster-wide (Expectation.version_for), the same the API checks hold it to.
+            if want == ANY and (known := expect.version_for(components.observed_as(comp))):
+                per[comp] = known
     for node, overrides in expect.nodes.items():
         out.setdefault(node, {}).update(overrides)
+    if expect.kube_proxy_remove:
+        # Removed on purpose: its absence is the kube-proxy check's to judge, not a missing row.
+        out = {node: {c: v for c, v in per.items() if c != "kube-proxy"} for node, per in out.items()}
     if facts.kube is None and "api" not in facts.errors:
         # No API, and none expected: what only the API can show is not expected; its checks say n/a and why.
         api_only = components.api_only()
@@ -407,7 +423,7 @@ def _target_versions(facts: Facts, expect: Expectation) -> CheckResult:
         expected = _split(expected, expect.upgrade.upgraded, upgraded=True)
     bad = unprobed(facts.hosts)
     expected = {n: per for n, per in expected.items() if n not in bad}
-    return _with_unprobed(facts, name, check_versions(facts.observed, expected, name))
+    return _with_unprobed(facts, name, check_versions(facts.observed, expected, name, facts.notes))
 
 
 def _untouched(facts: Facts, expect: Expectation) -> CheckResult:
@@ -529,7 +545,7 @@ def _skew(facts: Facts, expect: Expectation) -> CheckResult:
         # evaluable sample means the sampler failed, which must not pass as "n/a".
         why = facts.errors.get("samples")
         return CheckResult.fail(name, f"no version sample during the upgrade had both a kube-apiserver and a"
-                                f" kubelet version ({len(facts.samples)} samples)" + (f"; sampling: {why}" if why else ""))
+                                f" kubelet version ({plural(len(facts.samples), 'sample')})" + (f"; sampling: {why}" if why else ""))
     return combine(name, [skew, order_checks.check_etcd_before_control_plane(facts.samples)])
 
 
@@ -568,10 +584,14 @@ def _static_pods(facts: Facts, expect: Expectation) -> CheckResult:
     kube = _api(facts, name)
     if isinstance(kube, CheckResult):
         return kube
-    want = expect.version_for("kube-apiserver")
-    if not want:
+    # Each pod against its own expectation, the versions table's: a controller-manager pinned apart
+    # from kube_version is judged at its pin, in both places.
+    per_node = expected_per_node(facts, expect)
+    want = {node: {c: per_node.get(node, {}).get(c, ANY) for c in components.static_pods()}
+            for node in facts.with_role("control-plane")}
+    if want and all(v == ANY for per in want.values() for v in per.values()):
         return CheckResult.not_applicable(name, "no kube version expected (pin kube_version)")
-    return kube_checks.check_static_pods(kube, facts.with_role("control-plane"), want)
+    return kube_checks.check_static_pods(kube, want)
 
 
 def _kube_proxy(facts: Facts, expect: Expectation) -> CheckResult:

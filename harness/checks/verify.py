@@ -120,7 +120,10 @@ class VerifyReport:
         return bool(applicable) and all(r.passed for r in applicable)
 
 
-def version_rows(expected: Mapping[str, Mapping[str, str]], observed: Mapping[str, Mapping[str, str | None]]) -> list[Row]:
+def version_rows(expected: Mapping[str, Mapping[str, str]], observed: Mapping[str, Mapping[str, str | None]],
+                 notes: Mapping[str, Mapping[str, str]] | None = None) -> list[Row]:
+    """One row per expected (node, component); `notes` (harness.probes.hosts.version_notes) are added
+    to the observed cell: the version judged is the running file's, and other copies are said."""
     rows = []
     for node in sorted(expected):
         for comp, want in sorted(expected[node].items()):
@@ -132,14 +135,15 @@ def version_rows(expected: Mapping[str, Mapping[str, str]], observed: Mapping[st
                 status = "FAIL"
             else:
                 status = "pass" if want == ANY or versions_match(want, got) else "FAIL"
-            rows.append((node, comp, "any" if want == ANY else want,
-                         got if got is not None else ("absent" if comp in seen else "not observed"), status))
+            shown = got if got is not None else ("absent" if comp in seen else "not observed")
+            note = (notes or {}).get(node, {}).get(comp)
+            rows.append((node, comp, "any" if want == ANY else want, f"{shown}; {note}" if note else shown, status))
     return rows
 
 
 def report(facts: Facts, expect: Expectation, remedies: list[CheckResult] | None = None) -> VerifyReport:
-    return VerifyReport(suite.judge(facts, expect), version_rows(suite.expected_per_node(facts, expect), facts.observed),
-                        remedies or [])
+    return VerifyReport(suite.judge(facts, expect),
+                        version_rows(suite.expected_per_node(facts, expect), facts.observed, facts.notes), remedies or [])
 
 
 def api_access(expect: Expectation, kubeconfig: Path | None) -> ApiAccess | None:

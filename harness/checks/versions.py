@@ -15,6 +15,7 @@ from harness.errors import PlanError
 from harness.plan.versions import Version, same_version
 from harness.probes.facts import KubeFacts, PreUpgradeRecord
 from harness.scenario.model import Scenario
+from harness.text import plural
 
 ANY = "*"  # expected: present, whatever the version
 
@@ -116,13 +117,18 @@ def check_versions(
     observed: Mapping[str, Mapping[str, str | None]],
     expected: Mapping[str, Mapping[str, str]],
     name: str = "versions",
+    notes: Mapping[str, Mapping[str, str]] | None = None,
 ) -> CheckResult:
-    """Every expected (node, component) is present at its expected version; `v3.5.16` == `3.5.16`."""
+    """Every expected (node, component) is present at its expected version; `v3.5.16` == `3.5.16`.
+    `notes` (node -> component -> text: another copy on PATH, ...) go beside the judged versions."""
     rows: list[tuple[str, str, str, str]] = []
+    said: list[tuple[str, str, str]] = []
     total = 0
     for node in sorted(expected):
         seen = observed.get(node)
         for comp, want in sorted(expected[node].items()):
+            if note := (notes or {}).get(node, {}).get(comp):
+                said.append((node, comp, note))
             total += 1
             if seen is None:
                 rows.append((node, comp, want, "node not probed"))
@@ -137,12 +143,13 @@ def check_versions(
                 rows.append((node, comp, want, got))
     if total == 0:
         return CheckResult.not_applicable(name, "no component has an expected version")
+    noted = ("\n\n" if rows else "") + text_table(("node", "component", "note"), said) if said else ""
     if not rows:
-        return CheckResult.ok(name, f"{total} component versions as expected on {len(expected)} node(s)")
+        return CheckResult.ok(name, f"{plural(total, 'component version')} as expected on {len(expected)} node(s)", noted)
     return CheckResult.fail(
         name,
-        f"{len(rows)} of {total} component versions differ from expected",
-        text_table(VERSION_HEADERS, rows),
+        f"{len(rows)} of {plural(total, 'component version')} differ from expected",
+        text_table(VERSION_HEADERS, rows) + noted,
         rows,
     )
 

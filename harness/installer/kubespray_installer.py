@@ -17,6 +17,7 @@ from harness.installer.base import Prepared, StageInputs
 from harness.installer.inventory import harness_vars, mirror_host_vars
 from harness.plan.rules import check_minor_skip
 from harness.plan.versions import Ref
+from harness.text import plural
 
 if TYPE_CHECKING:
     from harness.cluster.base import Cluster
@@ -133,7 +134,7 @@ class KubesprayInstaller:
         kept = ", ".join(keep)
         notes = (
             (f"lab: Kubespray's downloads narrowed to what the lab's files repo holds ({kept});"
-            f" {len(dropped)} other entries dropped ({', '.join(dropped)})"),
+            f" {plural(len(dropped), 'other entry', 'other entries')} dropped ({', '.join(dropped)})"),
             (f"lab: kubeadm is not downloaded; Kubespray's unconditional 'Copy kubeadm binary' copies"
             f" {KUBEADM_STAND_IN} (no Kubernetes binary exists here; skip_kubeadm_images, download_container set)"),
         )

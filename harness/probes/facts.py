@@ -53,6 +53,19 @@ class CanaryFacts:
 
 
 @dataclass(frozen=True)
+class BinaryFile:
+    """The file a binary's reported version came from, and the other copies a node has of it."""
+
+    # The running process's executable as /proc names it (`... (deleted)`: replaced since it started),
+    # else the installed file (Kubespray's bin_dir first, then PATH)
+    path: str
+    pid: int | None = None  # its unit's main process, when that process runs this binary
+    unit: str | None = None  # the systemd unit that runs it (harness.components); None: a tool, never running
+    main: str | None = None  # "PID EXE": the unit's main process runs another executable (a wrapper)
+    others: dict[str, str | None] = field(default_factory=dict)  # another copy on PATH -> its version (None: unreadable)
+
+
+@dataclass(frozen=True)
 class HostFacts:
     node: str
     roles: tuple[str, ...]
@@ -68,6 +81,8 @@ class HostFacts:
     error: str | None = None
     # The container canary (plant.yml); None: not probed (facts saved before the probe read it)
     canary: CanaryFacts | None = None
+    # binary -> the file its version came from (what runs, else what is installed) and the other copies
+    files: dict[str, BinaryFile] = field(default_factory=dict)
 
 
 def unprobed(hosts: Iterable[HostFacts]) -> dict[str, str]:

@@ -27,6 +27,7 @@ from harness.cluster.base import Cluster, Node
 from harness.components import Binary
 from harness.errors import ClusterError
 from harness.probes.facts import (
+    BinaryFile,
     CanaryFacts,
     CertExpiry,
     EtcdEndpointHealth,
@@ -58,9 +59,54 @@ PATH_PREFIX = 'export PATH="/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/s
 _IDENTITY = "%n %d:%i:%s:%.9Y:%.9Z"
 
 
-def _version_section(b: Binary, known: str | None = None) -> str:
-    """One binary's section; rc `absent` when it is not installed. An `@@id` line gives its identity;
-    rc `same` (its command not run) when that is `known`: the output cached for it still holds."""
+# Kubespray's bin_dir: where a binary nothing runs is read first, whatever PATH puts before it.
+BIN_DIR = "/usr/local/bin"
+
+
+def _locate(i: int, b: Binary, bin_dir: str, systemctl: str) -> str:
+    """Sets `_hp<i>` (the file to stat and run), `_hf<i>` (that file as shown), `_hr<i>` (the pid running
+    it) and `_hm<i>` ("PID EXE" when its unit's main process runs another executable: a wrapper).
+
+    What runs is its unit's MainPID, never a process found by name (a container's processes are
+    visible on the host); /proc/PID/exe is the very file it runs, even one replaced since it started.
+    Nothing running: the installed file in `bin_dir`, else the first on PATH."""
+    name = shlex.quote(b.name)
+    installed = shlex.quote(f"{bin_dir.rstrip('/')}/{b.name}")
+    lines = [f"_hp{i}=; _hf{i}=; _hr{i}=; _hm{i}="]
+    if b.unit:
+        lines.append(
+            f"_pid=$({shlex.quote(systemctl)} show -p MainPID --value {shlex.quote(b.unit)} 2>/dev/null); "
+            "case \"$_pid\" in ''|0|*[!0-9]*) ;; *) _exe=$(readlink \"/proc/$_pid/exe\" 2>/dev/null); "
+            f"case \"${{_exe% (deleted)}}\" in */{name}) _hp{i}=/proc/$_pid/exe; _hf{i}=$_exe; _hr{i}=$_pid;; "
+            f"*) _hm{i}=\"$_pid ${{_exe:-(executable unreadable)}}\";; esac;; esac"
+        )
+    lines.append(f"if [ -z \"$_hp{i}\" ]; then if [ -x {installed} ]; then _hp{i}={installed}; "
+                 f"else _hp{i}=$(command -v {name} 2>/dev/null); fi; _hf{i}=$_hp{i}; fi")
+    return "\n".join(lines)
+
+
+# `_harness_also NAME FILE ARGS...`: a section `NAME@PATH` with the output of every other executable
+# copy of NAME on PATH (a distribution's package beside Kubespray's, or the file that replaced a
+# running one), each file once. Not cached: such copies are rare, and never what is judged.
+_ALSO = """_harness_also() (
+  set -f; n=$1; seen=$2; shift 2; IFS=:
+  for d in $PATH; do
+    f="$d/$n"; [ -f "$f" ] && [ -x "$f" ] || continue
+    dup=; IFS='
+'
+    for s in $seen; do if [ "$f" -ef "$s" ]; then dup=1; break; fi; done
+    IFS=:; [ -z "$dup" ] || continue
+    seen="$seen
+$f"
+    echo "@@section $n@$f"; timeout 20 "$f" "$@" 2>&1; echo "@@rc $?"
+  done
+)"""
+
+
+def _version_section(i: int, b: Binary, known: str | None = None) -> str:
+    """One binary's section; rc `absent` when it is not installed. `@@file` names the file asked (`@@pid`:
+    the process running it), `@@id` gives its identity; rc `same` (its command not run) when that is
+    `known`: the output cached for it still holds."""
     if b.dirs:
         # Not on PATH: the first of `dirs` holding it (CNI plugins), and its Debian package's version.
         # Never cached: the package's version is printed beside it.
@@ -72,13 +118,14 @@ def _version_section(b: Binary, known: str | None = None) -> str:
             f"\"$d/{exe}\" 2>&1; {dpkg}break; fi; done; "
             "if [ -n \"$found\" ]; then echo '@@rc 0'; else echo '@@rc absent'; fi"
         )
-    exe = shlex.quote(b.name)
-    run = f"timeout 20 {b.argv} 2>&1; echo \"@@rc $?\""
+    args = " ".join(shlex.quote(a) for a in (b.argv or b.name).split()[1:])
+    run = f"timeout 20 \"$_hp{i}\" {args} 2>&1; echo \"@@rc $?\""
     if known is not None:
         run = f"if [ \"$id\" = {shlex.quote(known)} ]; then echo '@@rc same'; else {run}; fi"
     return (
-        f"echo '@@section {b.name}'; if p=$(command -v {exe} 2>/dev/null); then "
-        f"id=$(_harness_id \"$p\"); echo \"@@id $id\"; {run}; "
+        f"echo '@@section {b.name}'; [ -z \"$_hm{i}\" ] || echo \"@@main $_hm{i}\"; if [ -n \"$_hp{i}\" ]; then "
+        f"echo \"@@file $_hf{i}\"; [ -z \"$_hr{i}\" ] || echo \"@@pid $_hr{i}\"; "
+        f"id=$(_harness_id \"$_hp{i}\"); echo \"@@id $id\"; {run}; _harness_also {shlex.quote(b.name)} \"$_hp{i}\" {args}; "
         "else echo '@@rc absent'; fi"
     )
 
@@ -87,10 +134,9 @@ def _version_section(b: Binary, known: str | None = None) -> str:
 # section picks its line with shell builtins alone (`_harness_id PATH`). A second `stat` at the end
 # (section `identities`) tells VersionCache which identities still held once the versions were read: a
 # binary replaced in between (mid-upgrade) must not have its new output cached under its old file.
-def _identities(binaries: Sequence[Binary], var: str = "_harness_ids") -> str:
-    names = " ".join(shlex.quote(b.name) for b in binaries if not b.dirs)
-    # One `command -v` per name: dash's stops at the first name it cannot find.
-    return f"{var}=$(stat -L -c '{_IDENTITY}' $(for n in {names}; do command -v \"$n\"; done 2>/dev/null) 2>/dev/null)"
+def _identities(located: Sequence[int], var: str = "_harness_ids") -> str:
+    files = " ".join(f'"$_hp{i}"' for i in located)
+    return f"{var}=$(stat -L -c '{_IDENTITY}' {files} 2>/dev/null)"
 
 
 _PICK_IDENTITY = (
@@ -99,14 +145,19 @@ _PICK_IDENTITY = (
 )
 
 
-def versions_script(binaries: Sequence[Binary] | None = None, known: Mapping[str, str] | None = None) -> str:
+def versions_script(
+    binaries: Sequence[Binary] | None = None, known: Mapping[str, str] | None = None, *,
+    bin_dir: str = BIN_DIR, systemctl: str = "systemctl",
+) -> str:
     """One script printing each binary's version in its own section (default: every one the table
     probes); `known` (name -> identity) skips the binaries whose output a VersionCache holds."""
     known = known or {}
     table = components.host_binaries() if binaries is None else binaries
+    located = [i for i, b in enumerate(table) if not b.dirs]
     return "\n".join([
-        PATH_PREFIX, _identities(table), _PICK_IDENTITY, *(_version_section(b, known.get(b.name)) for b in table),
-        "echo '@@section identities'", _identities(table, "_harness_end"), "printf '%s\\n' \"$_harness_end\"; echo '@@rc 0'",
+        PATH_PREFIX, _PICK_IDENTITY, _ALSO, *(_locate(i, table[i], bin_dir, systemctl) for i in located),
+        _identities(located), *(_version_section(i, b, known.get(b.name)) for i, b in enumerate(table)),
+        "echo '@@section identities'", _identities(located, "_harness_end"), "printf '%s\\n' \"$_harness_end\"; echo '@@rc 0'",
     ])
 
 
@@ -148,14 +199,16 @@ class VersionCache:
 
     def resolve(self, node: str, text: str) -> str:
         """The script's sections with each `same` one given its cached output back; a section that ran
-        (rc 0, with an identity) is remembered. Other sections pass through untouched."""
+        (rc 0, with an identity) is remembered. Other sections pass through untouched, and every
+        section keeps what it says of its file (`@@file`, `@@pid`, `@@main`)."""
         out: list[str] = []
         sections = list(_sections(text))
         # The identities the script saw at its end; None (hand-written output): each section's own.
-        held_at_end = next((set(body) for name, _i, _rc, body in sections if name == "identities"), None)
+        held_at_end = next((set(body) for name, _m, _rc, body in sections if name == "identities"), None)
         with self._lock:
             cache = self._nodes.setdefault(node, {})
-            for name, ident, rc, body in sections:
+            for name, meta, rc, body in sections:
+                ident = meta.get("id")
                 output = "\n".join(body)
                 if rc == "same":
                     held = cache.get(name)
@@ -166,26 +219,35 @@ class VersionCache:
                         output = f"nothing cached for identity {ident}"
                 elif rc == "0" and ident and (held_at_end is None or ident in held_at_end):
                     cache[name] = (ident, output)
-                out.append(f"@@section {name}\n" + (f"{output}\n" if output else "") + f"@@rc {rc}")
+                said = "".join(f"@@{k} {v}\n" for k, v in meta.items() if k != "id")
+                out.append(f"@@section {name}\n{said}" + (f"{output}\n" if output else "") + f"@@rc {rc}")
         return "\n".join(out) + "\n"
 
 
-def _sections(text: str) -> Iterator[tuple[str, str | None, str, list[str]]]:
-    """`@@section NAME` ... `@@rc X` blocks in order -> (NAME, the `@@id` identity or None, X, output lines)."""
+# What a version section says of its file besides the output: `@@id` (its identity, for VersionCache),
+# `@@file` (the file asked), `@@pid` (the process running it), `@@main` (its unit's main process
+# running another executable).
+_META = ("id", "file", "pid", "main")
+
+
+def _sections(text: str) -> Iterator[tuple[str, dict[str, str], str, list[str]]]:
+    """`@@section NAME` ... `@@rc X` blocks in order -> (NAME, its `_META` lines, X, output lines)."""
     name: str | None = None
-    ident: str | None = None
+    meta: dict[str, str] = {}
     body: list[str] = []
     for line in text.splitlines():
         if line.startswith("@@section "):
-            name, ident, body = line.split(" ", 1)[1].strip(), None, []
-        elif line.startswith("@@id ") and name is not None:
-            ident = line[len("@@id "):].strip() or None  # a binary's identity (VersionCache), not its output
+            name, meta, body = line.split(" ", 1)[1].strip(), {}, []
+        elif name is not None and (key := line[2:].split(" ", 1)[0]) in _META and line.startswith(f"@@{key} "):
+            value = line[len(key) + 3:].strip()
+            if value:
+                meta[key] = value
         elif "@@rc " in line and name is not None:
             # Output without a final newline (curl's JSON) puts the marker at the end of its last line.
             head, _, rc = line.rpartition("@@rc ")
             if head:
                 body.append(head)
-            yield name, ident, rc.strip(), body
+            yield name, meta, rc.strip(), body
             name = None
         elif name is not None:
             body.append(line)
@@ -193,7 +255,7 @@ def _sections(text: str) -> Iterator[tuple[str, str | None, str, list[str]]]:
 
 def split_sections(text: str) -> dict[str, tuple[str, str]]:
     """`@@section NAME` ... `@@rc X` blocks -> NAME -> (rc text, output)."""
-    return {name: (rc, "\n".join(body)) for name, _ident, rc, body in _sections(text)}
+    return {name: (rc, "\n".join(body)) for name, _meta, rc, body in _sections(text)}
 
 
 def parse_versions(text: str, binaries: Sequence[Binary] | None = None) -> tuple[dict[str, str | None], dict[str, str]]:
@@ -219,6 +281,53 @@ def parse_versions(text: str, binaries: Sequence[Binary] | None = None) -> tuple
             v = f"unparsed: {first}"
         versions[b.name] = v
     return versions, errors
+
+
+def parse_binary_files(text: str, binaries: Sequence[Binary] | None = None) -> dict[str, BinaryFile]:
+    """The versions script's output -> name -> the file its version came from and the node's other
+    copies of it, for each binary the script found or whose unit runs something."""
+    sections = list(_sections(text))
+    out: dict[str, BinaryFile] = {}
+    for b in components.host_binaries() if binaries is None else binaries:
+        if b.dirs or b.parse is None:
+            continue
+        meta = next((m for name, m, _rc, _body in sections if name == b.name), {})
+        if "file" not in meta and "main" not in meta:
+            continue
+        others = {name.split("@", 1)[1]: b.parse("\n".join(body))
+                  for name, _m, _rc, body in sections if name.startswith(f"{b.name}@")}
+        out[b.name] = BinaryFile(meta.get("file", ""), _int(meta.get("pid")), b.unit, meta.get("main"), others)
+    return out
+
+
+def file_note(name: str, version: str | None, f: BinaryFile) -> str | None:
+    """What `name`'s version row says beside `version`: its unit running another executable, a running
+    file replaced since it started, and each other copy of another version (a row showing only the
+    running copy would hide what a shell, or the next restart, gets instead)."""
+    notes = []
+    if f.main:
+        pid, _, exe = f.main.partition(" ")
+        runs = "cannot be read (not root?)" if exe.startswith("(") else f"runs {exe}, not {name}"
+        notes.append(f"{f.unit}.service's main process {pid} {runs}")
+    if f.pid is not None and f.path.endswith(" (deleted)"):
+        notes.append(f"pid {f.pid} runs a file replaced since it started")
+    if f.pid is not None:
+        where = "not running"
+    else:
+        where = ("nothing runs; " if f.unit and not f.main else "") + f"reported {f.path}"
+    notes += [f"also {path} {v or '(version unreadable)'} ({where})"
+              for path, v in sorted(f.others.items()) if v is None or v != version]
+    return "; ".join(notes) or None
+
+
+def version_notes(facts: Iterable[HostFacts]) -> dict[str, dict[str, str]]:
+    """node -> reported name -> its `file_note`, where there is one."""
+    out: dict[str, dict[str, str]] = {}
+    for h in facts:
+        for name, f in h.files.items():
+            if note := file_note(name, h.versions.get(name), f):
+                out.setdefault(h.node, {})[name] = note
+    return out
 
 
 # -- certificates (pure) ------------------------------------------------------------
@@ -521,10 +630,11 @@ def _etcdctl_json(text: str, kind: type, what: str) -> Any:
     return value
 
 
-def _innermost(error: str) -> str:
-    """gRPC nests causes as `... desc = "transport: ... connect: connection refused"`; keep the last."""
+def innermost_cause(error: str) -> str:
+    """gRPC nests causes as `... desc = "transport: ... connect: connection refused"`; keep the last
+    (its quotes unescaped). An error without one is returned whole."""
     m = _DESC.search(error)
-    return m.group(1) if m else error
+    return m.group(1).replace('\\"', '"') if m else error
 
 
 def parse_etcd_health(text: str) -> list[EtcdEndpointHealth]:
@@ -542,7 +652,7 @@ def parse_etcd_health(text: str) -> list[EtcdEndpointHealth]:
         endpoint, healthy, error = str(d["endpoint"]), bool(d.get("health")), d.get("error")
         if not healthy:
             host = urlsplit(endpoint).netloc
-            why = [_innermost(c) for c in causes if host and host in c]
+            why = [innermost_cause(c) for c in causes if host and host in c]
             if why:
                 error = f"{error or 'unhealthy'} ({why[0]})"
         out.append(EtcdEndpointHealth(endpoint, healthy, error))
@@ -799,6 +909,7 @@ class HostProbe:
             errors=errors,
             boot_id=boot_id,
             canary=parse_canary(text) if canary else None,
+            files=parse_binary_files(text),
         )
 
     def all_host_facts(self) -> list[HostFacts]:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.text import plural
 from harness.upgrade.masking import SECRET_SHAPES, mask_data, mask_env, mask_text
 
 ARCHIVE_MODES = ("on-failure", "always", "never")
@@ -95,7 +96,7 @@ def archive_run(run_dir: Path, dest: Path | None = None) -> Path:
                 data = masked.encode()
             _add(tar, f"{run_dir.name}/{rel}", data, path.stat().st_mtime)
             kept += 1
-        manifest = [f"{run_dir.name}: {kept} files, secrets masked (harness.upgrade.masking)"]
+        manifest = [f"{run_dir.name}: {plural(kept, 'file')}, secrets masked (harness.upgrade.masking)"]
         manifest += ["left out:"] + [f"  {line}" for line in left_out] if left_out else ["nothing left out"]
         _add(tar, f"{run_dir.name}/MANIFEST.txt", ("\n".join(manifest) + "\n").encode(), time.time())
     tmp.replace(dest)

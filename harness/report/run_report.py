@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.text import plural
 from harness.upgrade.masking import mask_text
 from harness.upgrade.timeline import TaskRecord, first_failures, read_timeline
 
@@ -542,7 +543,7 @@ def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) ->
               for s in r.steps]
     checks_total = sum(v.seconds for v in r.verdicts)
     if r.verdicts:
-        lines.append(f"| checks ({len(r.verdicts)} items) | {checks_total:.1f} | "
+        lines.append(f"| checks ({plural(len(r.verdicts), 'item')}) | {checks_total:.1f} | "
                      f"{sum(v.outcome == 'passed' for v in r.verdicts)} passed |")
     lines.append("")
     if r.plays:
@@ -600,6 +601,7 @@ def _template(name: str) -> Any:
     env.filters["secs"] = _fmt_seconds
     env.filters["where"] = _where
     env.filters["vtext"] = _versions_text
+    env.filters["plural"] = plural
     return env.get_template(name)
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.report.run_report import REPORT_HTML, REPORT_MD, ReportError, RunReport, _cell, _template, build, run_dirs
+from harness.text import plural
 
 SESSION_MD = "session.md"
 SESSION_HTML = "session.html"
@@ -54,7 +55,7 @@ def rows(artifacts: Path, since: float | None = None) -> list[Row]:
 
 def render_markdown(table: list[Row]) -> str:
     failed = [r for r in table if r.status != "passed"]
-    lines = [f"# Session: {len(table) - len(failed)} of {len(table)} scenarios passed", ""]
+    lines = [f"# Session: {len(table) - len(failed)} of {plural(len(table), 'scenario')} passed", ""]
     lines += ["| scenario | verdict | where | total | upgrade | checks | report |",
               "| --- | --- | --- | ---: | ---: | --- | --- |"]
     lines += [f"| {r.scenario} | {'**' + r.status + '**' if r.status != 'passed' else r.status} | {_cell(r.where) or '-'} |"
