@@ -220,7 +220,7 @@ def check_cordon_order(states: Sequence[NodeStateSample], control_plane: Iterabl
     crowded = sorted((t, ns) for t, ns in rounds.items() if len(ns) > (1 if ns & cp else serial))
     if crowded:
         t, ns = crowded[0]
-        when = f"at {_fmt(t)} (workers' serial {serial}); {plural(len(crowded), "round")} like it"
+        when = f"at {_fmt(t)} (workers' serial {serial}); {plural(len(crowded), 'round')} like it"
         rows.append((", ".join(sorted(ns)), f"{len(ns)} cordoned at once", when))
     if rows:
         return CheckResult.fail(name, plural(len(rows), "drain-order problem"), text_table(("node", "problem", "detail"), rows))
