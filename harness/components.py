@@ -93,6 +93,7 @@ class Component:
     # Kubespray deploys it unless the inventory turns it off: a ref bump re-deploys it at the new ref's default.
     default_on: bool = False
     lab: bool = False  # the lab installer (playbooks/lab/) deploys it
+    lab_kube: bool = False  # the lab installer deploys it when the scenario pins kube_version
     debian: DebianSource | None = None  # the lab's files repo holds it, built from these Debian packages
     built: KubernetesBuild | None = None  # the lab's files repo holds it, from the Kubernetes binaries built from source
     checksums: tuple[Checksum, ...] = ()  # Kubespray's checksums for its files; none: images, pulled by tag
@@ -177,21 +178,21 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "kubelet", _K8S, ("node",), "node",
         binaries=(Binary("kubelet", "kubelet --version", pv.parse_kubelet_version, unit="kubelet"),),
-        units=("kubelet",), roles=_CP_WORKER, from_api=True, default_on=True,
+        units=("kubelet",), roles=_CP_WORKER, from_api=True, default_on=True, lab_kube=True,
         built=_k8s("kubelet", "kubelet_download_url"),
         checksums=(Checksum("kubelet_checksums", "kubelet_binary_checksum"),),
     ),
     # The DaemonSet `kubeadm upgrade apply` rolls, so the control-plane tag moves it; its node-side
     # tasks (tag kube-proxy) run with the kubelet's. On every Kubernetes node unless the inventory
     # sets kube_proxy_remove (the expectation then drops it).
-    Component("kube-proxy", _K8S, ("control-plane",), "node", roles=_CP_WORKER, from_api=True, default_on=True,
+    Component("kube-proxy", _K8S, ("control-plane",), "node", roles=_CP_WORKER, from_api=True, default_on=True, lab_kube=True,
               built=_k8s("kube-proxy")),
     Component("kube-apiserver", _K8S, ("control-plane",), "control-plane", roles=("control-plane",),
-              from_api=True, static_pod=True, default_on=True, built=_k8s("kube-apiserver")),
+              from_api=True, static_pod=True, default_on=True, lab_kube=True, built=_k8s("kube-apiserver")),
     Component("kube-controller-manager", _K8S, ("control-plane",), "control-plane", roles=("control-plane",),
-              from_api=True, static_pod=True, default_on=True, built=_k8s("kube-controller-manager")),
+              from_api=True, static_pod=True, default_on=True, lab_kube=True, built=_k8s("kube-controller-manager")),
     Component("kube-scheduler", _K8S, ("control-plane",), "control-plane", roles=("control-plane",),
-              from_api=True, static_pod=True, default_on=True, built=_k8s("kube-scheduler")),
+              from_api=True, static_pod=True, default_on=True, lab_kube=True, built=_k8s("kube-scheduler")),
     Component(
         "kubeadm", _K8S, ("control-plane", "kubeadm"),
         binaries=(Binary("kubeadm", "kubeadm version -o short", pv.parse_kubeadm_version),),
@@ -201,7 +202,8 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "kubectl", _K8S, ("control-plane",),
         binaries=(Binary("kubectl", "kubectl version --client -o json", pv.parse_kubectl_version),),
-        roles=("control-plane",), elsewhere=True, default_on=True, built=_k8s("kubectl", "kubectl_download_url"),
+        roles=("control-plane",), elsewhere=True, default_on=True, lab_kube=True,
+        built=_k8s("kubectl", "kubectl_download_url"),
         checksums=(Checksum("kubectl_checksums", "kubectl_binary_checksum"),),
     ),
     Component(
@@ -289,18 +291,19 @@ def checksums_of_var(var: str) -> tuple[Checksum, ...]:
 # -- roles, probes and order -------------------------------------------------------------------
 
 
-def _deployed_by(installer: str) -> tuple[Component, ...]:
+def _deployed_by(installer: str, kube: bool = False) -> tuple[Component, ...]:
     if installer == "lab":
-        return tuple(c for c in COMPONENTS if c.lab)
+        return tuple(c for c in COMPONENTS if c.lab or (kube and c.lab_kube))
     if installer == "kubespray":
         return COMPONENTS
     raise ValueError(f"unknown installer {installer!r}: kubespray or lab")
 
 
-def on_roles(roles: Iterable[str], installer: str = "kubespray") -> list[Component]:
-    """Components a node of these roles carries when `installer` deployed it: those on every node
-    first, then each role's in the order the roles are given."""
-    deployed = _deployed_by(installer)
+def on_roles(roles: Iterable[str], installer: str = "kubespray", kube: bool = False) -> list[Component]:
+    """Components a node of these roles carries when `installer` deployed it (the lab's Kubernetes
+    with `kube`: a scenario that pins kube_version): those on every node first, then each role's in
+    the order the roles are given."""
+    deployed = _deployed_by(installer, kube)
     out = [c for c in deployed if EVERY_NODE in c.roles]
     for role in roles:
         out += [c for c in deployed if role in c.roles and c not in out]

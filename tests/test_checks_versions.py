@@ -116,3 +116,20 @@ def test_text_table_and_combine() -> None:
     assert combine("all", [ok, na]).passed
     assert not combine("all", [na]).applicable
     assert na.status == "n/a" and ok.status == "pass" and bad.status == "FAIL"
+
+
+def test_the_lab_installers_kubernetes_is_expected_only_when_kube_version_is_pinned() -> None:
+    """The lab installs kubelet and kube-proxy on every Kubernetes node and the control plane and
+    kubectl on control-plane nodes when a scenario pins kube_version (no kubeadm, no crictl); an
+    etcd-only lab scenario expects none of it."""
+    from harness.checks.versions import expected_versions_per_node
+
+    nodes = {"node1": ("control-plane", "etcd", "worker"), "node2": ("etcd", "worker")}
+    kube = {c: "1.32.0" for c in ("kubelet", "kube-proxy", "kube-apiserver", "kube-controller-manager",
+                                  "kube-scheduler", "kubectl", "kubeadm")}
+    with_kube = expected_versions_per_node(nodes, {"etcd": "3.5.16", **kube}, "lab")
+    assert {"kubelet", "kube-proxy", "kube-apiserver", "kube-scheduler", "kubectl"} <= set(with_kube["node1"])
+    assert {"kubelet", "kube-proxy"} <= set(with_kube["node2"]) and "kube-apiserver" not in with_kube["node2"]
+    assert "kubeadm" not in with_kube["node1"] and "crictl" not in with_kube["node1"]
+    without = expected_versions_per_node(nodes, {"etcd": "3.5.16"}, "lab")
+    assert not {"kubelet", "kube-proxy", "kubectl"} & set(without["node1"])

@@ -20,10 +20,12 @@ from harness.text import plural
 ANY = "*"  # expected: present, whatever the version
 
 
-def components_for_roles(roles: Iterable[str], installer: str = "kubespray") -> tuple[str, ...]:
+def components_for_roles(roles: Iterable[str], installer: str = "kubespray", kube: bool = False) -> tuple[str, ...]:
     """The names a node of these roles must report when `installer` deployed it (harness.components):
-    the lab installer puts containerd and runc on every node and etcd on etcd nodes."""
-    return tuple(dict.fromkeys(n for c in components.on_roles(roles, installer) for n in c.required))
+    the lab installer puts containerd and runc on every node and etcd on etcd nodes, and with `kube`
+    (kube_version pinned) its Kubernetes: kubelet and kube-proxy everywhere, the control plane and
+    kubectl on control-plane nodes."""
+    return tuple(dict.fromkeys(n for c in components.on_roles(roles, installer, kube) for n in c.required))
 
 
 def expected_versions_per_node(
@@ -45,10 +47,11 @@ def expected_versions_per_node(
     """
     moved = set(upgraded) if upgraded is not None else None
     optional = components.optional_names()
+    kube = any(c.name in versions for c in components.kubernetes_components())
     out: dict[str, dict[str, str]] = {}
     for node, roles in nodes.items():
         roles = tuple(roles)
-        wanted = list(components_for_roles(roles, installer))
+        wanted = list(components_for_roles(roles, installer, kube))
         seen_before = pre.versions.get(node, {}) if pre else {}
         here = present.get(node, {}) if present else {}
         wanted += [c for c in optional if c not in wanted
@@ -60,7 +63,7 @@ def expected_versions_per_node(
                 per[comp] = versions[key]
             elif moved is not None and key not in moved and seen_before.get(comp):
                 per[comp] = str(seen_before[comp])
-            elif comp not in optional or comp in components_for_roles(roles, installer):
+            elif comp not in optional or comp in components_for_roles(roles, installer, kube):
                 per[comp] = ANY  # required but unpinned: it must at least be there
         out[node] = per
     return out
