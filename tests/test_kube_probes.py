@@ -270,7 +270,7 @@ def test_dns_probe_new_and_reused_see_the_stop(dnsmasq: Dnsmasq, tmp_path: Path)
 
 MODELS = {"Namespace": "V1Namespace", "ServiceAccount": "V1ServiceAccount", "ConfigMap": "V1ConfigMap",
           "Secret": "V1Secret", "Deployment": "V1Deployment", "Service": "V1Service",
-          "PodDisruptionBudget": "V1PodDisruptionBudget"}
+          "PodDisruptionBudget": "V1PodDisruptionBudget", "DaemonSet": "V1DaemonSet"}
 
 
 def _templates() -> jinja2.Environment:
@@ -298,10 +298,20 @@ def _load(text: str) -> list[Any]:
 
 
 def test_canary_manifest_serves_http_behind_a_nodeport() -> None:
+    canaries = ["harness-canary-a", "harness-canary-b"]
     objs = _load(_templates().get_template("canary.yml.j2").render(
-        harness_ns="harness-canary-a", harness_canary_image="registry.k8s.io/e2e-test-images/agnhost:2.53"))
+        harness_ns="harness-canary-a", harness_canaries=canaries,
+        harness_canary_image="registry.k8s.io/e2e-test-images/agnhost:2.53"))
     by_kind = {type(o).__name__: o for o in objs}
     assert set(by_kind) == set(MODELS.values()) and len(objs) == len(MODELS)
+    # The node canary (pods a drain leaves in place) only in the first namespace, apart from the Service.
+    ds = by_kind["V1DaemonSet"]
+    assert ds.spec.template.spec.service_account_name == "canary"
+    assert ds.spec.template.metadata.labels != by_kind["V1Deployment"].spec.template.metadata.labels
+    second = _load(_templates().get_template("canary.yml.j2").render(
+        harness_ns="harness-canary-b", harness_canaries=canaries,
+        harness_canary_image="registry.k8s.io/e2e-test-images/agnhost:2.53"))
+    assert "V1DaemonSet" not in {type(o).__name__ for o in second}
     dep, svc = by_kind["V1Deployment"], by_kind["V1Service"]
     (c,) = dep.spec.template.spec.containers
     assert c.args == ["netexec", "--http-port=8080"] and [p.container_port for p in c.ports] == [8080]

@@ -46,7 +46,8 @@ def test_ids_carry_scenario_path_and_components(project):
     assert "test_checks.py::test_versions[lab-etcd:component:etcd]" in ids
     assert "test_checks.py::test_versions[lab-graceful:graceful:containerd+etcd+runc]" in ids
     # The API is judged only where Kubernetes runs: the lab installer's Kubernetes scenarios.
-    assert {i.split("[")[1].split(":")[0] for i in ids if "test_api[lab-" in i} == {"lab-kube-full"}
+    assert {i.split("[")[1].split(":")[0] for i in ids if "test_api[lab-" in i} == {
+        "lab-kube-full", "lab-kube-graceful", "lab-kube-control-plane", "lab-kube-sa-key"}
     assert any("test_api[ks-full:full:" in i for i in ids)
 
 
