@@ -95,7 +95,7 @@ def test_versions_moved_node_by_node_as_the_api_reports_them(kube_run) -> None:
         kubelets = {n["name"]: n["kubelet_version"] for n in kube["nodes"]}
         assert set(kubelets) == {"node1", "node2", "node3"}, kubelets
         # --tags=control-plane leaves every kubelet where it was; the other paths move them all.
-        want = "v1.31.9+lab." if sc == "lab-kube-control-plane" else "v1.32.0+lab."
+        want = "v1.31.9+lab." if sc in ("lab-kube-control-plane", "lab-kube-sa-key") else "v1.32.0+lab."
         assert all(v.startswith(want) for v in kubelets.values()), (sc, kubelets)
         assert all(n["ready"] and not n.get("unschedulable") for n in kube["nodes"]), kube["nodes"]
         apis = kube["apiserver_versions"]
@@ -154,8 +154,10 @@ def test_a_rotated_signing_key_leaves_stale_tokens_named_and_fixed(kube_run) -> 
                    cwd=REPO, check=True)
     kubeconfig = max((artifacts / "lab-kube-sa-key").rglob("admin.conf"), key=lambda p: p.stat().st_mtime)
     expect = tmp / "expect.yaml"
+    # The control plane at 1.32.0, the kubelets left at 1.31.9 (--tags=control-plane): the later key wins.
     expect.write_text(json.dumps({"installer": "lab", "dns_mode": "none", "versions": {
-        "kube_version": "1.32.0", "etcd_version": "3.5.16", "containerd_version": "1.7.24", "runc_version": "1.1.15"}}))
+        "kube_version": "1.32.0", "kubelet": "1.31.9", "etcd_version": "3.5.16", "containerd_version": "1.7.24",
+        "runc_version": "1.1.15"}}))
 
     def verify(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
