@@ -505,6 +505,9 @@ def test_verify_fix_stale_tokens_exits_0_when_the_fix_leaves_every_check_green(
     assert fixed.exit_code == 0, fixed.output
     assert "remedy fix stale tokens: pass" in fixed.output
     assert ("DELETE", "/api/v1/namespaces/default/pods/canary-7d9c6b8f5d-x2k4q", "") in server.requests
+    # The remedy names each pod it replaced, and its replacement.
+    remedy = fixed.output.split("collected and checked again")[0]
+    assert "default/canary-7d9c6b8f5d-x2k4q" in remedy and "stale pod" in remedy, remedy
 
 
 def test_verify_fix_that_leaves_a_stale_token_exits_1(server: FakeApiserver, tmp_path: Path) -> None:

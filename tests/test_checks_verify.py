@@ -109,7 +109,8 @@ def test_run_verify_lab_api_checks_are_na(tmp_path: Path) -> None:
     assert report.ok
     api = {"apiserver versions", "nodes ready", "node versions", "static pods", "kube-proxy", "dns", "pods",
            "canaries", "service-account tokens"}
-    assert api <= set(na) and all(na[n] == "no Kubernetes API: the lab installer runs no Kubernetes" for n in api)
+    assert api <= set(na) and all(
+        na[n] == "no Kubernetes API: the lab installer runs no Kubernetes (none without kube_version)" for n in api)
     # No etcd_keys in the file; no container canary was planted on these hosts (verify does not plant one).
     assert na.keys() - api == {"planted state", "container canary"}
     # Checks about an upgrade run are not part of verify at all.
@@ -196,3 +197,12 @@ def test_the_expect_file_carries_kubesprays_dns_mode(tmp_path: Path) -> None:
     p.write_text("dns_mode: [none]\n")
     with pytest.raises(ScenarioError, match="dns_mode"):
         load_expectation(p)
+
+
+def test_a_lab_with_kube_version_is_judged_through_its_api(tmp_path: Path) -> None:
+    """The lab installs Kubernetes when kube_version is pinned: verify then needs the API like any
+    cluster, and says so when it has no kubeconfig."""
+    exp = Expectation(installer="lab", versions={"etcd": "3.5.16", "kubelet": "1.32.0", "kube-apiserver": "1.32.0"})
+    report = run_verify(_LabCluster("3.5.16"), exp)
+    na = {r.name: r.summary for r in report.results if not r.applicable}
+    assert "no kubeconfig" in na["nodes ready"], na["nodes ready"]

@@ -95,7 +95,7 @@ def verify(inventory: Path, expect_file: str, kubeconfig: Path | None, cert_days
         check_inventory_file(inventory)  # before Ansible reads it (a FIFO would block it, a list flood warnings)
         if kubeconfig is None:
             default = inventory.parent / "artifacts" / "admin.conf"
-            kubeconfig = default if default.exists() and expect.installer == "kubespray" else None
+            kubeconfig = default if default.exists() else None
         report = run_verify(_static_cluster(inventory), expect, api_access(expect, kubeconfig), fix_stale_tokens)
     except HarnessError as e:
         click.echo(f"error: {e}", err=True)

@@ -102,6 +102,7 @@ def fix_stale_tokens(
         return CheckResult.not_applicable(name, "no stale token to fix")
     read = reader or token_reader(run_on_node)  # replacements are read the way the check read them
     rows: list[tuple[str, str, str]] = []
+    done: list[tuple[str, str]] = []  # (stale pod, its replacement), named in the verdict
     fixed = 0
     for ns in sorted({t.namespace for t in stale}):
         existing = {p.uid for p in list_pods(api, ns)}  # none of these can be a replacement
@@ -127,7 +128,9 @@ def fix_stale_tokens(
                 rows.append((t.key, new.key, review.read_error or review.review.error or "still not authenticated"))
             else:
                 fixed += 1
+                done.append((t.key, new.key))
     if rows:
         return CheckResult.fail(name, f"{len(rows)} of {len(stale)} stale pod(s) not fixed",
                                 text_table(("stale pod", "replacement", "problem"), rows))
-    return CheckResult.ok(name, f"{fixed} pod(s) recreated; their fresh tokens authenticate")
+    return CheckResult.ok(name, f"{fixed} pod(s) recreated; their fresh tokens authenticate",
+                          text_table(("stale pod", "replacement"), done))
