@@ -13,7 +13,7 @@ A name the probes report is a component's (`etcd`, `kube-apiserver`) or one of i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from harness.probes import versions as pv
@@ -369,6 +369,11 @@ def lab_components() -> tuple[Component, ...]:
 def repo_components() -> dict[str, Component]:
     """What the lab's files repo can hold, by name, each with its source (Debian or a Kubernetes build)."""
     return {c.name: c for c in COMPONENTS if c.debian is not None or c.built is not None}
+
+
+def pins_kubernetes(versions: Mapping[str, str]) -> bool:
+    """Whether component -> version pins any Kubernetes component (the lab then deploys Kubernetes)."""
+    return any(c.name in versions for c in kubernetes_components())
 
 
 def kubernetes_components() -> tuple[Component, ...]:

@@ -155,7 +155,7 @@ def api_access(expect: Expectation, kubeconfig: Path | None) -> ApiAccess | None
 
 def _no_api(cluster: Cluster, expect: Expectation, api: ApiAccess | None) -> str:
     """Why there is no API to ask ("" when there is one)."""
-    if expect.installer == "lab" and not any(c.name in expect.versions for c in components.kubernetes_components()):
+    if expect.installer == "lab" and not components.pins_kubernetes(expect.versions):
         return "the lab installer runs no Kubernetes (none without kube_version)"
     if api is None:
         return "no kubeconfig (--kubeconfig, or <inventory dir>/artifacts/admin.conf)"

@@ -47,7 +47,7 @@ def expected_versions_per_node(
     """
     moved = set(upgraded) if upgraded is not None else None
     optional = components.optional_names()
-    kube = any(c.name in versions for c in components.kubernetes_components())
+    kube = components.pins_kubernetes(versions)
     out: dict[str, dict[str, str]] = {}
     for node, roles in nodes.items():
         roles = tuple(roles)

@@ -333,6 +333,7 @@ def _failures(stages: Sequence[StageRun], steps: Sequence[Step], plan: Mapping[s
 
 def _versions(facts_doc: Mapping[str, Any] | None, plan: Mapping[str, Any],
               problems: list[str]) -> tuple[list[VersionRow], list[VersionChange]]:
+    from harness.checks.versions import versions_match
     from harness.components import moved_by, observed_as, version_var
     from harness.probes.facts import PreUpgradeRecord, VersionSample, from_jsonable
 
@@ -370,7 +371,11 @@ def _versions(facts_doc: Mapping[str, Any] | None, plan: Mapping[str, Any],
     changes = []
     for s in sorted(samples, key=lambda s: s.at):
         key = (s.node, s.component)
-        if key in last and not _same_version(last[key], s.version):
+        # A kubelet read from its binary before (`v1.31.9`) and from the API now (`v1.31.9+lab.x`)
+        # has not moved: versions_match ignores the build metadata, as semver does.
+        was = last.get(key)
+        changed = was != s.version if was is None or s.version is None else not versions_match(was, s.version)
+        if key in last and changed:
             changes.append(VersionChange(s.at if s.at.tzinfo else s.at.replace(tzinfo=UTC), s.node, s.component,
                                          last[key], s.version))
         last[key] = s.version
@@ -392,14 +397,6 @@ def _node_spans(facts_doc: Mapping[str, Any] | None, problems: list[str]) -> lis
            for state, flag in (("cordoned", lambda s: s.unschedulable), ("not ready", lambda s: not s.ready))
            for node, spans in state_spans(states, flag).items() for start, end in spans]
     return sorted(out, key=lambda n: (n.start, n.node))
-
-
-def _same_version(a: str | None, b: str | None) -> bool:
-    """Equal but for a leading v and build metadata (semver ignores it): a kubelet recorded from its
-    binary before the upgrade (`v1.31.9`) and then from the API (`v1.31.9+lab.cd13ec4a`) has not moved."""
-    def core(v: str | None) -> str | None:
-        return v.removeprefix("v").split("+", 1)[0] if v else v
-    return core(a) == core(b)
 
 
 def _verdicts(path: Path, problems: list[str]) -> list[Verdict]:
