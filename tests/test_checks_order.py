@@ -41,6 +41,24 @@ def test_phase_of() -> None:
     assert phase_of(ev("n", 0, ["preinstall"])) is None
 
 
+def test_a_tagged_run_puts_each_task_in_the_phase_its_selected_tag_names() -> None:
+    """Kubespray v2.31.0 `cluster.yml --tags=download,node` on the lab: preinstall's "Create kubernetes
+    directories" (tags down to `network` and `control-plane`) and the node role's kubelet config
+    (`kubelet, kubeadm` beside the role's `node`) ran because of `node`: they are node tasks, and the
+    run is in order. Without the run's tags the same records read as network and control-plane work
+    on workers before their kubelet."""
+    dirs = ["kubelet", "k8s-secrets", "kube-controller-manager", "kube-apiserver", "bootstrap_os", "apps",
+            "network", "control-plane", "node"]
+    run = [ev("node2", 0, dirs), ev("node2", 1, ["kubeadm", "kubelet", "node"]), ev("node2", 2, ["node", "kubelet"])]
+    assert phase_of(run[0], ("download", "node")) == "node" and phase_of(run[0]) == "network"
+    assert phase_of(run[1], ("download", "node")) == "node" and phase_of(run[1]) == "control-plane"
+    assert check_task_order(run, selected=("download", "node")).passed
+    r = check_task_order(run)
+    assert not r.passed and "network before node" in r.details
+    # A selected tag no task phase knows changes nothing: the task's own tags decide.
+    assert phase_of(ev("n", 0, ["etcd", "preinstall"]), ("preinstall",)) == "etcd"
+
+
 def test_checks_read_the_runners_timeline_records() -> None:
     """One record type: what the runner writes to timeline.jsonl is what the order checks read."""
     line = json.dumps({"host": "cp1", "play": "Upgrade", "task": "etcd | Restart", "tags": ["etcd"],

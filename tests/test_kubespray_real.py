@@ -100,3 +100,37 @@ def test_lab_narrows_kubesprays_downloads_to_the_files_repo(real_kubespray: Kube
     assert inputs.extravars["etcd_binary_checksums"] == {"amd64": {"3.5.30": "sha256:" + "c" * 64}}
     assert inputs.group_vars["ansible_become"] is True
     assert any("narrowed" in n and "etcd, runc" in n for n in inputs.notes), inputs.notes
+
+
+def test_lab_kubernetes_gets_the_repos_kubelet_and_a_real_kubeadm(real_kubespray: Kubespray, tmp_path) -> None:
+    """Over the lab's Kubernetes (ks-lab-kube-node) the repo's Kubernetes builds stay in Kubespray's
+    downloads: kubelet at the target, and kubeadm itself, not the stand-in; an etcd run over a lab without
+    Kubernetes still copies the stand-in though the repo holds kubeadm."""
+    from harness.installer.files_repo import Artifact, FilesRepo
+    from harness.installer.kubespray_installer import KUBEADM_STAND_IN, KubesprayInstaller
+    from harness.scenario import load_catalogue
+    from harness.upgrade.paths import upgrade_stage
+
+    arts = {(c, v): Artifact(c, v, f"dl.k8s.io/release/v{v}/bin/linux/amd64/{c}", s * 64, 1, (), (c,), None)
+            for c, s in (("kubelet", "a"), ("kubeadm", "b"), ("kubectl", "e")) for v in ("1.31.9", "1.32.0")}
+    for v in ("3.5.16", "3.5.30"):  # ks-lab-kube-node keeps its baseline etcd, ks-lab-etcd moves it
+        arts[("etcd", v)] = Artifact("etcd", v, "github.com/x", "c" * 64, 1, (), ("etcd",), None)
+    repo = FilesRepo(tmp_path, arts)
+    installer = KubesprayInstaller(real_kubespray, files_url=lambda _c: "http://10.0.0.1:8080", files_repo=lambda: repo)
+    scenarios = {s.id: s for s in load_catalogue(None)}
+    tags = real_kubespray.list_tags("v2.31.0")
+
+    sc = scenarios["ks-lab-kube-node"]
+    inputs = installer.inputs(sc, upgrade_stage(sc, available_tags=tags), None)  # type: ignore[arg-type]
+    downloads = inputs.extravars["downloads"]
+    assert {"kubelet", "kubeadm", "kubectl"} <= set(downloads)
+    assert downloads["kubelet"]["url"] == "http://10.0.0.1:8080/dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubelet"
+    assert downloads["kubelet"]["checksum"] == "sha256:" + "a" * 64
+    assert downloads["kubeadm"]["dest"] != KUBEADM_STAND_IN and downloads["kubeadm"].get("enabled") is not False
+    assert downloads["kubeadm"]["url"].endswith("/release/v1.32.0/bin/linux/amd64/kubeadm")
+    assert any("kubeadm 1.32.0 comes from the files repo" in n for n in inputs.notes), inputs.notes
+
+    etcd = scenarios["ks-lab-etcd"]
+    inputs = installer.inputs(etcd, upgrade_stage(etcd, available_tags=tags), None)  # type: ignore[arg-type]
+    assert inputs.extravars["downloads"]["kubeadm"]["dest"] == KUBEADM_STAND_IN
+    assert any("kubeadm is not downloaded" in n for n in inputs.notes), inputs.notes

@@ -37,6 +37,12 @@ def test_requirements_follow_tags_and_baseline() -> None:
     assert unmet_requirement(scenarios["ks-lab-etcd"], kubespray="/k", provider="lab") is None
     assert "to install Kubernetes, which the lab cannot give it" in (
         unmet_requirement(scenarios["ks-etcd"], kubespray="/k", provider="lab") or "")
+    # Kubespray over the lab installer's Kubernetes: the container lab hosts it, the QEMU one does not.
+    node = scenarios["ks-lab-kube-node"]
+    assert node.requirements() == {"kubespray", "kubernetes"}
+    assert unmet_requirement(node, kubespray="/k", provider="lab", lab_backend="lxc") is None
+    assert "container backend" in (unmet_requirement(node, kubespray="/k", provider="lab", lab_backend="qemu") or "")
+    assert "--kubespray" in (unmet_requirement(node, kubespray=None, provider="lab") or "")
 
 
 def test_from_and_to_move_only_the_kubespray_that_upgrades_a_lab_baseline() -> None:
@@ -94,3 +100,18 @@ def test_documented_failure_cannot_claim_to_move_what_its_tags_leave(tmp_path) -
         load_file(bad)
     assert "ks-lab-container-engine" in str(err.value) and "expect_failure.moves" in str(err.value)
     assert "etcd is not moved" in str(err.value)
+
+
+def test_nodes_are_held_to_the_table_of_the_installer_that_deployed_them() -> None:
+    """Kubespray over a lab baseline: the nodes carry the lab's components (no crictl, which Kubespray's
+    node role does not install), its Kubernetes where the baseline pins kube_version."""
+    from harness.checks.suite import scenario_installer
+    from harness.checks.versions import components_for_roles
+
+    scenarios = _by_id()
+    assert scenario_installer(scenarios["ks-lab-kube-node"]) == "lab"
+    assert scenario_installer(scenarios["ks-lab-etcd"]) == "lab"
+    assert scenario_installer(scenarios["ks-etcd"]) == "kubespray"
+    assert scenario_installer(scenarios["lab-kube-full"]) == "lab"
+    worker = components_for_roles(("etcd", "worker"), scenario_installer(scenarios["ks-lab-kube-node"]), kube=True)
+    assert "kubelet" in worker and "crictl" not in worker

@@ -75,6 +75,7 @@ KUBECTL_JSON = """{
         (pv.parse_runc_version, RUNC_UPSTREAM, "1.1.15"),
         (pv.parse_kubelet_version, "Kubernetes v1.31.4\n", "v1.31.4"),
         (pv.parse_kubeadm_version, "v1.31.4\n", "v1.31.4"),
+        (pv.parse_kubeadm_version, "v1.32.0+lab.cd13ec4a\n", "v1.32.0"),  # the lab's build, with its metadata
         (pv.parse_kubectl_version, KUBECTL_JSON, "v1.31.4"),
         (pv.parse_crictl_version, "crictl version v1.31.1\n", "v1.31.1"),
         (pv.parse_calicoctl_version, ("Client Version:    v3.28.1\nGit commit:        601856343\n"

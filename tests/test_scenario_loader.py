@@ -235,6 +235,25 @@ def test_tags_that_put_kubelets_a_minor_ahead_of_the_control_plane_are_refused(w
     assert "field 'tags'" in msg and "kubelet newer than its apiserver" in msg and "--tags=control-plane" in msg
 
 
+def test_tags_node_on_a_minor_loads_when_the_scenario_documents_the_skew(write):
+    """The doc's `--tags=node` on a minor runs when the scenario says the skew check must find the
+    kubelets ahead (expect_failure.check: version skew); documenting any other failure does not do."""
+    text = KUBE_TAGGED.replace("TAGS", "[download, node]").replace("KUBE_FROM", "1.31.9").replace("KUBE_TO", "1.32.0")
+    documented = text + "expect_failure: {check: version skew, reason: kubelets ahead, remedy: control plane first}\n"
+    [sc] = load_file(write("t.yaml", documented))
+    assert sc.expect_failure is not None and sc.expect_failure.check == "version skew"
+    other = text + "expect_failure: {check: node versions, reason: r, remedy: m}\n"
+    with pytest.raises(ScenarioError, match="kubelet newer than its apiserver"):
+        load_file(write("u.yaml", other))
+
+
+def test_the_skew_check_the_loader_names_is_the_suites():
+    from harness.checks.suite import CHECKS
+    from harness.scenario.model import SKEW_CHECK
+
+    assert SKEW_CHECK in CHECKS
+
+
 @pytest.mark.parametrize("tags", ["[download, etcd]", "[etcd, etcd-secrets]", "[etcd, node]", "[docker, etcd]"])
 def test_companion_and_extra_tags_beside_a_moving_one_load(write, tags):
     [sc] = load_file(write("t.yaml", GOOD_SCENARIO.replace("tags: [etcd]", f"tags: {tags}")))

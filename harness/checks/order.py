@@ -15,7 +15,7 @@ no kubelet more than three minors behind, etcd upgraded before the control plane
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from harness import components
@@ -69,10 +69,17 @@ def at(timestamp: str | None) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def phase_of(event: TaskRecord) -> str | None:
+def phase_of(event: TaskRecord, selected: Collection[str] = ()) -> str | None:
+    """The phase a task belongs to. In a run limited by `--tags` (`selected`), a task ran because it
+    carries one of those tags: Kubespray's node role writes the kubelet's config under its own tags
+    `kubelet, kubeadm` beside the role's `node`, so only the selected tags say which phase ran it."""
     tags = set(event.tags)
     if tags & IGNORED_TAGS:
         return None
+    chosen = tags & set(selected)
+    for phase in PHASE_PRIORITY:
+        if chosen & PHASE_TAGS[phase]:
+            return phase
     for phase in PHASE_PRIORITY:
         if tags & PHASE_TAGS[phase]:
             return phase
@@ -110,13 +117,15 @@ def _describe(order: Sequence[str] | Mapping[str, Sequence[str]]) -> str:
 
 
 def check_task_order(events: Iterable[TaskRecord],
-                     order: Sequence[str] | Mapping[str, Sequence[str]] = PHASES) -> CheckResult:
+                     order: Sequence[str] | Mapping[str, Sequence[str]] = PHASES,
+                     selected: Collection[str] = ()) -> CheckResult:
     """Per host, every changed task of an earlier phase starts before the first changed task of a
-    later one. `order` is one order for every host, or one per host (`phase_order`)."""
+    later one. `order` is one order for every host, or one per host (`phase_order`); `selected`: the
+    run's `--tags` (phase_of)."""
     name = "per-node phase order (timeline)"
     spans: dict[str, dict[str, tuple[datetime, datetime]]] = {}
     for e in events:
-        phase, start = phase_of(e), at(e.start)
+        phase, start = phase_of(e, selected), at(e.start)
         if not e.changed or phase is None or start is None or phase not in _order_for(order, e.host):
             continue
         first, last = spans.setdefault(e.host, {}).get(phase, (start, start))

@@ -41,6 +41,7 @@ from harness.checks.versions import (
     scenario_versions,
 )
 from harness.cluster.base import Cluster, Node
+from harness.plan.tags import normalise_tags
 from harness.probes import kube as kube_probe
 from harness.probes import tokens as token_probe
 from harness.probes.facts import (
@@ -257,6 +258,7 @@ class UpgradeExpectation:
     kube_before: PreUpgradeRecord | None = None  # pod restarts and canary UIDs before (plant stage)
     expect_failure: ExpectedFailure | None = None  # a documented failure the run must hit
     serial: str = "20%"  # upgrade-cluster.yml's worker batch (Kubespray's default), from extra_vars
+    tags: tuple[str, ...] = ()  # the component path's `--tags` (normalised): what put each task in the run
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,7 @@ class Expectation:
                 kube_before=kube_before,
                 expect_failure=scenario.expect_failure,
                 serial=str(scenario.extra_vars.get("serial", "20%")),
+                tags=tuple(normalise_tags(scenario.tags)) if scenario.path == "component" else (),
             ),
         )
 
@@ -320,8 +323,12 @@ class Expectation:
 
 
 def scenario_installer(scenario: Scenario) -> str:
-    """Which component table a scenario's nodes are held to: Kubernetes components only where the
-    scenario has Kubernetes (Kubespray's etcd and engine roles over a lab baseline install no kubelet)."""
+    """Which component table a scenario's nodes are held to: the table of the installer that deployed
+    them. A lab-deployed baseline's nodes carry the lab's components (its Kubernetes where it pins
+    kube_version), whichever installer upgrades them: Kubespray's etcd and engine roles over it install
+    no kubelet, and its node role adds no crictl."""
+    if scenario.baseline_installer == "lab":
+        return "lab"
     return scenario.installer if "kubernetes" in scenario.requirements() else "lab"
 
 
@@ -507,7 +514,7 @@ def _order(facts: Facts, expect: Expectation) -> CheckResult:
     if "upgrade" not in facts.runs:
         return CheckResult.fail(name, "no upgrade run was recorded")
     orders = {n: order_checks.phase_order(up.path, roles) for n, roles in facts.nodes.items()}
-    results = [order_checks.check_task_order(facts.timeline, orders),
+    results = [order_checks.check_task_order(facts.timeline, orders, up.tags),
                order_checks.check_sample_order(facts.samples, orders)]
     if up.path == "graceful":
         phases = components.sample_phases()

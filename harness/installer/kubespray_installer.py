@@ -116,6 +116,9 @@ class KubesprayInstaller:
         if not isinstance(raw, dict):
             raise InstallerError(f"Kubespray {ref} has no `downloads` mapping in its defaults to narrow")
         held = {c for c, _ in repo.artifacts}
+        kube = str(run_vars.get("kube_version", "")).removeprefix("v")
+        if not (kube and ("kubeadm", kube) in repo.artifacts):
+            held.discard("kubeadm")  # no Kubernetes in this run (or none of that version): the stand-in below
         keep = sorted(held & set(raw))
         entries = {f"harness_download_{name}": raw[name] for name in [*keep, "kubeadm"] if name in raw}
         resolved = self.kubespray.resolve(ref, list(entries), {**run_vars, **out, **entries})
@@ -125,20 +128,25 @@ class KubesprayInstaller:
             if not isinstance(entry, dict):
                 raise InstallerError(f"Kubespray {ref}: cannot template its download entry {name!r}: {entry}")
             narrowed[name] = entry
-        if "kubeadm" in raw:
+        real_kubeadm = "kubeadm" in narrowed  # a Kubernetes on the lab: the repo's kubeadm at its kube_version
+        if "kubeadm" in raw and not real_kubeadm:
             kubeadm = resolved["harness_download_kubeadm"]
             base = kubeadm if isinstance(kubeadm, dict) else {"file": True, "groups": ["kube_control_plane"]}
             narrowed["kubeadm"] = {**base, "enabled": False, "dest": KUBEADM_STAND_IN}
         out["downloads"] = narrowed
         dropped = sorted(set(raw) - set(narrowed))
         kept = ", ".join(keep)
-        notes = (
+        notes = [
             (f"lab: Kubespray's downloads narrowed to what the lab's files repo holds ({kept});"
             f" {plural(len(dropped), 'other entry', 'other entries')} dropped ({', '.join(dropped)})"),
-            (f"lab: kubeadm is not downloaded; Kubespray's unconditional 'Copy kubeadm binary' copies"
-            f" {KUBEADM_STAND_IN} (no Kubernetes binary exists here; skip_kubeadm_images, download_container set)"),
-        )
-        return out, notes
+        ]
+        if real_kubeadm:
+            notes.append(f"lab: kubeadm {kube} comes from the files repo (a Kubernetes build); no image is pulled"
+                         " (skip_kubeadm_images, download_container set)")
+        else:
+            notes.append(f"lab: kubeadm is not downloaded; Kubespray's unconditional 'Copy kubeadm binary' copies"
+                         f" {KUBEADM_STAND_IN} (no Kubernetes in this run; skip_kubeadm_images, download_container set)")
+        return out, tuple(notes)
 
     def listed_tasks(self, stage: Stage) -> list[ListedTask]:
         if stage.runner != "kubespray" or stage.ref is None:

@@ -54,8 +54,8 @@ def parse_kubelet_version(text: str) -> str | None:
 
 
 def parse_kubeadm_version(text: str) -> str | None:
-    """`kubeadm version -o short`: `v1.31.4`."""
-    return _first(rf"^({_SEMVER})\s*$", text)
+    """`kubeadm version -o short`: `v1.31.4` (a build's metadata, `v1.32.0+lab.cd13ec4a`, is no part of it)."""
+    return _first(rf"^({_SEMVER})(?:\+[0-9A-Za-z.-]+)?\s*$", text)
 
 
 def parse_kubectl_version(text: str) -> str | None:

@@ -47,12 +47,17 @@ def unmet_requirement(
     req = scenario.requirements()
     if "kubespray" in req and kubespray is None:
         return f"{scenario.id} needs a Kubespray checkout: pass --kubespray PATH"
-    if "kubernetes" in req and provider == "lab" and scenario.installer == "lab" and lab_backend != "lxc":
+    # Kubespray over a Kubernetes the lab installer deployed (its kubelets from the files repo): the lab
+    # hosts that cluster as it hosts its own.
+    on_lab_kubernetes = scenario.installer == "lab" or (
+        scenario.baseline_installer == "lab" and "kube_version" in scenario.baseline.versions
+    )
+    if "kubernetes" in req and provider == "lab" and on_lab_kubernetes and lab_backend != "lxc":
         return (
             f"{scenario.id} runs Kubernetes, which the lab's QEMU nodes are too slow to host under software"
             " emulation: run it on the container backend (--lab-backend lxc)"
         )
-    if "kubernetes" in req and provider == "lab" and scenario.installer != "lab":
+    if "kubernetes" in req and provider == "lab" and not on_lab_kubernetes:
         return (
             f"{scenario.id} needs Kubespray to install Kubernetes, which the lab cannot give it (its network"
             " plugin, CoreDNS and other images are on no reachable registry): pass --provider vagrant, or"
