@@ -4,6 +4,8 @@ v1.31.9 set to the v1.32.0 set through the three paths: full (`cluster.yml` agai
 3.5.30), graceful (`upgrade-cluster.yml`: cordon, drain, upgrade, uncordon, one node at a time) and
 tagged (`cluster.yml --tags=control-plane`: the kubelets stay), every Kubernetes check judged on live
 objects through the API (reached through a forward into the lab's namespace, never at a lab address).
+Beside them, Kubespray v2.31.0's own node role over the same baseline (`ks-lab-kube-node`:
+`cluster.yml --tags=download,node`, the kubelets from the files repo; the control plane stays).
 
 The two sets are the same code labelled apart (../shared/kubernetes/README.md): binaries, static pods,
 kubelets and kube-proxy's pods are replaced and restarted in order for real, versions reported by the
@@ -34,8 +36,12 @@ if os.geteuid() != 0:
 REPO = Path(__file__).resolve().parents[2]
 WORKER = "kube"
 LAB = f"pytest-{WORKER}"
-# In the catalogue's order: lab-kube-sa-key runs last, and the lab is kept where it left it.
-SCENARIOS = ("lab-kube-full", "lab-kube-graceful", "lab-kube-control-plane", "lab-kube-sa-key")
+# In the catalogue's order (scenarios/kubespray-lab.yaml is read before scenarios/lab.yaml): lab-kube-sa-key
+# runs last, and the lab is kept where it left it. ks-lab-kube-node restores the same baseline snapshot:
+# it adds a plant and a ~75 s Kubespray run (docs/kubespray-on-the-lab.md), no deploy.
+SCENARIOS = ("ks-lab-kube-node", "lab-kube-full", "lab-kube-graceful", "lab-kube-control-plane", "lab-kube-sa-key")
+# The runs that leave the control plane at 1.31.9: Kubespray's node role moves only the kubelets.
+KUBELETS_ONLY = ("ks-lab-kube-node",)
 
 
 def _junit(path: Path) -> dict[str, str]:
@@ -80,7 +86,8 @@ def test_every_kubernetes_check_passes_on_live_objects(kube_run) -> None:
             "test_version_skew", "test_apiserver_versions", "test_all_ready", "test_agent_versions",
             "test_static_pods", "test_proxy_daemonset", "test_pods_healthy", "test_canaries_kept",
             "test_service_account_tokens")}
-        # lab-kube-full's skew and lab-kube-sa-key's tokens fail as their scenarios document: passed.
+        # lab-kube-full's and ks-lab-kube-node's skew and lab-kube-sa-key's tokens fail as their
+        # scenarios document: passed.
         assert len(api) == 9 and set(api.values()) == {"passed"}, (sc, api)
         # No cluster DNS is deployed (no CoreDNS build offline: dns_mode none), so that check is n/a.
         assert mine[next(k for k in mine if k.startswith("test_resolver_service["))] == "skipped"
@@ -99,7 +106,26 @@ def test_versions_moved_node_by_node_as_the_api_reports_them(kube_run) -> None:
         assert all(v.startswith(want) for v in kubelets.values()), (sc, kubelets)
         assert all(n["ready"] and not n.get("unschedulable") for n in kube["nodes"]), kube["nodes"]
         apis = kube["apiserver_versions"]
-        assert apis and all(str(v).startswith("v1.32.0") for v in apis.values()), apis
+        cp = "v1.31.9" if sc in KUBELETS_ONLY else "v1.32.0"
+        assert apis and all(str(v).startswith(cp) for v in apis.values()), (sc, apis)
+
+
+def test_kubesprays_node_role_moves_every_kubelet_and_kubeadm_and_leaves_the_control_plane(kube_run) -> None:
+    """ks-lab-kube-node: Kubespray v2.31.0's `--tags=download,node` ran to the end (rc 0) with the lab's
+    files repo, restarted every kubelet at 1.32.0 and copied kubeadm 1.32.0 onto every node (the download
+    role on the control-plane node, the node role on the workers); the apiserver stayed at 1.31.9, so
+    the skew check found every kubelet ahead of it, as the scenario documents."""
+    _proc, items, artifacts, _before, _tmp = kube_run
+    sc = "ks-lab-kube-node"
+    assert items[next(k for k in items if k.startswith(f"test_playbook_run[{sc}:"))] == "passed"
+    run = json.loads((artifacts / sc / "run.json").read_text())
+    assert any("kubeadm 1.32.0 comes from the files repo" in n for n in run["notes"]), run["notes"]
+    samples = json.loads((artifacts / sc / "facts.json").read_text())["samples"]
+    last = {(x["node"], x["component"]): x["version"] for x in samples}
+    for node in ("node1", "node2", "node3"):
+        assert str(last[(node, "kubelet")]).startswith("v1.32.0"), last
+        assert str(last[(node, "kubeadm")]).startswith("v1.32.0"), last
+    assert str(last[("node1", "kube-apiserver")]).startswith("v1.31.9"), last
 
 
 def test_graceful_cordons_one_node_at_a_time_control_plane_first_as_the_api_saw_it(kube_run) -> None:
