@@ -76,6 +76,17 @@ def test_documented_etcd_tag_installs_before_anything_downloads_it(real_kubespra
     assert first_download < with_download.index("etcd : Install etcd")
 
 
+def test_documented_node_tag_copies_a_kubelet_nothing_downloads(real_kubespray: Kubespray) -> None:
+    """The upgrade doc's `--tags=node`, like its `--tags=etcd`: the node role copies kubeadm and the kubelet
+    from the download dir, and no download task runs, so ks-lab-kube-node runs `--tags=download,node`."""
+    names = [t.name for t in real_kubespray.list_tasks("v2.31.0", "cluster.yml", ["node"])]
+    assert "kubernetes/node : Install | Copy kubelet binary from download dir" in names
+    assert not any(n.startswith("download :") for n in names)
+    with_download = [t.name for t in real_kubespray.list_tasks("v2.31.0", "cluster.yml", ["download", "node"])]
+    first_download = next(i for i, n in enumerate(with_download) if n.startswith("download :"))
+    assert first_download < with_download.index("kubernetes/node : Install | Copy kubelet binary from download dir")
+
+
 def test_lab_narrows_kubesprays_downloads_to_the_files_repo(real_kubespray: Kubespray, tmp_path) -> None:
     """On the lab, Kubespray's own `downloads` (templated by its Ansible) is cut to what the files repo
     holds; kubeadm is kept but disabled, copied from a file every node has; the notes say so."""
