@@ -77,8 +77,9 @@ def test_lab_default_skips_kubespray_scenarios_saying_what_to_pass(project):
     r.assert_outcomes(skipped=2)  # ks-etcd, ks-etcd-documented
     r.stdout.fnmatch_lines(["*needs a Kubespray checkout: pass --kubespray PATH*"])
     r = project.runpytest("-rs", "-k", "ks-lab and test_versions", "--scenarios", "catalogue")
-    r.assert_outcomes(skipped=3)  # Kubespray on the lab still needs Kubespray (etcd x2, container-engine)
+    r.assert_outcomes(skipped=4)  # Kubespray on the lab still needs Kubespray (etcd x2, container-engine, kube-node)
     r.stdout.fnmatch_lines(["*ks-lab-etcd needs a Kubespray checkout: pass --kubespray PATH*"])
+    r.stdout.fnmatch_lines(["*ks-lab-kube-node needs a Kubespray checkout: pass --kubespray PATH*"])
 
 
 def test_kubespray_from_the_environment_runs_its_lab_scenarios(project, tmp_path, monkeypatch):
