@@ -685,9 +685,9 @@ def _probe_config(run: ScenarioRun, interval: float) -> tuple[Any, dict[str, str
     all endpoints together. The runtime socket of each Kubernetes node. With Kubernetes, /readyz of
     each control-plane node and of the kubeconfig's server, verified with the kubeconfig's CA, and the
     canary Service and the cluster DNS through the NodePorts the plant stage recorded."""
-    from harness.checks.disruption import REUSED
     from harness.probes import disruption as dp
     from harness.probes.hosts import EtcdTLS
+    from harness.scenario.budgets import REUSED
 
     assert run.cluster is not None
     cluster = run.cluster
@@ -841,9 +841,9 @@ def _kube_probe_backends(run: ScenarioRun) -> tuple[list[Any], list[Any], dict[s
     agnhost's netexec) and the cluster DNS through the `harness-dns` NodePort on the first Kubernetes
     node, each new and reused, from the nodePorts the plant stage recorded; what cannot be probed,
     with why (backend -> reason)."""
-    from harness.checks.disruption import REUSED
     from harness.probes.disruption import DnsBackend, HttpBackend
     from harness.probes.kube import url_host
+    from harness.scenario.budgets import REUSED
 
     assert run.cluster is not None
     nodes = [n for n in run.cluster.nodes if {"worker", "control-plane"} & set(n.roles)]

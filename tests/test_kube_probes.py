@@ -21,6 +21,7 @@ import yaml
 
 from harness.checks import disruption as checks
 from harness.probes import disruption as probes
+from harness.scenario import budgets
 from harness.upgrade.paths import PLAYBOOKS_DIR
 
 INTERVAL = 0.25
@@ -466,10 +467,10 @@ def test_a_bad_record_names_the_file_and_field(tmp_path: Path, monkeypatch: pyte
 def test_budget_keys_for_the_new_backends() -> None:
     nodes = {"node1": ("control-plane", "etcd"), "node2": ("worker",)}
     for key in ("dns", "dns:reused", "canary", "canary:node2", "canary:node2:reused"):
-        assert checks.budget_key_problem(key, nodes) is None, key
-    assert "no node 'node9'" in (checks.budget_key_problem("canary:node9", nodes) or "")
+        assert budgets.budget_key_problem(key, nodes) is None, key
+    assert "no node 'node9'" in (budgets.budget_key_problem("canary:node9", nodes) or "")
     assert checks.budget_for("dns:reused", {"dns": 10}) == ("dns", 10.0)
-    assert checks.kind_of("dns:reused") == "dns" and checks.kind_of("canary:node2:reused") == "canary"
+    assert budgets.kind_of("dns:reused") == "dns" and budgets.kind_of("canary:node2:reused") == "canary"
     assert not checks.UNMEASURED
 
 

@@ -24,8 +24,8 @@ import vagrant
 
 from harness import proc, progress
 from harness.cluster.base import Cluster, ClusterSpec, Node, Provider, control_dir_for
+from harness.cluster.providers import VAGRANT_PROVIDER_NAME
 from harness.errors import ClusterError, HarnessError, PrerequisiteError
-from harness.options import VAGRANT_PROVIDER_NAME
 from harness.settings import state_dir
 
 SPEC_ENV = "HARNESS_CLUSTER_SPEC"

@@ -53,54 +53,6 @@ class RunResult:
         return first_failures(self.records)
 
 
-# Every process of a playbook run also carries who started it (pid and start time, which together
-# survive pid reuse): a run whose harness process was killed (kill -9, a CI timeout) goes on as
-# orphans in the root namespace, and only this says they are a dead run's.
-RUN_OWNER = "HARNESS_RUN_OWNER"
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def run_owner(pid: int | None = None) -> str:
-    pid = os.getpid() if pid is None else pid
-    return f"{pid}:{_start_time(pid)}"
-
-
-def orphaned_runs() -> dict[str, set[int]]:
-    """Run mark -> live processes of playbook runs whose harness process is gone."""
-    out: dict[str, set[int]] = {}
-    alive: dict[str, bool] = {}
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            env = dict(v.split(b"=", 1) for v in environ.read_bytes().split(b"\0") if b"=" in v)
-        except OSError:  # gone meanwhile
-            continue
-        owner, mark = env.get(RUN_OWNER.encode()), env.get(interrupt.RUN_MARK.encode())
-        if owner is None or mark is None:
-            continue
-        key = owner.decode(errors="replace")
-        if key not in alive:
-            pid, _, start = key.partition(":")
-            alive[key] = pid.isdigit() and _start_time(int(pid)) == start
-        if not alive[key]:
-            out.setdefault(mark.decode(errors="replace"), set()).add(int(environ.parent.name))
-    return out
-
-
-def kill_orphaned_runs() -> dict[str, set[int]]:
-    """Stop every playbook run whose harness process died (with the process groups of its tasks).
-    Returns what was found, mark -> pids, for the caller to report."""
-    found = orphaned_runs()
-    for mark in found:
-        interrupt.kill_run(mark)
-    return found
-
-
 def recap_changed(result: RunResult) -> dict[str, int]:
     """`changed=` per host from the recap: an idempotent second run shows 0 everywhere."""
     return {host: counts.get("changed", 0) for host, counts in result.recap.items()}
@@ -185,7 +137,7 @@ def run_playbook(
     env.update(envvars or {})
     mark = interrupt.new_run_mark()
     env[interrupt.RUN_MARK] = mark  # finds the run's processes after a timeout (harness.interrupt.kill_run)
-    env[RUN_OWNER] = run_owner()  # ... and after this process was killed (kill_orphaned_runs)
+    env[interrupt.RUN_OWNER] = interrupt.run_owner()  # ... and after this process was killed (kill_orphaned_runs)
 
     artifacts = private_data_dir / "artifacts" / ident
     artifacts.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from harness.probes import versions as pv
+from harness.components import parsers as pv
 
 EVERY_NODE = "*"  # in `Component.roles`: every node, whatever its roles
 
