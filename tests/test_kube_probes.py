@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from harness.checks import disruption as checks
+from harness.installer.base import PLAYBOOKS_DIR
 from harness.probes import disruption as probes
 from harness.scenario import budgets
-from harness.upgrade.paths import PLAYBOOKS_DIR
 
 INTERVAL = 0.25
 TIMEOUT = 1.0  # a stopped local server refuses at once; a hung one is cut here
@@ -385,7 +385,7 @@ class FixtureCluster:
 def _run_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube_probes: str | None) -> Any:
     from harness.pipeline import ScenarioRun
     from harness.scenario import load_catalogue
-    from harness.upgrade.paths import Stage
+    from harness.installer.base import Stage
     from tests.conftest import REPO
 
     monkeypatch.setenv("HARNESS_STATE", str(tmp_path / "state"))

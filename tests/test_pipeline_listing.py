@@ -10,11 +10,11 @@ import pytest
 from rich.console import Console
 
 from harness.errors import InstallerError
+from harness.installer.base import PLAYBOOKS_DIR
 from harness.installer.kubespray import list_playbook_tasks
 from harness.options import Options
 from harness.pipeline import LISTED, ScenarioRun, Session
 from harness.scenario import load_catalogue
-from harness.upgrade.paths import PLAYBOOKS_DIR
 
 
 def _lab_scenario(name: str = "lab-etcd"):  # type: ignore[no-untyped-def]

@@ -10,13 +10,45 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from harness.cluster.base import Cluster
     from harness.installer.kubespray import ListedTask
     from harness.scenario.model import Scenario
-    from harness.upgrade.paths import Stage
+
+
+# The repository's playbooks/ folder: the harness's own playbooks and the lab installer.
+PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
+
+StageRunner = Literal["kubespray", "harness"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One playbook run: its ident names the artifacts folder, its runner says which Ansible runs it."""
+
+    ident: str
+    purpose: str  # plant | upgrade | idempotence | collect
+    playbook: str  # relative to the project dir (a Kubespray worktree, or PLAYBOOKS_DIR)
+    runner: StageRunner
+    ref: str | None = None  # the Kubespray ref whose worktree and venv run it (runner == "kubespray")
+    tags: tuple[str, ...] = ()
+    limit: str | None = None
+    extravars: Mapping[str, Any] = field(default_factory=dict)
+    may_fail: bool = False  # evidence collection must not hide the upgrade's own result
+
+    def argv(self) -> list[str]:
+        """The equivalent command line, for reports and for a person to rerun by hand."""
+        out = ["ansible-playbook", self.playbook]
+        if self.tags:
+            out += ["--tags", ",".join(self.tags)]
+        if self.limit:
+            out += ["--limit", self.limit]
+        for k, v in self.extravars.items():
+            out += ["-e", f"{k}={v}"]
+        return out
 
 
 @dataclass(frozen=True)

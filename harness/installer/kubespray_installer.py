@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import InstallerError
-from harness.installer.base import Prepared, StageInputs
+from harness.installer.base import PLAYBOOKS_DIR, Prepared, Stage, StageInputs
 from harness.installer.inventory import harness_vars, mirror_host_vars
 from harness.plan.rules import check_minor_skip
 from harness.plan.versions import Ref
@@ -24,11 +24,12 @@ if TYPE_CHECKING:
     from harness.installer.files_repo import FilesRepo
     from harness.installer.kubespray import Kubespray, ListedTask
     from harness.scenario.model import Scenario
-    from harness.upgrade.paths import Stage
 
 # Where Kubespray's unconditional `Prep_kubeadm_images | Copy kubeadm binary from download dir` copies
 # from when kubeadm is not downloaded: a file every node has. kubeadm never runs on the lab
 # (`skip_kubeadm_images`); the copy only has to succeed.
+# The playbook each upgrade path runs (harness.upgrade.paths).
+PATH_PLAYBOOKS: dict[str, str] = {"full": "cluster.yml", "graceful": "upgrade-cluster.yml", "component": "cluster.yml"}
 KUBEADM_STAND_IN = "/bin/false"
 
 
@@ -79,10 +80,8 @@ class KubesprayInstaller:
         return Prepared(tags=tags, defaults=ks.default_versions(ref))
 
     def baseline_stage(self, scenario: Scenario) -> Stage:
-        from harness.upgrade.paths import KUBESPRAY_PLAYBOOKS, Stage
-
         return Stage(
-            "00-baseline", "baseline", KUBESPRAY_PLAYBOOKS["full"], "kubespray", ref=scenario.baseline.ref,
+            "00-baseline", "baseline", PATH_PLAYBOOKS["full"], "kubespray", ref=scenario.baseline.ref,
             extravars=dict(scenario.baseline.versions),
         )
 
@@ -143,7 +142,5 @@ class KubesprayInstaller:
     def listed_tasks(self, stage: Stage) -> list[ListedTask]:
         if stage.runner != "kubespray" or stage.ref is None:
             from harness.installer.kubespray import list_playbook_tasks
-            from harness.upgrade.paths import PLAYBOOKS_DIR
-
             return list_playbook_tasks(PLAYBOOKS_DIR, stage.playbook, stage.tags)
         return self.kubespray.list_tasks(stage.ref, stage.playbook, stage.tags)

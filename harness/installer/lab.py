@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from harness import components, proc
 from harness.errors import InstallerError
-from harness.installer.base import Prepared, StageInputs
+from harness.installer.base import PLAYBOOKS_DIR, Prepared, Stage, StageInputs
 from harness.installer.files_repo import FilesRepo
 
 if TYPE_CHECKING:
     from harness.cluster.base import Cluster
     from harness.installer.kubespray import ListedTask
     from harness.scenario.model import Scenario
-    from harness.upgrade.paths import Stage
 
 LAB_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "lab"
 ANSIBLE_CFG = LAB_DIR / "ansible.cfg"
@@ -33,6 +32,12 @@ PLAYBOOKS: dict[str, Path] = {
 }
 
 # The guests' own Debian suite: its builds are what a lab cluster starts from unless a scenario says otherwise.
+# The playbook each upgrade path runs (harness.upgrade.paths), relative to PLAYBOOKS_DIR.
+PATH_PLAYBOOKS: dict[str, str] = {
+    "full": "lab/cluster.yml",
+    "graceful": "lab/upgrade-cluster.yml",
+    "component": "lab/cluster.yml",
+}
 BASELINE_SUITE = "bookworm"
 
 
@@ -160,8 +165,7 @@ class LabInstaller:
         return Prepared(tags=None, defaults=baseline_versions())
 
     def baseline_stage(self, scenario: Scenario) -> Stage:
-        from harness.upgrade.paths import Stage
-
+    
         return Stage("00-baseline", "baseline", "lab/cluster.yml", "harness", extravars=dict(scenario.baseline.versions))
 
     def inputs(self, scenario: Scenario, stage: Stage, cluster: Cluster) -> StageInputs:
@@ -178,6 +182,4 @@ class LabInstaller:
 
     def listed_tasks(self, stage: Stage) -> list[ListedTask]:
         from harness.installer.kubespray import list_playbook_tasks
-        from harness.upgrade.paths import PLAYBOOKS_DIR
-
         return list_playbook_tasks(PLAYBOOKS_DIR, stage.playbook, stage.tags)

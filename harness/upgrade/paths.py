@@ -13,55 +13,19 @@ Around the upgrade, the harness's own playbooks record versions, plant state and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from harness.errors import PlanError
+from harness.installer.base import Stage, StageRunner
 from harness.installer.inventory import render_versions
+from harness.installer.kubespray_installer import PATH_PLAYBOOKS as KUBESPRAY_PLAYBOOKS
+from harness.installer.lab import PATH_PLAYBOOKS as LAB_PLAYBOOKS
 from harness.installer.lab import TAGS as LAB_TAGS
 from harness.plan.tags import check_tags_exist, normalise_tags
 from harness.plan.versions import Ref
 from harness.scenario.model import Scenario
-
-# The repository's playbooks/ folder: the harness's own playbooks and the lab installer.
-PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
-
-StageRunner = Literal["kubespray", "harness"]
-
-KUBESPRAY_PLAYBOOKS: dict[str, str] = {"full": "cluster.yml", "graceful": "upgrade-cluster.yml", "component": "cluster.yml"}
-LAB_PLAYBOOKS: dict[str, str] = {
-    "full": "lab/cluster.yml",
-    "graceful": "lab/upgrade-cluster.yml",
-    "component": "lab/cluster.yml",
-}
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One playbook run: its ident names the artifacts folder, its runner says which Ansible runs it."""
-
-    ident: str
-    purpose: str  # plant | upgrade | idempotence | collect
-    playbook: str  # relative to the project dir (a Kubespray worktree, or PLAYBOOKS_DIR)
-    runner: StageRunner
-    ref: str | None = None  # the Kubespray ref whose worktree and venv run it (runner == "kubespray")
-    tags: tuple[str, ...] = ()
-    limit: str | None = None
-    extravars: Mapping[str, Any] = field(default_factory=dict)
-    may_fail: bool = False  # evidence collection must not hide the upgrade's own result
-
-    def argv(self) -> list[str]:
-        """The equivalent command line, for reports and for a person to rerun by hand."""
-        out = ["ansible-playbook", self.playbook]
-        if self.tags:
-            out += ["--tags", ",".join(self.tags)]
-        if self.limit:
-            out += ["--limit", self.limit]
-        for k, v in self.extravars.items():
-            out += ["-e", f"{k}={v}"]
-        return out
 
 
 def _target_ref(scenario: Scenario) -> str | None:

@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from harness import interrupt, progress
 from harness.errors import InstallerError
+from harness.installer.base import PLAYBOOKS_DIR
 from harness.upgrade.masking import mask_artifacts, mask_text
 from harness.upgrade.timeline import TaskRecord, TimelineBuilder, first_failures, summarize
 
@@ -248,12 +249,10 @@ def run_stage(
     task_tags: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
     envvars: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Run a `paths.Stage`: Kubespray stages in the ref's worktree with the ref's venv, the rest with ours.
+    """Run a `Stage`: Kubespray stages in the ref's worktree with the ref's venv, the rest with ours.
 
     What the harness playbooks fetch (`harness_out`) is masked like ansible-runner's artifacts.
     """
-    from harness.upgrade.paths import PLAYBOOKS_DIR
-
     if stage.runner == "kubespray":
         if kubespray is None or stage.ref is None:
             raise InstallerError(f"stage {stage.ident} runs Kubespray {stage.ref} but no Kubespray checkout was given")
