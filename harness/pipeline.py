@@ -38,7 +38,7 @@ from harness.scenario.model import NodeSpec, Scenario
 from harness.text import plural
 
 if TYPE_CHECKING:
-    from harness.checks.suite import Facts
+    from harness.probes.collected import Facts
     from harness.probes.hosts import SampleSource
 
 # Stages whose tasks are listed (`--list-tasks`): ansible-runner's events carry no tags, and the order

@@ -30,6 +30,7 @@ from harness.checks.canary import check_container_canary
 from harness.checks.result import CheckResult
 from harness.cluster.base import Cluster, Node
 from harness.cluster.static import StaticProvider
+from harness.probes import collected
 from harness.probes.facts import CanaryFacts, HostFacts, from_json, to_json
 from harness.probes.hosts import CANARY_ID, CANARY_NAMESPACE, HostProbe, canary_script, parse_canary
 from harness.probes.plant import Plant
@@ -163,11 +164,11 @@ def test_registered_in_the_suite_for_items_and_verify() -> None:
     assert check.item == "test_container_canary_kept"
     assert not check.upgrade_only  # part of `harness verify` too
     assert check.requires == ("before", "after")  # the before step plants it
-    facts = suite.Facts(nodes={"node1": ("worker",)}, hosts=(_host("node1", RUNNING),))
+    facts = collected.Facts(nodes={"node1": ("worker",)}, hosts=(_host("node1", RUNNING),))
     (result,) = suite.judge(facts, suite.Expectation(), ["container canary"])
     assert result.passed
     stopped = _host("node1", CanaryFacts(ctr=True, planted="running", planted_pid=100, status="STOPPED", pid=100))
-    (result,) = suite.judge(suite.Facts(nodes={"node1": ("worker",)}, hosts=(stopped,)), suite.Expectation(),
+    (result,) = suite.judge(collected.Facts(nodes={"node1": ("worker",)}, hosts=(stopped,)), suite.Expectation(),
                             ["container canary"])
     assert not result.passed and "node1: the canary is STOPPED" in result.summary
 

@@ -383,9 +383,9 @@ class FixtureCluster:
 
 
 def _run_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube_probes: str | None) -> Any:
+    from harness.installer.base import Stage
     from harness.pipeline import ScenarioRun
     from harness.scenario import load_catalogue
-    from harness.installer.base import Stage
     from tests.conftest import REPO
 
     monkeypatch.setenv("HARNESS_STATE", str(tmp_path / "state"))

@@ -28,8 +28,8 @@ from harness import components
 from harness.checks import kube as checks
 from harness.checks import suite, verify
 from harness.checks import tokens as token_checks
-from harness.checks.versions import observed_from_kube
 from harness.cluster.base import Node
+from harness.probes import collected
 from harness.probes import kube as probe
 from harness.probes import tokens as token_probe
 from harness.probes.facts import (
@@ -41,6 +41,7 @@ from harness.probes.facts import (
     from_json,
     to_json,
 )
+from harness.probes.kube import observed_from_kube
 
 CP = [Node("node1", ("control-plane", "etcd", "worker"), "192.0.2.2")]
 GIT_VERSION = "v1.32.0-beta.0+cd13ec4a"  # what the recorded /version says
@@ -406,7 +407,7 @@ def test_each_static_pod_is_judged_at_its_own_pin_in_the_table_and_the_check_ali
 
     def judged(body: dict[str, Any]) -> tuple[dict[str, tuple[str, str, str]], Any]:
         kube = KubeFacts(pods=pods_of(body), apiserver_versions={"node1": "v1.32.0"})
-        facts = suite.Facts(nodes={"node1": ("control-plane",)}, kube=kube)
+        facts = collected.Facts(nodes={"node1": ("control-plane",)}, kube=kube)
         report = verify.report(facts, expect)
         rows = {comp: (want, got, status) for node, comp, want, got, status in report.rows if comp in components.static_pods()}
         return rows, next(r for r in report.results if r.name == "static pods")
@@ -432,7 +433,7 @@ def test_an_untouched_static_pod_is_held_to_the_same_version_by_the_table_and_th
     before = PreUpgradeRecord(datetime(2026, 11, 28, tzinfo=UTC), versions={"node1": {"kubelet": IMAGE_TAG}})
     expect = suite.Expectation(versions={"etcd": "3.5.16"}, upgrade=suite.UpgradeExpectation(
         path="component", upgraded=frozenset({"etcd"}), before=before))
-    facts = suite.Facts(nodes={"node1": ("control-plane",)}, kube=KubeFacts(pods=pods_of(pods)))
+    facts = collected.Facts(nodes={"node1": ("control-plane",)}, kube=KubeFacts(pods=pods_of(pods)))
     assert suite.expected_per_node(facts, expect)["node1"]["kube-controller-manager"] == IMAGE_TAG
     results = {r.name: r for r in suite.judge(facts, expect, ["static pods", "untouched components"])}
     want = ("node1", "kube-controller-manager", IMAGE_TAG)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -448,3 +448,21 @@ def pre_upgrade_snapshot(facts: KubeFacts) -> tuple[dict[str, int], dict[str, st
         {p.uid: p.key for p in facts.pods},
         {d.key: d.uid for d in facts.canaries},
     )
+
+
+def observed_from_kube(facts: KubeFacts, static_pod_tags: Mapping[str, Mapping[str, str | None]] | None = None,
+                       ) -> dict[str, dict[str, str | None]]:
+    """What the API says per node: kube-apiserver from its own apiserver's /version only (never its
+    static pod's image tag), kubelet from nodeInfo, kube-proxy from the image of its DaemonSet's pod on
+    the node (never nodeInfo.kubeProxyVersion: the kubelet fills it with its own version, deprecated,
+    even where no kube-proxy runs)."""
+    out: dict[str, dict[str, str | None]] = {}
+    for node, v in facts.apiserver_versions.items():
+        out.setdefault(node, {})["kube-apiserver"] = v
+    for n in facts.nodes:
+        out.setdefault(n.name, {})["kubelet"] = n.kubelet_version
+    for node, tag in kube_proxy_tags(facts.pods).items():
+        out.setdefault(node, {})["kube-proxy"] = tag
+    for node, tags in (static_pod_tags or {}).items():
+        out.setdefault(node, {}).update({k: v for k, v in tags.items() if k != "kube-apiserver"})
+    return out

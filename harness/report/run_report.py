@@ -349,7 +349,7 @@ def _versions(facts_doc: Mapping[str, Any] | None, plan: Mapping[str, Any],
         samples = [VersionSample(datetime.fromisoformat(s["at"]), str(s["node"]), str(s["component"]), s.get("version"))
                    for s in facts_doc.get("samples") or []]
         if facts_doc.get("facts"):
-            from harness.checks.suite import Facts
+            from harness.probes.collected import Facts
 
             after = from_jsonable(Facts, facts_doc["facts"]).observed  # host probes and the API merged, as the checks see it
     except (KeyError, TypeError, ValueError) as e:
