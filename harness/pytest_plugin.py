@@ -12,7 +12,8 @@ import pytest
 
 if TYPE_CHECKING:
     from harness.options import Options
-    from harness.pipeline import ScenarioRun, Session
+    from harness.pipeline import Session
+    from harness.record import ScenarioRun
     from harness.scenario.model import Scenario
 
 OPTIONS_KEY = pytest.StashKey["Options"]()

@@ -31,10 +31,10 @@ from harness.checks.result import CheckResult
 from harness.checks.suite import ApiAccess, Expectation, Facts, RunRecord
 from harness.checks.verify import load_expectation, run_verify
 from harness.cluster.base import Cluster, Node
-from harness.pipeline import ScenarioRun, StepOutcome
 from harness.probes.facts import PreUpgradeRecord, VersionSample
 from harness.probes.hosts import HostProbe, kube_samples, sample_sources, take_samples
 from harness.probes.kube import pre_upgrade_snapshot
+from harness.record import ScenarioRun, StepOutcome
 from harness.scenario.model import ExpectedFailure, Scenario
 from harness.upgrade.timeline import TaskRecord
 from tests.conftest import REPO

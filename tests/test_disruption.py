@@ -447,7 +447,8 @@ def test_pipeline_probes_around_a_stage(loopback_etcd: EtcdCluster, tmp_path: Pa
 
     from rich.console import Console
 
-    from harness.pipeline import ScenarioRun, Session
+    from harness.pipeline import Session
+    from harness.record import ScenarioRun
     from harness.scenario import load_catalogue
     from tests.conftest import REPO
 

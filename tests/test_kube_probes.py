@@ -384,7 +384,7 @@ class FixtureCluster:
 
 def _run_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube_probes: str | None) -> Any:
     from harness.installer.base import Stage
-    from harness.pipeline import ScenarioRun
+    from harness.record import ScenarioRun
     from harness.scenario import load_catalogue
     from tests.conftest import REPO
 
@@ -403,11 +403,12 @@ def _run_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube_probes: str 
 
 def test_probe_config_reaches_canary_and_dns_through_the_recorded_nodeports(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.pipeline import _probe_config
+    from harness.pipeline import probe_target
+    from harness.probes.setup import probe_config
 
     run = _run_with(tmp_path, monkeypatch, _kube_probes(
         [("harness-canary-a", 0, "31234", ""), ("harness-canary-b", 0, "31999", "")], (0, "30053\n", "")))
-    config, missing = _probe_config(run, INTERVAL)
+    config, missing = probe_config(probe_target(run), INTERVAL)
     http = {h.backend: h for h in config.http}
     for node, address in (("node1", "10.0.0.11"), ("node2", "10.0.0.12")):
         new, reused = http[f"canary:{node}"], http[f"canary:{node}:reused"]
@@ -428,12 +429,13 @@ def test_probe_config_reaches_canary_and_dns_through_the_recorded_nodeports(
 
 
 def test_unread_nodeports_make_the_items_fail_saying_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.pipeline import _probe_config
+    from harness.pipeline import probe_target
+    from harness.probes.setup import probe_config
 
     notfound = 'Error from server (NotFound): services "harness-dns" not found'
     run = _run_with(tmp_path, monkeypatch, _kube_probes(
         [("harness-canary-a", 0, "", ""), ("harness-canary-b", 1, "", "connection refused")], (1, "", notfound)))
-    config, missing = _probe_config(run, INTERVAL)
+    config, missing = probe_config(probe_target(run), INTERVAL)
     assert not [b for b in config.backends if b.startswith(("canary", "dns"))] and not config.dns
     assert "harness-canary-a: rc=0: the Service has no nodePort" in missing["canary:node2:reused"]
     assert "harness-canary-b: rc=1: connection refused" in missing["canary:node1"]
@@ -456,10 +458,11 @@ def test_unread_nodeports_make_the_items_fail_saying_why(tmp_path: Path, monkeyp
 ])
 def test_a_bad_record_names_the_file_and_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                text: str | None, said: str) -> None:
-    from harness.pipeline import _probe_config
+    from harness.pipeline import probe_target
+    from harness.probes.setup import probe_config
 
     run = _run_with(tmp_path, monkeypatch, text)
-    _, missing = _probe_config(run, INTERVAL)
+    _, missing = probe_config(probe_target(run), INTERVAL)
     for backend in ("canary:node1", "canary:node2:reused", "dns", "dns:reused"):
         assert said in missing[backend] and str(run.dir / "01-plant") in missing[backend], missing[backend]
 
@@ -498,7 +501,8 @@ def test_the_kubernetes_play_records_what_the_pipeline_probes(tmp_path: Path, mo
     """plant.yml's Kubernetes play (only it: the others touch etcd and containerd) run by the venv's
     Ansible on localhost: the manifests it applies load through the client's models, and the
     kube-probes.json it writes gives the pipeline its canary and DNS backends."""
-    from harness.pipeline import _probe_config
+    from harness.pipeline import probe_target
+    from harness.probes.setup import probe_config
 
     play = yaml.safe_load((PLAYBOOKS_DIR / "plant.yml").read_text())[0]
     assert play["name"] == "Plant Kubernetes canaries"
@@ -529,7 +533,7 @@ def test_the_kubernetes_play_records_what_the_pipeline_probes(tmp_path: Path, mo
     assert 'services "canary" not found' in doc["canary"][1]["error"] and doc["dns"]["node_port"] == 30053
     # The same file, read by the pipeline: the first canary Service with a nodePort, and the DNS one.
     run = _run_with(tmp_path / "pipeline", monkeypatch, record)
-    config, missing = _probe_config(run, INTERVAL)
+    config, missing = probe_config(probe_target(run), INTERVAL)
     assert {h.url for h in config.http if h.backend.startswith("canary:")} == {
         "http://10.0.0.11:31234/hostname", "http://10.0.0.12:31234/hostname"}
     assert {(d.backend, d.port, d.name) for d in config.dns} == {("dns", 30053, DNS_NAME), ("dns:reused", 30053, DNS_NAME)}

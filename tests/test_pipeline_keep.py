@@ -8,7 +8,8 @@ import pytest
 from rich.console import Console
 
 from harness.options import Options
-from harness.pipeline import ScenarioRun, Session
+from harness.pipeline import Session
+from harness.record import ScenarioRun
 from harness.scenario import load_catalogue
 
 

@@ -13,7 +13,8 @@ from harness.errors import InstallerError
 from harness.installer.base import PLAYBOOKS_DIR
 from harness.installer.kubespray import list_playbook_tasks
 from harness.options import Options
-from harness.pipeline import LISTED, ScenarioRun, Session
+from harness.pipeline import LISTED, Session
+from harness.record import ScenarioRun
 from harness.scenario import load_catalogue
 
 

@@ -56,7 +56,8 @@ def test_restored_kubespray_baseline_keeps_the_deploying_runs_kubeconfig(tmp_pat
     deploying run's admin.conf, kept per snapshot and private to root."""
     from types import SimpleNamespace
 
-    from harness.pipeline import ScenarioRun, _baseline_kubeconfig
+    from harness.pipeline import _baseline_kubeconfig
+    from harness.record import ScenarioRun
 
     monkeypatch.setenv("HARNESS_STATE", str(tmp_path / "state"))
     sc = _by_id()["ks-etcd"]

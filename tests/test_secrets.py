@@ -22,9 +22,9 @@ import pytest
 from harness import proc
 from harness.checks import suite
 from harness.installer.inventory import write_inventory
-from harness.pipeline import ScenarioRun, StepOutcome
 from harness.probes import collected
 from harness.probes.facts import to_jsonable
+from harness.record import ScenarioRun, StepOutcome
 from harness.scenario.loader import load_catalogue
 from harness.upgrade.masking import MASK, find_secrets
 from harness.upgrade.runner import RunResult, run_playbook

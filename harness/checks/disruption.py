@@ -42,8 +42,8 @@ from harness.scenario.budgets import REUSED, kind_of
 from harness.text import plural
 
 if TYPE_CHECKING:
-    from harness.pipeline import ScenarioRun
     from harness.probes.disruption import ProbeRun
+    from harness.record import ScenarioRun
     from harness.scenario.model import Scenario
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from harness.checks.suite import Expectation
 from harness.probes.collected import Facts
 
 if TYPE_CHECKING:
-    from harness.pipeline import ScenarioRun
+    from harness.record import ScenarioRun
 
 
 def facts_of(run: ScenarioRun) -> Facts:

@@ -28,7 +28,7 @@ from harness.upgrade.timeline import TaskRecord, first_failures, read_timeline
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from harness.pipeline import ScenarioRun
+    from harness.record import ScenarioRun
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"  # harness.gate links to <artifacts>/<scenario>/report.html
