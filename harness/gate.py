@@ -122,7 +122,6 @@ def hops(from_ref: str, to_ref: str, kubespray: Path | None) -> list[tuple[Ref, 
     src, dst = Ref.parse(from_ref), Ref.parse(to_ref)
     known = None
     if kubespray is not None:
-        from harness.cli import _placed  # one placing of branches and commits among the releases, shared with `plan`
         from harness.installer.kubespray import Kubespray
 
         ks = Kubespray.open(kubespray)
@@ -130,7 +129,7 @@ def hops(from_ref: str, to_ref: str, kubespray: Path | None) -> list[tuple[Ref, 
         a, b = ks.commit(src.text), ks.commit(dst.text)
         if a == b:
             raise GateError(f"--from {from_ref} --to {to_ref}: both are commit {a[:12]}; nothing to gate")
-        src, dst = _placed(ks, src, a, known), _placed(ks, dst, b, known)
+        src, dst = ks.placed(src, a, known), ks.placed(dst, b, known)
     plan = plan_hops(src, dst, known=known)
     if not plan.steps:
         raise GateError(f"--from {from_ref} --to {to_ref}: the same ref; nothing to gate")

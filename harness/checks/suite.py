@@ -137,7 +137,7 @@ def collect(
         try:
             kube, tokens, review = _collect_api(cluster, api)
         except Exception as e:  # noqa: BLE001  status and reason only: an API error body may echo a token
-            errs["api"] = kube_probe._api_error(e)
+            errs["api"] = kube_probe.api_error(e)
     return Facts(
         nodes={n.name: tuple(n.roles) for n in cluster.nodes},
         addresses={n.name: n.address for n in cluster.nodes},

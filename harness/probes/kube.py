@@ -70,7 +70,7 @@ def node_server(address: str, port: int = APISERVER_PORT) -> str:
     return f"https://{url_host(address)}:{port}"
 
 
-def _api_error(e: Exception) -> str:
+def api_error(e: Exception) -> str:
     """An API error without its body: a TokenReview's body echoes the token it was given."""
     status = getattr(e, "status", None)
     # websocket-client (exec) puts the response headers and body in `reason` after " -+-+- ".
@@ -97,7 +97,7 @@ def apiserver_versions(
             versions[node.name] = info.git_version
         except Exception as e:  # noqa: BLE001  any failure to answer is the fact we record
             versions[node.name] = None
-            errors[f"apiserver {node.name}"] = f"{server}: {_api_error(e)}"
+            errors[f"apiserver {node.name}"] = f"{server}: {api_error(e)}"
     return versions, errors
 
 
