@@ -28,14 +28,14 @@ from rich.console import Console
 from harness import progress
 from harness.cluster.base import Cluster, ClusterSpec, Node, Provider
 from harness.errors import HarnessError
-from harness.installer.base import Installer
+from harness.installer.base import Installer, Stage
 from harness.options import Options
 from harness.probes import setup as probe_setup
 from harness.probes.disruption import ProbeRun
 from harness.probes.facts import PreUpgradeRecord, to_jsonable
 from harness.probes.setup import ProbeTarget
 from harness.record import ScenarioRun, StepOutcome
-from harness.scenario.model import NodeSpec, Scenario
+from harness.scenario.model import Scenario
 from harness.text import plural
 
 if TYPE_CHECKING:
@@ -90,23 +90,17 @@ class Session:
         return self._kubespray
 
     def installer(self, kind: str) -> Installer:
-        """One installer of each kind per session. On the lab both install from its offline files repo."""
+        """One installer of each kind per session (harness.installer.registry)."""
         if kind not in self._installers:
-            if kind == "lab":
-                from harness.installer.lab import LabInstaller
+            from harness.installer.registry import installer_for
 
-                self._installers[kind] = LabInstaller(self.files_url)
-            elif kind == "kubespray":
-                from harness.installer.files_repo import build
-                from harness.installer.kubespray_installer import KubesprayInstaller
-
-                lab = self.options.provider == "lab"
-                self._installers[kind] = KubesprayInstaller(
-                    self.kubespray(), files_url=self.files_url if lab else None, files_repo=build if lab else None
-                )
-            else:
-                raise HarnessError(f"no installer {kind!r}; there are lab and kubespray")
+            self._installers[kind] = installer_for(kind, self)
         return self._installers[kind]
+
+    @property
+    def offline(self) -> bool:
+        """The nodes download from the lab's files repo: the provider hosts one."""
+        return self.provider().serves_files_repo
 
     def cluster_for(self, scenario: Scenario) -> Cluster:
         """One cluster per machine shape (names, cpus, memory) per session; scenarios sharing it restore
@@ -228,17 +222,15 @@ class Session:
         run.cluster = self.cluster_for(run.scenario)
 
     def _baseline(self, run: ScenarioRun) -> None:
-        from harness.cluster.baseline import BaselineKey, ensure_baseline
+        from harness.cluster.baseline import ensure_baseline
+        from harness.installer.registry import baseline_key
 
         sc, cluster = run.scenario, run.cluster
         assert cluster is not None
-        spec_key = ClusterSpec(name=cluster.name, nodes=_deployed_shape(sc))
-        key = BaselineKey.of(
-            self.options.provider, spec_key, sc.baseline_installer, sc.baseline.ref, sc.baseline.versions
-        )
+        key = baseline_key(self.options.provider, sc, cluster.name)
         run.baseline_outcome = ensure_baseline(cluster, key, lambda: self._deploy_baseline(run))
         run.kubeconfig = _baseline_kubeconfig(run, cluster, key.snapshot_name)
-        if self.options.provider == "lab":
+        if self.offline:
             self.files_url(cluster)  # a restored baseline still needs the server for the upgrade
         self.console.print(f"{sc.id}: baseline {run.baseline_outcome} ({key.snapshot_name})", highlight=False)
 
@@ -273,7 +265,7 @@ class Session:
             raise HarnessError(f"could not plant the etcd sentinels on {plant.etcd_node}: {sentinels['error']}")
         run.planted_keys = planting.planted_keys(sentinels)
 
-    def _stage(self, run: ScenarioRun, stage: Any) -> None:
+    def _stage(self, run: ScenarioRun, stage: Stage) -> None:
         """A harness or upgrade stage. The upgrade's own failure is a result (checks measure it);
         it is recorded, and the next stages still run."""
         if stage.purpose == "upgrade":
@@ -290,16 +282,12 @@ class Session:
         if not result.ok and not stage.may_fail and stage.purpose not in ("upgrade", "idempotence"):
             raise HarnessError(f"stage {stage.ident} ({stage.playbook}) failed:\n{result.summary}")
 
-    def _stage_installer(self, run: ScenarioRun, stage: Any) -> Installer:
-        """Kubespray runs Kubespray's playbooks, the lab installer its own; the harness's playbooks
-        (plant, collect) get the scenario's installer's variables."""
-        if stage.runner == "kubespray":
-            return self.installer("kubespray")
-        if stage.playbook.startswith("lab/"):
-            return self.installer("lab")
-        return self.installer(run.scenario.installer)
+    def _stage_installer(self, run: ScenarioRun, stage: Stage) -> Installer:
+        """The installer whose stage it is; the harness's playbooks (plant, collect) get the scenario's
+        installer's variables."""
+        return self.installer(stage.installer or run.scenario.installer)
 
-    def _run_stage(self, run: ScenarioRun, stage: Any) -> Any:
+    def _run_stage(self, run: ScenarioRun, stage: Stage) -> Any:
         from harness.installer.inventory import write_inventory
         from harness.upgrade.runner import run_stage
 
@@ -315,14 +303,13 @@ class Session:
         inventory = write_inventory(pdd, run.cluster.inventory(), inputs.group_vars)
         if inputs.extravars:
             stage = dataclasses.replace(stage, extravars={**inputs.extravars, **stage.extravars})
-        ks = self.kubespray() if stage.runner == "kubespray" else None
         task_tags = self._task_tags(run, installer, stage) if stage.purpose in LISTED else None
-        result = run_stage(stage, pdd, inventory, kubespray=ks, show_progress=True, timeout=_timeout(stage),
+        result = run_stage(stage, pdd, inventory, project=installer.project(stage), show_progress=True,
                            envvars=inputs.envvars, task_tags=task_tags)
         run.notes += [n for n in result.notes if n not in run.notes]  # retries and unreachables: said, not hidden
         return result
 
-    def _task_tags(self, run: ScenarioRun, installer: Installer, stage: Any) -> dict[tuple[str, str], tuple[str, ...]]:
+    def _task_tags(self, run: ScenarioRun, installer: Installer, stage: Stage) -> dict[tuple[str, str], tuple[str, ...]]:
         """Each task's tags, from the listing the plan step started (or listed now, without one); a
         listing that failed fails here, in the stage that needs it."""
         started = run.listing.pop(stage.ident, None)
@@ -597,22 +584,6 @@ def _baseline_kubeconfig(run: ScenarioRun, cluster: Cluster, snapshot: str) -> P
     return kept if kept.exists() else None
 
 
-def _deployed_shape(scenario: Scenario) -> tuple[NodeSpec, ...]:
-    """The topology as the baseline's installer sees it. The lab installer puts etcd on etcd nodes and
-    the container engine on every other Kubespray node, whatever their role: a control-plane role
-    (which Kubespray's inventory checks want) does not make another lab baseline."""
-    nodes = scenario.topology.nodes
-    if scenario.baseline_installer != "lab":
-        return nodes
-    out = []
-    for n in nodes:
-        roles = (("etcd",) if "etcd" in n.roles else ()) + (
-            ("worker",) if {"worker", "control-plane"} & set(n.roles) else ()
-        )
-        out.append(n.model_copy(update={"roles": roles}))
-    return tuple(out)
-
-
 def _clear(path: Path) -> None:
     import shutil
 
@@ -623,8 +594,3 @@ def _components_from_vars(defaults: dict[str, str]) -> dict[str, str]:
     from harness.components import COMPONENTS
 
     return {c.name: defaults[c.var] for c in COMPONENTS if c.var in defaults}
-
-
-def _timeout(stage: Any) -> float:
-    # Generous: guests run under software emulation; a hung run still ends.
-    return 3600.0 if stage.runner == "kubespray" else 1800.0

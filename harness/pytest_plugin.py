@@ -248,12 +248,9 @@ def _group(sc: Scenario, provider: str, group_by: str) -> str:
     worker brings a cluster up and deploys a baseline once for every scenario of the group."""
     if group_by == "scenario":
         return sc.id
-    from harness.cluster.base import ClusterSpec
-    from harness.cluster.baseline import BaselineKey
-    from harness.pipeline import _deployed_shape
+    from harness.installer.registry import baseline_key
 
-    spec = ClusterSpec(name="", nodes=_deployed_shape(sc))
-    return BaselineKey.of(provider, spec, sc.baseline_installer, sc.baseline.ref, sc.baseline.versions).snapshot_name
+    return baseline_key(provider, sc).snapshot_name
 
 
 def _applies(sc: Scenario, needs: str) -> bool:

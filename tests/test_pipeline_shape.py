@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster.base import ClusterSpec
-from harness.cluster.baseline import BaselineKey
-from harness.pipeline import _deployed_shape
+from harness.installer.registry import baseline_key
 from harness.scenario import load_catalogue
 from harness.scenario.select import unmet_requirement, with_refs
 
@@ -21,9 +19,7 @@ def test_kubespray_on_the_lab_restores_the_lab_scenarios_baseline() -> None:
     scenarios = _by_id()
 
     def key(sid: str) -> str:
-        sc = scenarios[sid]
-        spec = ClusterSpec(name="", nodes=_deployed_shape(sc))
-        return BaselineKey.of("lab", spec, sc.baseline_installer, sc.baseline.ref, sc.baseline.versions).snapshot_name
+        return baseline_key("lab", scenarios[sid]).snapshot_name
 
     assert key("ks-lab-etcd") == key("ks-lab-etcd-documented") == key("lab-etcd") == key("lab-graceful")
     # A Kubespray-deployed baseline is its own, whatever the roles.

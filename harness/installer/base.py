@@ -38,6 +38,9 @@ class Stage:
     limit: str | None = None
     extravars: Mapping[str, Any] = field(default_factory=dict)
     may_fail: bool = False  # evidence collection must not hide the upgrade's own result
+    # The installer kind whose stage this is (its baseline, its upgrade); None: one of the harness's own
+    # playbooks (plant, collect), run with the scenario's installer's variables.
+    installer: str | None = None
 
     def argv(self) -> list[str]:
         """The equivalent command line, for reports and for a person to rerun by hand."""
@@ -49,6 +52,21 @@ class Stage:
         for k, v in self.extravars.items():
             out += ["-e", f"{k}={v}"]
         return out
+
+
+@dataclass(frozen=True)
+class Project:
+    """Where a stage's playbook runs: the project folder, the virtualenv whose Ansible runs it (None:
+    the harness's own), and how long a run may take before it is stopped."""
+
+    dir: Path
+    venv: Path | None = None
+    timeout: float = 1800.0
+
+
+# The harness's own playbooks and the lab installer's, with the harness's Ansible. Generous: guests may
+# run under software emulation; a hung run still ends.
+HARNESS_PROJECT = Project(PLAYBOOKS_DIR, None, 1800.0)
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,10 @@ class Installer(Protocol):
 
     def inputs(self, scenario: Scenario, stage: Stage, cluster: Cluster) -> StageInputs:
         """Variables and environment for one of this installer's stages on this cluster."""
+        ...
+
+    def project(self, stage: Stage) -> Project:
+        """Where the stage runs, with which Ansible, for how long at most."""
         ...
 
     def listed_tasks(self, stage: Stage) -> list[ListedTask]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import InstallerError
-from harness.installer.base import PLAYBOOKS_DIR, Prepared, Stage, StageInputs
+from harness.installer.base import HARNESS_PROJECT, PLAYBOOKS_DIR, Prepared, Project, Stage, StageInputs
 from harness.installer.inventory import harness_vars, mirror_host_vars
 from harness.plan.rules import check_minor_skip
 from harness.plan.versions import Ref
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 # (`skip_kubeadm_images`); the copy only has to succeed.
 # The playbook each upgrade path runs (harness.upgrade.paths).
 PATH_PLAYBOOKS: dict[str, str] = {"full": "cluster.yml", "graceful": "upgrade-cluster.yml", "component": "cluster.yml"}
+# Kubespray's cluster.yml on emulated guests takes far longer than the lab installer's playbooks.
+KUBESPRAY_TIMEOUT = 3600.0
 KUBEADM_STAND_IN = "/bin/false"
 
 
@@ -82,8 +84,17 @@ class KubesprayInstaller:
     def baseline_stage(self, scenario: Scenario) -> Stage:
         return Stage(
             "00-baseline", "baseline", PATH_PLAYBOOKS["full"], "kubespray", ref=scenario.baseline.ref,
-            extravars=dict(scenario.baseline.versions),
+            extravars=dict(scenario.baseline.versions), installer=self.kind,
         )
+
+    def project(self, stage: Stage) -> Project:
+        """Kubespray's own stages in the ref's worktree with the ref's virtualenv; the harness's
+        playbooks (plant, collect) with the harness's."""
+        if stage.runner != "kubespray":
+            return HARNESS_PROJECT
+        if stage.ref is None:
+            raise InstallerError(f"stage {stage.ident} runs Kubespray's {stage.playbook} but names no ref")
+        return Project(self.kubespray.worktree(stage.ref), self.kubespray.venv(stage.ref), KUBESPRAY_TIMEOUT)
 
     def inputs(self, scenario: Scenario, stage: Stage, cluster: Cluster) -> StageInputs:
         ref = self._ref(scenario, stage)

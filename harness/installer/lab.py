@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from harness import components, proc
 from harness.errors import InstallerError
-from harness.installer.base import PLAYBOOKS_DIR, Prepared, Stage, StageInputs
+from harness.installer.base import HARNESS_PROJECT, PLAYBOOKS_DIR, Prepared, Project, Stage, StageInputs
 from harness.installer.files_repo import FilesRepo
 
 if TYPE_CHECKING:
     from harness.cluster.base import Cluster
     from harness.installer.kubespray import ListedTask
-    from harness.scenario.model import Scenario
+    from harness.scenario.model import NodeSpec, Scenario
 
 LAB_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "lab"
 ANSIBLE_CFG = LAB_DIR / "ansible.cfg"
@@ -145,6 +145,19 @@ def guest_facing_address(netns: str, node_address: str) -> str:
     return m.group(1)
 
 
+def deployed_shape(nodes: tuple[NodeSpec, ...]) -> tuple[NodeSpec, ...]:
+    """The topology as the lab installer deploys it: etcd on etcd nodes and the container engine on
+    every other Kubespray node, whatever their role: a control-plane role (which Kubespray's inventory
+    checks want) does not make another lab baseline."""
+    out = []
+    for n in nodes:
+        roles = (("etcd",) if "etcd" in n.roles else ()) + (
+            ("worker",) if {"worker", "control-plane"} & set(n.roles) else ()
+        )
+        out.append(n.model_copy(update={"roles": roles}))
+    return tuple(out)
+
+
 class LabInstaller:
     """The lab installer behind the pipeline's `Installer` interface (harness.installer.base).
 
@@ -165,8 +178,11 @@ class LabInstaller:
         return Prepared(tags=None, defaults=baseline_versions())
 
     def baseline_stage(self, scenario: Scenario) -> Stage:
-    
-        return Stage("00-baseline", "baseline", "lab/cluster.yml", "harness", extravars=dict(scenario.baseline.versions))
+        return Stage("00-baseline", "baseline", PATH_PLAYBOOKS["full"], "harness",
+                     extravars=dict(scenario.baseline.versions), installer=self.kind)
+
+    def project(self, stage: Stage) -> Project:
+        return HARNESS_PROJECT
 
     def inputs(self, scenario: Scenario, stage: Stage, cluster: Cluster) -> StageInputs:
         from harness.installer import files_repo

@@ -68,7 +68,8 @@ def upgrade_stage(
             available_tags = LAB_TAGS
         where = f"the lab installer's {playbook}" if is_lab else f"Kubespray {ref} {playbook}"
         check_tags_exist(tags, available_tags, where)
-    return Stage(ident=ident, purpose=purpose, playbook=playbook, runner=runner, ref=ref, tags=tags, extravars=extravars)
+    return Stage(ident=ident, purpose=purpose, playbook=playbook, runner=runner, ref=ref, tags=tags, extravars=extravars,
+                 installer=scenario.installer)
 
 
 def pipeline(

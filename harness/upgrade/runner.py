@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from harness import interrupt, progress
 from harness.errors import InstallerError
-from harness.installer.base import PLAYBOOKS_DIR
+from harness.installer.base import HARNESS_PROJECT, Project, Stage
 from harness.upgrade.masking import mask_artifacts, mask_text
 from harness.upgrade.timeline import TaskRecord, TimelineBuilder, first_failures, summarize
 
@@ -239,26 +239,23 @@ def transient_notes(ident: str, builder: TimelineBuilder) -> tuple[str, ...]:
 
 
 def run_stage(
-    stage: Any,
+    stage: Stage,
     private_data_dir: Path,
     inventory: Path,
     *,
-    kubespray: Any | None = None,
+    project: Project = HARNESS_PROJECT,
     timeout: float | None = None,
     show_progress: bool = False,
     task_tags: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
     envvars: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Run a `Stage`: Kubespray stages in the ref's worktree with the ref's venv, the rest with ours.
+    """Run a `Stage` in its installer's project (a Kubespray ref's worktree and venv, or the harness's
+    playbooks with the harness's Ansible), for at most `timeout` (else the project's).
 
     What the harness playbooks fetch (`harness_out`) is masked like ansible-runner's artifacts.
     """
-    if stage.runner == "kubespray":
-        if kubespray is None or stage.ref is None:
-            raise InstallerError(f"stage {stage.ident} runs Kubespray {stage.ref} but no Kubespray checkout was given")
-        project_dir, venv = kubespray.worktree(stage.ref), kubespray.venv(stage.ref)
-    else:
-        project_dir, venv = PLAYBOOKS_DIR, None
+    project_dir, venv = project.dir, project.venv
+    timeout = project.timeout if timeout is None else timeout
     result = run_playbook(
         private_data_dir,
         stage.playbook,

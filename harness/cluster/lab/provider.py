@@ -375,6 +375,7 @@ class LabProviders(Provider):
     removes it, and if the process dies first the next `up` of the same name finds it stale."""
 
     name = "lab"
+    serves_files_repo = True
 
     def __init__(self, name: str | None = None, *, keep: bool = False) -> None:
         self.lab_name = name or default_lab_name()
