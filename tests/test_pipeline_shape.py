@@ -52,7 +52,7 @@ def test_restored_kubespray_baseline_keeps_the_deploying_runs_kubeconfig(tmp_pat
     deploying run's admin.conf, kept per snapshot and private to root."""
     from types import SimpleNamespace
 
-    from harness.pipeline import _baseline_kubeconfig
+    from harness.pipeline.baseline import baseline_kubeconfig
     from harness.record import ScenarioRun
 
     monkeypatch.setenv("HARNESS_STATE", str(tmp_path / "state"))
@@ -63,13 +63,13 @@ def test_restored_kubespray_baseline_keeps_the_deploying_runs_kubeconfig(tmp_pat
     conf.parent.mkdir(parents=True)
     conf.write_text("apiVersion: v1\nkind: Config\n")
     first.baseline_outcome = "deployed"
-    kept = _baseline_kubeconfig(first, cluster, "baseline-abc")  # type: ignore[arg-type]
+    kept = baseline_kubeconfig(first, cluster, "baseline-abc")  # type: ignore[arg-type]
     assert kept is not None and kept.read_text() == conf.read_text()
     assert kept.stat().st_mode & 0o077 == 0
     second = ScenarioRun(sc, tmp_path / "b")
     second.baseline_outcome = "restored"
-    assert _baseline_kubeconfig(second, cluster, "baseline-abc") == kept  # type: ignore[arg-type]
-    assert _baseline_kubeconfig(second, cluster, "baseline-other") is None  # type: ignore[arg-type]
+    assert baseline_kubeconfig(second, cluster, "baseline-abc") == kept  # type: ignore[arg-type]
+    assert baseline_kubeconfig(second, cluster, "baseline-other") is None  # type: ignore[arg-type]
 
 
 def test_documented_failure_checks_what_it_moves_before_it_stops() -> None:

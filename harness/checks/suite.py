@@ -58,21 +58,21 @@ from harness.probes.facts import (
 from harness.probes.hosts import EtcdTLS, HostProbe
 from harness.scenario.model import ExpectedFailure, Scenario
 from harness.text import plural
-from harness.upgrade.timeline import TaskRecord, read_timeline
+from harness.upgrade.runner import RunResult
+from harness.upgrade.timeline import TaskRecord
 
 # -- facts ------------------------------------------------------------------------------------
 
 
-def run_records(results: Mapping[str, Any]) -> dict[str, RunRecord]:
+def run_records(results: Mapping[str, RunResult]) -> dict[str, RunRecord]:
     """stage purpose -> its run, from a pipeline's `RunResult`s."""
     return {purpose: RunRecord.of(r) for purpose, r in results.items()}
 
 
-def run_timeline(results: Mapping[str, Any]) -> tuple[TaskRecord, ...]:
-    """The upgrade run's timeline, as the runner wrote it (the one timeline record type)."""
+def run_timeline(results: Mapping[str, RunResult]) -> tuple[TaskRecord, ...]:
+    """The upgrade run's timeline, as the runner recorded it (the one timeline record type)."""
     upgrade = results.get("upgrade")
-    path = Path(upgrade.timeline_path) if upgrade is not None else None
-    return tuple(read_timeline(path)) if path is not None and path.exists() else ()
+    return upgrade.records if upgrade is not None else ()
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,9 @@ class Prepared:
 
     tags: frozenset[str] | None  # the tags its playbooks really carry (None: not read)
     defaults: Mapping[str, str] = field(default_factory=dict)  # version variable -> the installer's default
+    # component -> the version a target leaves unpinned resolves to (a Kubespray ref's defaults); empty
+    # when the installer pins nothing of its own choosing
+    resolved: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from harness import components
 from harness.errors import InstallerError
 from harness.installer.base import HARNESS_PROJECT, PLAYBOOKS_DIR, Prepared, Project, Stage, StageInputs
 from harness.installer.inventory import harness_vars, mirror_host_vars
@@ -79,7 +80,8 @@ class KubesprayInstaller:
         extra.update(scenario.extra_vars)
         for var, version in scenario.target.versions.items():
             ks.checksum_known(ref, var.removesuffix("_version"), version, extra_vars=extra)
-        return Prepared(tags=tags, defaults=ks.default_versions(ref))
+        defaults = ks.default_versions(ref)
+        return Prepared(tags=tags, defaults=defaults, resolved=components.by_component(defaults))
 
     def baseline_stage(self, scenario: Scenario) -> Stage:
         return Stage(

@@ -40,7 +40,13 @@ SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # -- clients ---------------------------------------------------------------------
 
 
-def load_config(kubeconfig: Path | str, context: str | None = None) -> Any:
+# kubernetes.client.Configuration and ApiClient: the client library carries no annotations, so its
+# objects are `Any` to mypy; these names say which object a signature means.
+ClientConfig = Any
+ApiClient = Any
+
+
+def load_config(kubeconfig: Path | str, context: str | None = None) -> ClientConfig:
     """A client Configuration from a kubeconfig, without touching the client's process-wide default."""
     from kubernetes import client, config
 
@@ -51,7 +57,7 @@ def load_config(kubeconfig: Path | str, context: str | None = None) -> Any:
     return cfg
 
 
-def api_client(cfg: Any, server: str | None = None) -> Any:
+def api_client(cfg: ClientConfig, server: str | None = None) -> ApiClient:
     """An ApiClient for `cfg`, pointed at `server` instead of the kubeconfig's endpoint when given."""
     from kubernetes import client
 

@@ -8,6 +8,7 @@ means (`UpgradeRunError(result.summary)`, or an expected failure).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -52,6 +53,15 @@ class RunResult:
     def failures(self) -> dict[str, TaskRecord]:
         """The first failed (or unreachable) task per host."""
         return first_failures(self.records)
+
+
+def _masked(record: TaskRecord) -> TaskRecord:
+    """A timeline record with its free text masked like the artifacts (the checks quote it)."""
+    def masked(text: str | None) -> str | None:
+        return mask_text(text) if text else text
+
+    return dataclasses.replace(record, play=mask_text(record.play), task=mask_text(record.task),
+                               msg=masked(record.msg), task_path=masked(record.task_path))
 
 
 def recap_changed(result: RunResult) -> dict[str, int]:
@@ -216,7 +226,7 @@ def run_playbook(
         timeline_path=timeline_path,
         artifacts_dir=artifacts,
         summary=summary,
-        records=tuple(builder.records),
+        records=tuple(_masked(rec) for rec in builder.records),  # as masked as the timeline file
         run_mark=mark,
         notes=notes,
         seconds=seconds,
