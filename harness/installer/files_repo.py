@@ -38,7 +38,7 @@ from typing import Self
 
 import yaml
 
-from harness import components, debian, proc, progress
+from harness import components, debian, proc, progress, resources
 from harness.components import Component, DebianSource
 from harness.errors import InstallerError, PrerequisiteError
 from harness.settings import cache_dir, file_lock, state_dir
@@ -413,9 +413,12 @@ def _checksum_table(component: str) -> str | None:
 
 def kubernetes_source() -> Path:
     """The Kubernetes builds (one folder per labelled set, each with SHA256SUMS, and their `unpack`
-    script): `HARNESS_KUBERNETES`, else `shared/kubernetes` beside this repository's checkout."""
+    script): `HARNESS_KUBERNETES`, else `shared/kubernetes` beside this repository's checkout (an installed
+    harness has none: beside the folder it runs from, as a checkout would be)."""
     env = os.environ.get("HARNESS_KUBERNETES")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "kubernetes"
+    if env:
+        return Path(env)
+    return (resources.checkout() or Path.cwd()).parent / "shared" / "kubernetes"
 
 
 def kubernetes_sets(src: Path | None = None) -> dict[str, frozenset[str]]:

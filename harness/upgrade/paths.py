@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness import resources
 from harness.errors import PlanError
 from harness.installer.inventory import render_versions
 from harness.installer.lab import TAGS as LAB_TAGS
@@ -26,7 +27,7 @@ from harness.plan.versions import Ref
 from harness.scenario.model import Scenario
 
 # The repository's playbooks/ folder: the harness's own playbooks and the lab installer.
-PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
+PLAYBOOKS_DIR = resources.playbooks_dir()
 
 StageRunner = Literal["kubespray", "harness"]
 
