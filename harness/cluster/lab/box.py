@@ -206,16 +206,3 @@ def _build(inputs: dict[str, object], out: Path, name: str) -> None:
         work.rename(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def remove_box(box: Box) -> None:
-    """Forget a box (the benchmark's cold build starts from here)."""
-    env = {**os.environ, "VAGRANT_HOME": str(vagrant_home())}
-    proc.run(
-        ["vagrant", "box", "remove", "--force", "--all", box.name],
-        env=env,
-        cwd=str(lab_cache()),
-        check=False,
-        timeout=300,
-    )
-    shutil.rmtree(box.kernel.parent, ignore_errors=True)
