@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,10 @@ def _run(cmd: list[str | Path], cwd: Path, env: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """(the fresh venv's bin/, the environment to run it in) with the wheel installed."""
+    setuptools = tuple(int(x) for x in metadata.version("setuptools").split(".")[:2])
+    if setuptools < (77, 0):
+        pytest.fail(f"setuptools {metadata.version('setuptools')} in this venv builds no wheel of this project offline:"
+                    " `pip install -e '.[test]'` (ci/setup) brings setuptools>=77")
     tmp = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["COLUMNS"] = "250"  # rich's table: every id on one line
