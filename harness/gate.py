@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import pytest  # its exit codes only: the gate runs pytest in a subprocess
 from rich.console import Console
 
+from harness import resources
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ REPORT_JSON = "gate.json"
 REPORT_MD = "gate.md"
 REPORT_JUNIT = "gate.xml"
 # The check items the gate runs: the harness's own scenarios/ (beside the package in a checkout).
-DEFAULT_TESTS = Path(__file__).resolve().parents[1] / "scenarios"
+DEFAULT_TESTS = resources.scenarios_dir()
 # What a scenario's row can say.
 PASSED, FAILED, SKIPPED, NOT_RUN = "passed", "failed", "skipped", "not run"
 

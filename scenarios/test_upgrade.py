@@ -26,7 +26,7 @@ from harness.checks.suite import CHECKS, Check
 
 
 def _item(check: Check) -> Callable[..., None]:
-    mark = pytest.mark.check(check.name, needs=check.needs, after_upgrade=check.after_upgrade)
+    mark = pytest.mark.check(check.name, needs=check.needs)
     if check.name == "playbook run":
         @mark
         def item(scenario_run: Any, record_property: Callable[[str, object], None]) -> None:
@@ -44,7 +44,7 @@ def _item(check: Check) -> Callable[..., None]:
 
 
 def _budget_item(kind: str, name: str, doc: str) -> Callable[..., None]:
-    @pytest.mark.check(f"disruption {kind}", needs=f"budget:{kind}", after_upgrade=True)
+    @pytest.mark.check(f"disruption {kind}", needs=f"budget:{kind}")
     def item(scenario_run: Any, record_property: Callable[[str, object], None]) -> None:
         result, props = disruption.judge_run(scenario_run, kind)
         for key, value in props:  # recorded first: a failing item still carries what was measured

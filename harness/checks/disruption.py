@@ -200,9 +200,6 @@ BUDGET_ITEMS: dict[str, tuple[str, str]] = {
                "The canary Service through a NodePort on each node, new and reused connections."),
     "dns": ("test_cluster_resolver_disruption", "A cluster DNS lookup over TCP, new and reused connections."),
 }
-# Kinds a budget may name that no probe measures yet: their items say so (n/a), they never pass.
-# Every kind is measured today (canary and dns through the NodePorts plant.yml records).
-UNMEASURED: dict[str, str] = {}
 
 
 def expected_backends(nodes: Mapping[str, Sequence[str]], kubernetes: bool) -> list[str]:
@@ -241,8 +238,6 @@ def judge_kind(
     props = [p for b in mine if b in measured for p in properties(measured[b])]
     props += [(f"disruption:{b}:budget", f"{budget[1]:g}") for b in mine if (budget := budget_for(b, budgets))]
     name = f"disruption {kind}"
-    if kind in UNMEASURED:
-        return CheckResult.not_applicable(name, UNMEASURED[kind]), props
     results = [check_budget(b, budget, measured.get(b), interval=interval, origin=origin,
                             why_none=(missing or {}).get(b, "the prober recorded none"))
                for b in mine if (budget := budget_for(b, budgets)) is not None]

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from harness import resources
+
 if TYPE_CHECKING:
     from harness.cluster.base import Cluster
     from harness.installer.kubespray import ListedTask
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 
 
 # The repository's playbooks/ folder: the harness's own playbooks and the lab installer.
-PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
+PLAYBOOKS_DIR = resources.playbooks_dir()
 
 StageRunner = Literal["kubespray", "harness"]
 

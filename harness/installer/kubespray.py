@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from harness import components, proc, settings
+from harness import components, proc, resources, settings
 from harness.errors import HarnessError, InstallerError, PlanError
 from harness.plan.tags import check_tags_exist
 from harness.plan.versions import Ref, Version
@@ -49,7 +49,7 @@ _EMPTY_INVENTORY = (
 )
 
 # The harness's own playbook that templates a ref's variables (run in the ref's venv).
-RESOLVE_PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "kubespray" / "resolve-vars.yml"
+RESOLVE_PLAYBOOK = resources.playbooks_dir() / "kubespray" / "resolve-vars.yml"
 # Host facts some defaults are built from; the lab's and every supported node's (amd64 Linux).
 _RESOLVE_FACTS: dict[str, str] = {"ansible_architecture": "x86_64", "ansible_system": "Linux"}
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import components, proc
+from harness import components, proc, resources
 from harness.errors import InstallerError
 from harness.installer.base import HARNESS_PROJECT, PLAYBOOKS_DIR, Prepared, Project, Stage, StageInputs
 from harness.installer.files_repo import FilesRepo
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from harness.installer.kubespray import ListedTask
     from harness.scenario.model import NodeSpec, Scenario
 
-LAB_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "lab"
+LAB_DIR = resources.playbooks_dir() / "lab"
 ANSIBLE_CFG = LAB_DIR / "ansible.cfg"
 PLAYBOOKS: dict[str, Path] = {
     "cluster": LAB_DIR / "cluster.yml",

@@ -407,23 +407,6 @@ def collect_kube_facts(
         )
 
 
-def read_configmaps(api: Any, keys: Iterable[str]) -> dict[str, dict[str, str] | None]:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    core = client.CoreV1Api(api)
-    out: dict[str, dict[str, str] | None] = {}
-    for key in keys:
-        ns, name = key.split("/", 1)
-        try:
-            out[key] = dict(core.read_namespaced_config_map(name, ns).data or {})
-        except ApiException as e:
-            if not _not_found(e):
-                raise
-            out[key] = None
-    return out
-
-
 def read_secret_digests(api: Any, keys: Iterable[str]) -> dict[str, dict[str, str] | None]:
     """Secret values as SHA-256 digests of the decoded bytes: the values never leave this function."""
     import base64

@@ -36,7 +36,7 @@ TIMELINE_PNG = "timeline.png"
 TIMELINE_SVG = "timeline.svg"
 CHECKS_FILE = "checks.jsonl"  # one line per check item, appended by the pytest plugin
 SCENARIO_FILE = "scenario.json"  # the scenario as run, and pytest's verdict (written at finish)
-DISRUPTION_FILE = "disruption.jsonl"  # helper H's probe samples (harness/probes/disruption.py)
+DISRUPTION_FILE = "disruption.jsonl"  # the disruption prober's samples, one a line (harness/probes/disruption.py)
 
 
 @dataclass(frozen=True)
