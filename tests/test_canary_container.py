@@ -160,7 +160,7 @@ def test_no_containerd_anywhere_is_na_not_pass() -> None:
 
 def test_registered_in_the_suite_for_items_and_verify() -> None:
     check = suite.CHECKS["container canary"]
-    assert check.item == "test_container_canary_kept"
+    assert check.item == "test_container_canary"
     assert not check.upgrade_only  # part of `harness verify` too
     assert check.requires == ("before", "after")  # the before step plants it
     facts = collected.Facts(nodes={"node1": ("worker",)}, hosts=(_host("node1", RUNNING),))

@@ -185,21 +185,21 @@ def properties(d: Disruption) -> list[tuple[str, str]]:
 
 # -- which backends a scenario has, which items judge them -------------------------------------------
 
-# kind -> (pytest item, doc). One item per kind a scenario budgets; item names stay clear of component
-# and path words (`-k etcd` must not select a scenario by its items).
-BUDGET_ITEMS: dict[str, tuple[str, str]] = {
-    "etcd-member": ("test_member_endpoints_disruption",
-                    "Each store member's own endpoint: unavailable seconds during the upgrade within the budget."),
-    "etcd-all": ("test_all_endpoints_disruption",
-                 "A client given every store member: unavailable seconds during the upgrade within the budget."),
-    "containerd": ("test_runtime_socket_disruption",
-                   "Each node's runtime socket: unavailable seconds during the upgrade within the budget."),
-    "apiserver": ("test_api_readiness_disruption",
-                  "/readyz of each control-plane node and of the cluster endpoint, new and reused connections."),
-    "canary": ("test_canary_service_disruption",
-               "The canary Service through a NodePort on each node, new and reused connections."),
-    "dns": ("test_cluster_resolver_disruption", "A cluster DNS lookup over TCP, new and reused connections."),
+# The budget items, one per probe kind a scenario budgets: kind -> what the item judges. Each item is
+# the check `disruption <kind>` (its pytest item: `test_disruption_<kind>`).
+BUDGET_ITEMS: dict[str, str] = {
+    "etcd-member": "Each etcd member's own endpoint: unavailable seconds during the upgrade within the budget.",
+    "etcd-all": "A client given every etcd member: unavailable seconds during the upgrade within the budget.",
+    "containerd": "Each node's runtime socket: unavailable seconds during the upgrade within the budget.",
+    "apiserver": "/readyz of each control-plane node and of the cluster endpoint, new and reused connections.",
+    "canary": "The canary Service through a NodePort on each node, new and reused connections.",
+    "dns": "A cluster DNS lookup over TCP, new and reused connections.",
 }
+
+
+def budget_check(kind: str) -> str:
+    """The name of the check that judges a kind's budget."""
+    return f"disruption {kind}"
 
 
 def expected_backends(nodes: Mapping[str, Sequence[str]], kubernetes: bool) -> list[str]:

@@ -29,7 +29,7 @@ from harness.checks import kube as kube_checks
 from harness.checks import order as order_checks
 from harness.checks import tokens as token_checks
 from harness.checks.canary import check_container_canary
-from harness.checks.result import CheckResult, combine
+from harness.checks.result import CheckResult, combine, item_name
 from harness.checks.state import PlantedState, check_planted_state
 from harness.checks.units import check_reboots, check_units
 from harness.checks.versions import (
@@ -601,68 +601,71 @@ def _tokens(facts: Facts, expect: Expectation) -> CheckResult:
 
 @dataclass(frozen=True)
 class Check:
-    """One named check. `item` is its pytest item (ids and JUnit names stay stable for `-k`);
-    `needs` which scenarios get the item (the pytest plugin's `check` marker: etcd | kubernetes |
+    """One named check: the same name in this table, the report and the docs; its pytest item is that
+    name spelt for Python (`item`). `needs` which scenarios get the item (the pytest plugin's `check` marker: etcd | kubernetes |
     idempotence); `requires` the pipeline steps whose failure fails the item before judging."""
 
     name: str
-    item: str
     judge: Callable[[Facts, Expectation], CheckResult]
     doc: str
     upgrade_only: bool = False  # about an upgrade run: not part of `harness verify`
     needs: str | None = None
     requires: tuple[str, ...] = ("after",)
 
+    @property
+    def item(self) -> str:
+        return item_name(self.name)
+
 
 CHECKS: dict[str, Check] = {c.name: c for c in (
-    Check("playbook run", "test_playbook_run", _playbook,
+    Check("playbook run", _playbook,
           "The run ended as the scenario expects: success, or the documented failure at its task.",
           upgrade_only=True, requires=("plan", "cluster", "baseline", "before", "upgrade")),
-    Check("target versions", "test_target_versions", _target_versions,
+    Check("target versions", _target_versions,
           "Every component the path upgrades (verify: every expected one) is at its version on every node that has it."),
-    Check("untouched components", "test_others_unchanged", _untouched,
+    Check("untouched components", _untouched,
           "Components outside the path stay at their baseline version (a tagged run moves only its tags).",
           upgrade_only=True, requires=("before", "after")),
-    Check("units", "test_units_active", _units, "Each role's systemd units exist, run and are enabled."),
-    Check("reboots", "test_boot_id_kept", _reboots,
+    Check("units", _units, "Each role's systemd units exist, run and are enabled."),
+    Check("reboots", _reboots,
           "No node rebooted during the upgrade: its boot id is the one recorded before it.",
           upgrade_only=True, requires=("before", "after")),
-    Check("etcd health", "test_store_health", _store_health, "etcd: every member healthy and listed.",
+    Check("etcd health", _store_health, "etcd: every member healthy and listed.",
           needs="etcd"),
-    Check("etcd versions", "test_store_member_versions", _store_versions,
+    Check("etcd versions", _store_versions,
           "etcd: each member's server version and the cluster version.", needs="etcd"),
-    Check("certificates", "test_certificates", _certificates, "No certificate expires within the limit."),
-    Check("planted state", "test_planted_state", _planted, "State planted before the upgrade is intact after it.",
+    Check("certificates", _certificates, "No certificate expires within the limit."),
+    Check("planted state", _planted, "State planted before the upgrade is intact after it.",
           needs="etcd", requires=("before", "after")),
-    Check("container canary", "test_container_canary_kept", _container_canary,
+    Check("container canary", _container_canary,
           "A container started with ctr on each containerd node before the upgrade still runs with the same PID.",
           requires=("before", "after")),
-    Check("upgrade order", "test_upgrade_order", _order,
+    Check("upgrade order", _order,
           "Per node, components changed in the installer's order; graceful paths went one node at a time.",
           upgrade_only=True, requires=("upgrade",)),
-    Check("idempotence", "test_second_run_changes_nothing", _idempotence,
+    Check("idempotence", _idempotence,
           "A second run of the same path changes nothing.", upgrade_only=True, needs="idempotence",
           requires=("idempotence",)),
-    Check("version skew", "test_version_skew", _skew,
+    Check("version skew", _skew,
           "At every sample: no kubelet newer than the oldest apiserver nor too far behind; etcd before the control plane.",
           upgrade_only=True, needs="kubernetes", requires=("upgrade",)),
-    Check("apiserver versions", "test_apiserver_versions", _apiserver_versions,
+    Check("apiserver versions", _apiserver_versions,
           "Each control-plane node's own apiserver serves the expected version.", needs="kubernetes"),
-    Check("nodes ready", "test_all_ready", _nodes_ready, "Every Kubernetes node is registered, Ready and schedulable.",
+    Check("nodes ready", _nodes_ready, "Every Kubernetes node is registered, Ready and schedulable.",
           needs="kubernetes"),
-    Check("node versions", "test_agent_versions", _node_versions, "nodeInfo: kubelet and container runtime versions.",
+    Check("node versions", _node_versions, "nodeInfo: kubelet and container runtime versions.",
           needs="kubernetes"),
-    Check("static pods", "test_static_pods", _static_pods,
+    Check("static pods", _static_pods,
           "Control-plane static pods Running, Ready, at the expected image.", needs="kubernetes"),
-    Check("kube-proxy", "test_proxy_daemonset", _kube_proxy,
+    Check("kube-proxy", _kube_proxy,
           "kube-proxy runs everywhere, or is absent when the inventory removed it.", needs="kubernetes"),
-    Check("dns", "test_resolver_service", _dns, "CoreDNS Service ports target the containers' ports and have endpoints.",
+    Check("dns", _dns, "CoreDNS Service ports target the containers' ports and have endpoints.",
           needs="kubernetes"),
-    Check("pods", "test_pods_healthy", _pods, "Every pod Running and Ready; none restarted during the upgrade.",
+    Check("pods", _pods, "Every pod Running and Ready; none restarted during the upgrade.",
           needs="kubernetes"),
-    Check("canaries", "test_canaries_kept", _canaries,
+    Check("canaries", _canaries,
           "Canary Deployments kept their UID (verify: exist) and are available.", needs="kubernetes"),
-    Check("service-account tokens", "test_service_account_tokens", _tokens,
+    Check("service-account tokens", _tokens,
           "Pods' service-account tokens, and one minted before the upgrade, still authenticate.", needs="kubernetes"),
 )}
 

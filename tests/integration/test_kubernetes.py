@@ -77,13 +77,13 @@ def test_every_kubernetes_check_passes_on_live_objects(kube_run) -> None:
         mine = {k: v for k, v in items.items() if f"[{sc}:" in k}
         # The Kubernetes checks, each judged through the API: none may skip.
         api = {k.split("[")[0]: v for k, v in mine.items() if k.split("[")[0] in (
-            "test_version_skew", "test_apiserver_versions", "test_all_ready", "test_agent_versions",
-            "test_static_pods", "test_proxy_daemonset", "test_pods_healthy", "test_canaries_kept",
+            "test_version_skew", "test_apiserver_versions", "test_nodes_ready", "test_node_versions",
+            "test_static_pods", "test_kube_proxy", "test_pods", "test_canaries",
             "test_service_account_tokens")}
         # lab-kube-full's skew and lab-kube-sa-key's tokens fail as their scenarios document: passed.
         assert len(api) == 9 and set(api.values()) == {"passed"}, (sc, api)
         # No cluster DNS is deployed (no CoreDNS build offline: dns_mode none), so that check is n/a.
-        assert mine[next(k for k in mine if k.startswith("test_resolver_service["))] == "skipped"
+        assert mine[next(k for k in mine if k.startswith("test_dns["))] == "skipped"
         assert "failure" not in mine.values() and "error" not in mine.values(), (sc, mine)
 
 
