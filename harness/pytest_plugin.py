@@ -228,9 +228,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Generator[None, None, None]:
     """`-k` and `--check` select, then every item of a scenario goes next to the others.
 
-    `-k` matches a scenario item by its scenario's words only (`lab-etcd:graceful:etcd`: id, path,
-    the components it touches), so a check may be named for what it judges (`etcd health`) without
-    `-k etcd` picking that check of every scenario; any other item matches as pytest matches it.
+    `-k` matches a check item (`check` marker) by its scenario's words only (`lab-etcd:graceful:etcd`:
+    id, path, the components it touches), so a check may be named for what it judges (`etcd health`)
+    without `-k etcd` picking that check of every scenario; any other item, a test of the user's own
+    over `scenario` included, matches as pytest matches it.
     pytest's own `-k` is held back while the other hooks run and applied here instead, once."""
     keyword = config.option.keyword
     config.option.keyword = ""
@@ -250,7 +251,8 @@ def _select(config: pytest.Config, items: list[pytest.Item], keyword: str) -> No
 
     checks = set(config.getoption("harness_checks") or ())
     if checks:
-        known = _check_names()
+        marked = {m.args[0] for item in items if (m := item.get_closest_marker("check")) is not None and m.args}
+        known = _check_names() | marked
         unknown = sorted(checks - known)
         if unknown:
             raise pytest.UsageError(f"--check {', '.join(map(repr, unknown))}: no such check; checks: {', '.join(sorted(known))}")
@@ -260,8 +262,8 @@ def _select(config: pytest.Config, items: list[pytest.Item], keyword: str) -> No
         raise pytest.UsageError(str(e)) from None
     kept, dropped = [], []
     for item in items:
-        sc = _scenario(item)
         marker = item.get_closest_marker("check")
+        sc = _scenario(item) if marker is not None else None  # a check item: matched by its scenario's words
         if checks and marker is not None and marker.args and marker.args[0] not in checks:
             dropped.append(item)
         elif expr is None:

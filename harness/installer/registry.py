@@ -4,13 +4,14 @@ snapshot's key)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from harness.cluster.base import Cluster, ClusterSpec
 from harness.cluster.baseline import BaselineKey
 from harness.errors import HarnessError
-from harness.installer.base import Installer
+from harness.installer.base import Installer, StageRunner
 
 if TYPE_CHECKING:
     from harness.installer.kubespray import Kubespray
@@ -62,6 +63,30 @@ def _lab_shape(nodes: tuple[NodeSpec, ...]) -> tuple[NodeSpec, ...]:
 # Imported lazily, each: Kubespray's installer and the files repo cost what a lab-only run need not pay.
 FACTORIES: dict[str, Callable[[Resources], Installer]] = {"lab": _lab, "kubespray": _kubespray}
 SHAPES: dict[str, Callable[[tuple[NodeSpec, ...]], tuple[NodeSpec, ...]]] = {"lab": _lab_shape, "kubespray": _as_is}
+
+
+@dataclass(frozen=True)
+class UpgradePlaybooks:
+    """How an installer kind runs the upgrade paths: the playbook of each path, which Ansible runs it
+    (a Kubespray ref's, or the harness's), and the tags its playbooks carry when none were read."""
+
+    path_playbooks: Mapping[str, str]
+    runner: StageRunner
+    uses_ref: bool  # a Kubespray ref's worktree and Ansible run it: the scenario must name a ref
+    known_tags: frozenset[str] | None = None  # None: read from the ref (Kubespray.list_tags), never assumed
+    where: str = "{playbook}"  # how a message names a playbook ({ref}, {playbook})
+
+
+def upgrade_playbooks(kind: str) -> UpgradePlaybooks:
+    if kind == "lab":
+        from harness.installer.lab import PATH_PLAYBOOKS, TAGS
+
+        return UpgradePlaybooks(PATH_PLAYBOOKS, "harness", False, TAGS, "the lab installer's {playbook}")
+    if kind == "kubespray":
+        from harness.installer.kubespray_installer import PATH_PLAYBOOKS as KUBESPRAY
+
+        return UpgradePlaybooks(KUBESPRAY, "kubespray", True, None, "Kubespray {ref} {playbook}")
+    raise HarnessError(f"no installer {kind!r}; installers: {', '.join(FACTORIES)}")
 
 
 def installer_for(kind: str, resources: Resources) -> Installer:
