@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import shlex
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -240,6 +241,35 @@ def test_kube_proxy_pass_and_each_way_to_fail() -> None:
     assert not checks.check_kube_proxy(KubeFacts(nodes=nodes), False).passed
     assert checks.check_kube_proxy(KubeFacts(nodes=nodes), True).passed
 
+
+
+def test_kube_proxy_names_each_node_and_pod_it_is_not_running_on() -> None:
+    """The DaemonSet's counts say how many; the failure says where: each node without a Ready kube-proxy
+    on the current image, with its pod (as `harness verify` showed a rollout stuck on an image that
+    cannot start, live on the lab)."""
+    nodes = nodes_of(recorded("nodes"))
+    new = "registry.k8s.io/kube-proxy:v1.32.1"
+    pods = recorded("pods-all")
+    pods["items"].append(_kube_proxy_pod("v1.32.1"))
+    crashing = tuple(replace(p, ready=False, waiting_reasons=("CrashLoopBackOff",)) if p.name == "kube-proxy-8q2lw"
+                     else p for p in pods_of(pods))
+    ds = _ready_kube_proxy(image=new)
+    ds["status"]["numberReady"] = 0
+    r = checks.check_kube_proxy(KubeFacts(nodes=nodes, pods=crashing, kube_proxy=kube_proxy_of(ds)), False, ["node1"])
+    assert not r.passed and r.summary == "kube-proxy 0 of 1 pod(s) ready (not running Ready on node1)", r.summary
+    assert "node1  kube-system/kube-proxy-8q2lw  registry.k8s.io/kube-proxy:v1.32.1  CrashLoopBackOff" in r.details
+    # A node the DaemonSet does not reach: named, with no pod.
+    r = checks.check_kube_proxy(KubeFacts(nodes=nodes, pods=pods_of(pods), kube_proxy=kube_proxy_of(_ready_kube_proxy(
+        image=new))), False, ["node1", "node2"])
+    assert r.summary == "kube-proxy schedules 1 pod(s) for 2 node(s) (nodeSelector kubernetes.io/os=linux)" \
+        " (not running Ready on node2)", r.summary
+    assert "node2  -    -      no kube-proxy pod" in r.details
+    # Ready, but still on the previous image: the rollout has not reached it.
+    ds = _ready_kube_proxy(image="registry.k8s.io/kube-proxy:v1.32.2")
+    ds["status"]["updatedNumberScheduled"] = 0
+    r = checks.check_kube_proxy(KubeFacts(nodes=nodes, pods=pods_of(pods), kube_proxy=kube_proxy_of(ds)), False, ["node1"])
+    assert r.summary.endswith("(previous image on node1)"), r.summary
+    assert checks.STALE_TEMPLATE in r.details
 
 # -- item 3: nodes Ready=Unknown right after an apiserver restart ---------------------------------------
 

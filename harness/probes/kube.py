@@ -233,11 +233,12 @@ def kube_proxy_tags(pods: Iterable[PodFacts], namespace: str = "kube-system") ->
 
     Not nodeInfo.kubeProxyVersion, which the kubelet fills with its own version (deprecated) even
     where no kube-proxy runs. A node whose pod is still on the old template shows the old tag."""
-    return {
-        p.node: image_tag(p.images[0]) if p.images else None
-        for p in pods
-        if p.namespace == namespace and p.owner_kind == "DaemonSet" and p.owner_name == KUBE_PROXY and p.node
-    }
+    return {p.node: image_tag(p.images[0]) if p.images else None for p in kube_proxy_pods(pods, namespace) if p.node}
+
+
+def kube_proxy_pods(pods: Iterable[PodFacts], namespace: str = "kube-system") -> list[PodFacts]:
+    """The pods kube-proxy's DaemonSet owns."""
+    return [p for p in pods if p.namespace == namespace and p.owner_kind == "DaemonSet" and p.owner_name == KUBE_PROXY]
 
 
 def static_pod_tags(pods: Iterable[PodFacts], nodes: Iterable[str]) -> dict[str, dict[str, str | None]]:
