@@ -14,7 +14,6 @@ from rich.table import Table
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from harness.installer.kubespray import Kubespray
     from harness.plan.versions import Ref
 
 # Piped into a CI log, rich would squeeze tables into 80 columns and cut scenario ids: give them room.
@@ -160,7 +159,7 @@ def plan(source: str, target: str, checkout: str | None, allow_downgrade: bool) 
         if a == b:
             console.print(f"[bold]{src} -> {dst}[/]: nothing to do: both are commit {a[:12]} (0 hops)", highlight=False)
             return
-        src, dst = _placed(ks, src, a, known), _placed(ks, dst, b, known)
+        src, dst = ks.placed(src, a, known), ks.placed(dst, b, known)
     p = plan_hops(src, dst, known=known, allow_downgrade=allow_downgrade)
     if not p.steps:
         console.print(f"[bold]{p.source} -> {p.target}[/]: nothing to do: the same ref (0 hops)", highlight=False)
@@ -177,29 +176,6 @@ def _where(*refs: Ref) -> str:
 
     placed = [f"{r}: {placed_as(r)}" for r in refs if r.version is None and r.at is not None]
     return f"   ({', '.join(placed)})" if placed else ""
-
-
-def _placed(ks: Kubespray, ref: Ref, commit: str, released: list[str]) -> Ref:
-    """A branch or commit placed among the releases from the checkout: a release tag at its commit,
-    else the version its galaxy.yml declares (harness.plan.rules.place)."""
-    import yaml
-
-    from harness import proc
-    from harness.plan.rules import place, release_refs
-
-    if ref.version is not None:
-        return ref
-    tags = proc.run(["git", "--git-dir", str(ks.git_dir), "tag", "--points-at", commit]).stdout.split()
-    declared = None
-    galaxy = ks.show(commit, "galaxy.yml")
-    if galaxy is not None:
-        try:
-            data = yaml.safe_load(galaxy)
-        except yaml.YAMLError:
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("version"), str):
-            declared = data["version"]
-    return place(ref, tags_at_commit=tags, declared=declared, released=release_refs(released))
 
 
 @main.command()

@@ -33,6 +33,12 @@ class PlanError(HarnessError):
     exit_code = 2
 
 
+class OptionError(HarnessError):
+    """A command-line option or its environment variable with a value the harness refuses (exit code 2)."""
+
+    exit_code = 2
+
+
 class PrerequisiteError(HarnessError):
     """Something the host must provide is missing; the message says how to install it."""
 

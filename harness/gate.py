@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import pytest  # its exit codes only: the gate runs pytest in a subprocess
 from rich.console import Console
 
+from harness import resources
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ REPORT_JSON = "gate.json"
 REPORT_MD = "gate.md"
 REPORT_JUNIT = "gate.xml"
 # The check items the gate runs: the harness's own scenarios/ (beside the package in a checkout).
-DEFAULT_TESTS = Path(__file__).resolve().parents[1] / "scenarios"
+DEFAULT_TESTS = resources.scenarios_dir()
 # What a scenario's row can say.
 PASSED, FAILED, SKIPPED, NOT_RUN = "passed", "failed", "skipped", "not run"
 
@@ -122,7 +123,6 @@ def hops(from_ref: str, to_ref: str, kubespray: Path | None) -> list[tuple[Ref, 
     src, dst = Ref.parse(from_ref), Ref.parse(to_ref)
     known = None
     if kubespray is not None:
-        from harness.cli import _placed  # one placing of branches and commits among the releases, shared with `plan`
         from harness.installer.kubespray import Kubespray
 
         ks = Kubespray.open(kubespray)
@@ -130,7 +130,7 @@ def hops(from_ref: str, to_ref: str, kubespray: Path | None) -> list[tuple[Ref, 
         a, b = ks.commit(src.text), ks.commit(dst.text)
         if a == b:
             raise GateError(f"--from {from_ref} --to {to_ref}: both are commit {a[:12]}; nothing to gate")
-        src, dst = _placed(ks, src, a, known), _placed(ks, dst, b, known)
+        src, dst = ks.placed(src, a, known), ks.placed(dst, b, known)
     plan = plan_hops(src, dst, known=known)
     if not plan.steps:
         raise GateError(f"--from {from_ref} --to {to_ref}: the same ref; nothing to gate")

@@ -171,6 +171,54 @@ class deferred:
         _deferring.active = False
 
 
+# Every process of a playbook run also carries who started it (pid and start time, which together
+# survive pid reuse): a run whose harness process was killed (kill -9, a CI timeout) goes on as
+# orphans in the root namespace, and only this says they are a dead run's.
+RUN_OWNER = "HARNESS_RUN_OWNER"
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def run_owner(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}:{_start_time(pid)}"
+
+
+def orphaned_runs() -> dict[str, set[int]]:
+    """Run mark -> live processes of playbook runs whose harness process is gone."""
+    out: dict[str, set[int]] = {}
+    alive: dict[str, bool] = {}
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            env = dict(v.split(b"=", 1) for v in environ.read_bytes().split(b"\0") if b"=" in v)
+        except OSError:  # gone meanwhile
+            continue
+        owner, mark = env.get(RUN_OWNER.encode()), env.get(RUN_MARK.encode())
+        if owner is None or mark is None:
+            continue
+        key = owner.decode(errors="replace")
+        if key not in alive:
+            pid, _, start = key.partition(":")
+            alive[key] = pid.isdigit() and _start_time(int(pid)) == start
+        if not alive[key]:
+            out.setdefault(mark.decode(errors="replace"), set()).add(int(environ.parent.name))
+    return out
+
+
+def kill_orphaned_runs() -> dict[str, set[int]]:
+    """Stop every playbook run whose harness process died (with the process groups of its tasks).
+    Returns what was found, mark -> pids, for the caller to report."""
+    found = orphaned_runs()
+    for mark in found:
+        kill_run(mark)
+    return found
+
+
 def raise_if_requested() -> None:
     if _requested.is_set():
         reap()

@@ -13,24 +13,19 @@ from typing import Any
 import yaml
 
 from harness import userinput
-from harness.errors import HarnessError
+from harness.cluster.providers import (
+    DEFAULT_LAB_BACKEND,
+    DEFAULT_VAGRANT_PROVIDER,
+    PROVIDERS,
+    VAGRANT_PROVIDER_NAME,
+    resolve_lab_backend,
+)
+from harness.errors import HarnessError, OptionError
 from harness.plan.versions import Ref
 
-PROVIDERS = ("lab", "vagrant", "static")
-# The lab's node backends (harness/cluster/lab/): system containers at native speed, or QEMU VMs for
-# what needs a kernel of its own per node. `HARNESS_LAB_BACKEND` sets the default.
-LAB_BACKENDS = ("lxc", "qemu")
-DEFAULT_LAB_BACKEND = "lxc"
 KEEP = ("never", "on-failure", "always")
 ARCHIVE = ("on-failure", "always", "never")  # harness.report.archive: one tar.gz per scenario
-# What Vagrant itself falls back to is virtualbox; the harness's own machines run libvirt.
-DEFAULT_VAGRANT_PROVIDER = "libvirt"
-VAGRANT_PROVIDER_NAME = re.compile(r"^[a-z0-9_-]+$")
 _VAGRANT_OPTION_KEY = re.compile(r"^(ssh\.)?[a-z_][a-z0-9_]*$")
-
-
-class OptionError(HarnessError):
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -124,16 +119,6 @@ class Options:
             archive=archive,
             lab_backend=backend,
         )
-
-
-def resolve_lab_backend(flag: str | None) -> str:
-    """`--lab-backend`, else `HARNESS_LAB_BACKEND`, else the default; refused naming where it came from."""
-    value, where = (flag, "--lab-backend") if flag else (os.environ.get("HARNESS_LAB_BACKEND"), "HARNESS_LAB_BACKEND")
-    if not value:
-        return DEFAULT_LAB_BACKEND
-    if value not in LAB_BACKENDS:
-        raise OptionError(f"{where} {value!r}: choose one of {', '.join(LAB_BACKENDS)}")
-    return value
 
 
 def check_kubespray_path(kubespray: str) -> Path:

@@ -12,7 +12,8 @@ import pytest
 
 if TYPE_CHECKING:
     from harness.options import Options
-    from harness.pipeline import ScenarioRun, Session
+    from harness.pipeline import Session
+    from harness.record import ScenarioRun
     from harness.scenario.model import Scenario
 
 OPTIONS_KEY = pytest.StashKey["Options"]()
@@ -41,6 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--vagrant-option", action="append", metavar="KEY=VALUE",
                 help="A provider config setting for --provider vagrant, e.g. driver=qemu, or ssh.NAME=VALUE for"
                      " config.ssh (repeatable; VALUE read as YAML).")
+    g.addoption("--check", action="append", dest="harness_checks", metavar="NAME",
+                help="Run only this check's items, named as the report names it, e.g. 'etcd health' (repeatable)."
+                     " -k selects scenarios by their own words: id, path, the components they touch.")
     g.addoption("--group-by", default="baseline", metavar="baseline|scenario",
                 help="With -n: what one xdist worker takes whole. baseline (default): every scenario sharing a"
                      " cluster shape and baseline, restoring one snapshot; scenario: each scenario on its own.")
@@ -220,12 +224,84 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("scenario", params, indirect=True, scope="session")
 
 
-@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameters
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every item of a scenario next to the others, scenarios in the order pytest first reaches them. `scenario` is a
-    session-scoped parameter, and pytest keeps one value at a time: when the budget items (which only
-    some scenarios get) interleave the scenarios, going back to one tears the previous run down and
-    runs its whole pipeline again (seen on the lab: lab-graceful-etcd upgraded twice in one session)."""
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Generator[None, None, None]:
+    """`-k` and `--check` select, then every item of a scenario goes next to the others.
+
+    `-k` matches a check item (`check` marker) by its scenario's words only (`lab-etcd:graceful:etcd`:
+    id, path, the components it touches), so a check may be named for what it judges (`etcd health`)
+    without `-k etcd` picking that check of every scenario; any other item, a test of the user's own
+    over `scenario` included, matches as pytest matches it.
+    pytest's own `-k` is held back while the other hooks run and applied here instead, once."""
+    keyword = config.option.keyword
+    config.option.keyword = ""
+    try:
+        yield
+    finally:
+        config.option.keyword = keyword
+    _select(config, items, keyword.strip())
+    _keep_scenarios_together(items)
+
+
+def _select(config: pytest.Config, items: list[pytest.Item], keyword: str) -> None:
+    from _pytest.mark import KeywordMatcher  # pytest's own matching, for items that are no scenario's
+
+    from harness.errors import HarnessError
+    from harness.scenario.select import compile_expression, matches
+
+    checks = set(config.getoption("harness_checks") or ())
+    if checks:
+        marked = {m.args[0] for item in items if (m := item.get_closest_marker("check")) is not None and m.args}
+        known = _check_names() | marked
+        unknown = sorted(checks - known)
+        if unknown:
+            raise pytest.UsageError(f"--check {', '.join(map(repr, unknown))}: no such check; checks: {', '.join(sorted(known))}")
+    try:
+        expr = compile_expression(keyword) if keyword else None
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from None
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("check")
+        sc = _scenario(item) if marker is not None else None  # a check item: matched by its scenario's words
+        if checks and marker is not None and marker.args and marker.args[0] not in checks:
+            dropped.append(item)
+        elif expr is None:
+            kept.append(item)
+        elif sc is None:
+            (kept if expr.evaluate(KeywordMatcher.from_item(item)) else dropped).append(item)
+        else:
+            try:
+                (kept if matches(expr, sc) else dropped).append(item)
+            except HarnessError as e:
+                raise pytest.UsageError(str(e)) from None
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _check_names() -> set[str]:
+    from harness.checks.disruption import BUDGET_ITEMS, budget_check
+    from harness.checks.suite import CHECKS
+
+    return set(CHECKS) | {budget_check(kind) for kind in BUDGET_ITEMS}
+
+
+def _scenario(item: pytest.Item) -> Scenario | None:
+    """The scenario of a scenario's item, None for any other item."""
+    from harness.scenario.model import Scenario
+
+    callspec = getattr(item, "callspec", None)
+    sc = callspec.params.get("scenario") if callspec is not None else None
+    return sc if isinstance(sc, Scenario) else None
+
+
+def _keep_scenarios_together(items: list[pytest.Item]) -> None:
+    """Every item of a scenario next to the others, scenarios in the order pytest first reaches them
+    (after pytest's own reordering by fixture parameters). `scenario` is a session-scoped parameter,
+    and pytest keeps one value at a time: when the budget items (which only some scenarios get)
+    interleave the scenarios, going back to one tears the previous run down and runs its whole
+    pipeline again (seen on the lab: lab-graceful-etcd upgraded twice in one session)."""
     first: dict[str, int] = {}
     for item in items:
         sid = _scenario_id(item)
@@ -247,12 +323,9 @@ def _group(sc: Scenario, provider: str, group_by: str) -> str:
     worker brings a cluster up and deploys a baseline once for every scenario of the group."""
     if group_by == "scenario":
         return sc.id
-    from harness.cluster.base import ClusterSpec
-    from harness.cluster.baseline import BaselineKey
-    from harness.pipeline import _deployed_shape
+    from harness.installer.registry import baseline_key
 
-    spec = ClusterSpec(name="", nodes=_deployed_shape(sc))
-    return BaselineKey.of(provider, spec, sc.baseline_installer, sc.baseline.ref, sc.baseline.versions).snapshot_name
+    return baseline_key(provider, sc).snapshot_name
 
 
 def _applies(sc: Scenario, needs: str) -> bool:

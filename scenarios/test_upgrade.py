@@ -1,9 +1,10 @@
 """Post-upgrade checks: one test item per check and scenario, generated from the suite's table
 (`harness.checks.suite.CHECKS`), which `harness verify` runs too. A check is added there, once.
 
-Ids read `test_<check>[<scenario>:<path>:<components>]`, so `-k etcd` selects the scenarios that
-touch etcd and `-k graceful` the graceful ones. Item names stay clear of component and path words
-on purpose: `-k` matches test names too.
+Ids read `test_<check>[<scenario>:<path>:<components>]`, the check's one name spelt for Python
+(`etcd health` -> `test_etcd_health`). `-k` selects scenarios by their own words (id, path, the
+components they touch: `-k etcd` the scenarios that touch etcd, `-k graceful` the graceful ones) and
+`--check NAME` selects checks (harness.pytest_plugin).
 
 Every item measures the cluster; the playbook's exit code is one item among them, never the proof.
 
@@ -21,12 +22,12 @@ from typing import Any
 import pytest
 
 from harness.checks import disruption, run_view
-from harness.checks.result import assert_check
+from harness.checks.result import assert_check, item_name
 from harness.checks.suite import CHECKS, Check
 
 
 def _item(check: Check) -> Callable[..., None]:
-    mark = pytest.mark.check(check.name, needs=check.needs, after_upgrade=check.after_upgrade)
+    mark = pytest.mark.check(check.name, needs=check.needs)
     if check.name == "playbook run":
         @mark
         def item(scenario_run: Any, record_property: Callable[[str, object], None]) -> None:
@@ -43,8 +44,8 @@ def _item(check: Check) -> Callable[..., None]:
     return item
 
 
-def _budget_item(kind: str, name: str, doc: str) -> Callable[..., None]:
-    @pytest.mark.check(f"disruption {kind}", needs=f"budget:{kind}", after_upgrade=True)
+def _budget_item(kind: str, doc: str) -> Callable[..., None]:
+    @pytest.mark.check(disruption.budget_check(kind), needs=f"budget:{kind}")
     def item(scenario_run: Any, record_property: Callable[[str, object], None]) -> None:
         result, props = disruption.judge_run(scenario_run, kind)
         for key, value in props:  # recorded first: a failing item still carries what was measured
@@ -52,13 +53,13 @@ def _budget_item(kind: str, name: str, doc: str) -> Callable[..., None]:
         scenario_run.require("upgrade")
         assert_check(result)
 
-    item.__name__ = item.__qualname__ = name
+    item.__name__ = item.__qualname__ = item_name(disruption.budget_check(kind))
     item.__doc__ = doc
     return item
 
 
 for _check in CHECKS.values():
     globals()[_check.item] = _item(_check)
-for _kind, (_name, _doc) in disruption.BUDGET_ITEMS.items():
-    globals()[_name] = _budget_item(_kind, _name, _doc)
-del _check, _kind, _name, _doc
+for _kind, _doc in disruption.BUDGET_ITEMS.items():
+    globals()[item_name(disruption.budget_check(_kind))] = _budget_item(_kind, _doc)
+del _check, _kind, _doc

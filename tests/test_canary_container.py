@@ -15,10 +15,8 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,9 +28,11 @@ from harness.checks.canary import check_container_canary
 from harness.checks.result import CheckResult
 from harness.cluster.base import Cluster, Node
 from harness.cluster.static import StaticProvider
+from harness.probes import collected
 from harness.probes.facts import CanaryFacts, HostFacts, from_json, to_json
-from harness.probes.hosts import CANARY_ID, CANARY_NAMESPACE, HostProbe, canary_script, parse_canary
+from harness.probes.hosts import CANARY_NAMESPACE, HostProbe, canary_script, parse_canary
 from harness.probes.plant import Plant
+from tests.conftest import Containerd, needs_containerd, private_containerd
 
 # -- recorded output (containerd 1.6.20~ds1-1+deb12u3, ctr from the same package) ---------------------
 
@@ -160,14 +160,14 @@ def test_no_containerd_anywhere_is_na_not_pass() -> None:
 
 def test_registered_in_the_suite_for_items_and_verify() -> None:
     check = suite.CHECKS["container canary"]
-    assert check.item == "test_container_canary_kept"
+    assert check.item == "test_container_canary"
     assert not check.upgrade_only  # part of `harness verify` too
     assert check.requires == ("before", "after")  # the before step plants it
-    facts = suite.Facts(nodes={"node1": ("worker",)}, hosts=(_host("node1", RUNNING),))
+    facts = collected.Facts(nodes={"node1": ("worker",)}, hosts=(_host("node1", RUNNING),))
     (result,) = suite.judge(facts, suite.Expectation(), ["container canary"])
     assert result.passed
     stopped = _host("node1", CanaryFacts(ctr=True, planted="running", planted_pid=100, status="STOPPED", pid=100))
-    (result,) = suite.judge(suite.Facts(nodes={"node1": ("worker",)}, hosts=(stopped,)), suite.Expectation(),
+    (result,) = suite.judge(collected.Facts(nodes={"node1": ("worker",)}, hosts=(stopped,)), suite.Expectation(),
                             ["container canary"])
     assert not result.passed and "node1: the canary is STOPPED" in result.summary
 
@@ -205,73 +205,10 @@ def test_host_facts_read_the_canary_in_the_same_round_trip() -> None:
 
 # -- real: the before step's plant here, a private containerd restarted, the task killed -----------------
 
-NEEDED = {"containerd": "containerd", "ctr": "containerd", "containerd-shim-runc-v2": "containerd", "runc": "runc"}
-MISSING = sorted({pkg for exe, pkg in NEEDED.items() if shutil.which(exe) is None})
-real = pytest.mark.skipif(
-    os.geteuid() != 0 or bool(MISSING),
-    reason=("needs root" if os.geteuid() != 0 else f"needs Debian's {', '.join(MISSING)} (apt-get install {' '.join(MISSING)})"),
-)
-
-
-@dataclass
-class Containerd:
-    """A containerd of our own: its own root, state dir and socket; no CRI plugin."""
-
-    dir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def socket(self) -> Path:
-        return self.dir / "state" / "containerd.sock"
-
-    def start(self) -> None:
-        config = self.dir / "config.toml"
-        config.write_text(f'version = 2\nroot = "{self.dir}/root"\nstate = "{self.dir}/state"\n'
-                          f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{self.socket}"\n')
-        log = (self.dir / "containerd.log").open("ab")
-        # Its own session: stopping it must not reach the shims it started (as with KillMode=process).
-        self.proc = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        for _ in range(100):
-            if self.ctr("version", check=False).returncode == 0:
-                return
-            assert self.proc.poll() is None, (self.dir / "containerd.log").read_text()[-2000:]
-            time.sleep(0.2)
-        raise AssertionError("containerd did not answer on its socket: " + (self.dir / "containerd.log").read_text()[-2000:])
-
-    def stop(self) -> None:
-        """SIGTERM to the daemon only, as systemd's KillMode=process does on a restart."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        self.proc = None
-
-    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ctr", "--address", str(self.socket), "-n", CANARY_NAMESPACE, *args],
-                              capture_output=True, text=True, check=check, timeout=60)
-
-
 @pytest.fixture
 def containerd() -> Iterator[Containerd]:
-    # Under /tmp with a short name: unix socket paths are limited to 108 bytes.
-    d = Containerd(Path(tempfile.mkdtemp(prefix="canary-", dir="/tmp")))
-    try:
-        d.start()
+    with private_containerd("canary-", CANARY_NAMESPACE) as d:
         yield d
-    finally:
-        if d.proc is None:
-            d.start()  # a test stopped it: the canary is removed through it
-        shims = subprocess.run(["pgrep", "-f", f"containerd-shim-runc-v2 -namespace {CANARY_NAMESPACE} .*-address {d.socket}"],
-                               check=False, capture_output=True, text=True).stdout.split()
-        d.ctr("task", "rm", "-f", CANARY_ID, check=False)
-        d.ctr("container", "rm", CANARY_ID, check=False)
-        d.stop()
-        for pid in shims:  # the shim exits once its task is deleted; one left behind is ended by its id
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(d.dir, ignore_errors=True)
 
 
 def _plant(d: Containerd, socket: Path | None = None) -> dict[str, Any]:
@@ -307,7 +244,7 @@ def _collect_and_judge(d: Containerd) -> CheckResult:
     return result
 
 
-@real
+@needs_containerd
 def test_real_canary_survives_a_containerd_restart_and_a_kill_fails(containerd: Containerd) -> None:
     planted = _plant(containerd)["node1"]
     assert planted["state"] == "running", planted
@@ -336,7 +273,7 @@ def test_real_canary_survives_a_containerd_restart_and_a_kill_fails(containerd: 
     assert check_container_canary(_probe(containerd), require_planted=True).passed
 
 
-@real
+@needs_containerd
 def test_real_plant_without_containerd_socket_records_why_and_does_not_fail(containerd: Containerd) -> None:
     planted = _plant(containerd, socket=containerd.dir / "nowhere" / "containerd.sock")["node1"]
     assert planted["state"] == "error"

@@ -31,10 +31,10 @@ from harness.checks.result import CheckResult
 from harness.checks.suite import ApiAccess, Expectation, Facts, RunRecord
 from harness.checks.verify import load_expectation, run_verify
 from harness.cluster.base import Cluster, Node
-from harness.pipeline import ScenarioRun, StepOutcome
 from harness.probes.facts import PreUpgradeRecord, VersionSample
 from harness.probes.hosts import HostProbe, kube_samples, sample_sources, take_samples
 from harness.probes.kube import pre_upgrade_snapshot
+from harness.record import ScenarioRun, StepOutcome
 from harness.scenario.model import ExpectedFailure, Scenario
 from harness.upgrade.timeline import TaskRecord
 from tests.conftest import REPO
@@ -530,7 +530,7 @@ def test_pipeline_after_step_collects_one_bundle(server: FakeApiserver, tmp_path
     import json
 
     from harness.options import Options
-    from harness.pipeline import Session
+    from harness.pipeline import Session, after
 
     session = Session(Options(artifacts=tmp_path))
     run = ScenarioRun(_scenario(), tmp_path / "ks-two", cluster=FakeCluster())
@@ -542,16 +542,16 @@ def test_pipeline_after_step_collects_one_bundle(server: FakeApiserver, tmp_path
         "users": [{"name": "fake", "user": {}}],
         "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
     }))
-    timeline = tmp_path / "timeline.jsonl"
-    timeline.write_text(TaskRecord("cp1", "Upgrade", "etcd : Restart", ("etcd",), "2025-01-15T10:00:00+00:00",
-                                   "2025-01-15T10:00:05+00:00", "changed", True).to_json() + "\n")
-    run.results["upgrade"] = SimpleNamespace(ok=True, status="successful", rc=0, summary="", recap={"cp1": {"changed": 1}},
-                                             failures=dict, timeline_path=timeline, artifacts_dir=tmp_path, seconds=5.5)
+    record = TaskRecord("cp1", "Upgrade", "etcd : Restart", ("etcd",), "2025-01-15T10:00:00+00:00",
+                        "2025-01-15T10:00:05+00:00", "changed", True)
+    run.results["upgrade"] = SimpleNamespace(  # type: ignore[assignment]
+        ok=True, status="successful", rc=0, summary="", recap={"cp1": {"changed": 1}}, failures=dict,
+        records=(record,), artifacts_dir=tmp_path, seconds=5.5)
     run.planted_keys = dict(SENTINEL)
     run.samples = [VersionSample(datetime(2025, 1, 15, 10, tzinfo=UTC), "cp1", "etcd", "3.5.9")]
     run.sample_errors = {"api": "HTTP 503 Service Unavailable"}
 
-    session._after(run)
+    after.after(session, run)
 
     facts = run.facts
     assert facts is not None and facts.kube is not None

@@ -14,9 +14,9 @@ from harness.checks.versions import (
     components_for_roles,
     expected_for_scenario,
     expected_versions_per_node,
-    observed_from_kube,
 )
 from harness.probes.facts import KubeFacts, NodeFacts, PreUpgradeRecord
+from harness.probes.kube import observed_from_kube
 from harness.scenario.model import Scenario
 
 LAB_NODES = {"node1": ("etcd", "worker"), "node2": ("worker",)}

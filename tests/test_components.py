@@ -1,4 +1,4 @@
-"""The component table (harness/components.py) against what it describes: Kubespray's real tags and
+"""The component table (harness/components/) against what it describes: Kubespray's real tags and
 variables (the `real_kubespray` checkout, v2.31.0), the upgrade order's phases, the lab's playbooks
 and files repo, and the names the probes report."""
 

@@ -441,13 +441,14 @@ def loopback_etcd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[E
 
 def test_pipeline_probes_around_a_stage(loopback_etcd: EtcdCluster, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Session._probing as the upgrade stage uses it: credentials fetched off the 'nodes' into the state
+    """stages.probing as the upgrade stage uses it: credentials fetched off the 'nodes' into the state
     dir (0600), samples in the scenario's artifacts, and the budget items judging them."""
     import io
 
     from rich.console import Console
 
-    from harness.pipeline import ScenarioRun, Session
+    from harness.pipeline import Session, stages
+    from harness.record import ScenarioRun
     from harness.scenario import load_catalogue
     from tests.conftest import REPO
 
@@ -467,7 +468,7 @@ def test_pipeline_probes_around_a_stage(loopback_etcd: EtcdCluster, tmp_path: Pa
     session = Session.__new__(Session)
     session.console = Console(file=io.StringIO())
     victim = loopback_etcd.members[1] if loopback_etcd.leader() != "node2" else loopback_etcd.members[2]
-    with session._probing(run):
+    with stages.probing(session, run):
         # Credentials: in the state dir, owner-only, while the probing lasts; none in the artifacts.
         kept = sorted((tmp_path / "state" / "disruption").rglob("*.pem"))
         assert len(kept) == 9 and all(p.stat().st_mode & 0o077 == 0 for p in kept)

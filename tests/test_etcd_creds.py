@@ -1,5 +1,5 @@
 """The disruption prober's etcd client credentials, copied off a node in one round trip
-(harness.pipeline._fetch_etcd_creds): this machine as a static cluster's local etcd node, its files
+(harness.probes.setup.fetch_etcd_creds): this machine as a static cluster's local etcd node, its files
 real, a `sudo` on PATH that runs its command (this process is root or the files are its own)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 from harness.cluster.static import StaticProvider
 from harness.errors import HarnessError
-from harness.pipeline import _drop_credentials, _fetch_etcd_creds
 from harness.probes.hosts import EtcdTLS
+from harness.probes.setup import drop_credentials, fetch_etcd_creds
 
 
 @pytest.fixture
@@ -38,18 +38,18 @@ def _layout(ssl: Path, ca: str = "ca.pem") -> EtcdTLS:
 
 def test_credentials_are_copied_0600_into_the_state_dir(node: tuple[object, Path]) -> None:
     cluster, ssl = node
-    files = _fetch_etcd_creds(cluster, "node1", _layout(ssl))  # type: ignore[arg-type]
+    files = fetch_etcd_creds(cluster, "node1", _layout(ssl))  # type: ignore[arg-type]
     for got, want in ((files.ca, "ca"), (files.cert, "admin-node1"), (files.key, "admin-node1-key")):
         assert Path(got).read_text() == f"{want} bytes\n"
         assert stat.S_IMODE(Path(got).stat().st_mode) == 0o600
         assert not str(got).startswith(str(ssl))
-    _drop_credentials(cluster)  # type: ignore[arg-type]
+    drop_credentials(cluster)  # type: ignore[arg-type]
     assert not Path(files.key).exists()
 
 
 def test_a_missing_file_is_named_and_nothing_is_printed(node: tuple[object, Path]) -> None:
     cluster, ssl = node
     with pytest.raises(HarnessError) as e:
-        _fetch_etcd_creds(cluster, "node1", _layout(ssl, ca="nope.pem"))  # type: ignore[arg-type]
+        fetch_etcd_creds(cluster, "node1", _layout(ssl, ca="nope.pem"))  # type: ignore[arg-type]
     assert "2 of 3 files in the copy" in str(e.value) and f"{ssl / 'nope.pem'}: Cannot stat" in str(e.value)
     assert "bytes" not in str(e.value)  # the other files' contents never reach the message

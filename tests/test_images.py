@@ -11,20 +11,18 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from harness.errors import InstallerError
 from harness.installer import files_repo, images
+from tests.conftest import Containerd, needs_containerd, private_containerd
 
 NAMESPACE = "k8s.io"  # the namespace the CRI plugin reads: where a lab node imports them
 SETS = ("1.31.9", "1.32.0")  # ../shared/kubernetes's labelled sets
@@ -265,90 +263,10 @@ def test_import_argv() -> None:
 
 # -- real: imported into a private containerd and run with ctr --------------------------------------
 
-NEEDED = {"containerd": "containerd", "ctr": "containerd", "containerd-shim-runc-v2": "containerd", "runc": "runc"}
-MISSING = sorted({pkg for exe, pkg in NEEDED.items() if shutil.which(exe) is None})
-real = pytest.mark.skipif(
-    os.geteuid() != 0 or bool(MISSING),
-    reason=("needs root" if os.geteuid() != 0 else f"needs Debian's {', '.join(MISSING)} (apt-get install {' '.join(MISSING)})"),
-)
-
-
-@dataclass
-class Containerd:
-    """A containerd of our own: its own root, state dir and socket; no CRI plugin."""
-
-    dir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def socket(self) -> Path:
-        return self.dir / "state" / "containerd.sock"
-
-    def start(self) -> None:
-        config = self.dir / "config.toml"
-        config.write_text(f'version = 2\nroot = "{self.dir}/root"\nstate = "{self.dir}/state"\n'
-                          f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{self.socket}"\n')
-        log = (self.dir / "containerd.log").open("ab")
-        self.proc = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        for _ in range(100):
-            if self.ctr("version", check=False).returncode == 0:
-                return
-            assert self.proc.poll() is None, (self.dir / "containerd.log").read_text()[-2000:]
-            time.sleep(0.2)
-        raise AssertionError("containerd did not answer on its socket: " + (self.dir / "containerd.log").read_text()[-2000:])
-
-    def argv(self, *args: str) -> list[str]:
-        return ["ctr", "--address", str(self.socket), "-n", NAMESPACE, *args]
-
-    def ctr(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args), capture_output=True, text=True, check=check, timeout=timeout)
-
-    def shims(self) -> list[int]:
-        """This containerd's shims: the processes whose command line names its own socket."""
-        out = []
-        for p in Path("/proc").iterdir():
-            if p.name.isdigit():
-                try:
-                    cmd = (p / "cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if cmd and cmd[0].endswith(b"containerd-shim-runc-v2") and str(self.socket).encode() in cmd:
-                    out.append(int(p.name))
-        return out
-
-    def task_pid(self, container: str) -> int | None:
-        for line in self.ctr("task", "ls").stdout.splitlines()[1:]:
-            cols = line.split()
-            if cols and cols[0] == container and cols[2] == "RUNNING":
-                return int(cols[1])
-        return None
-
-
 @pytest.fixture
 def containerd() -> Iterator[Containerd]:
-    # Under /tmp with a short name: unix socket paths are limited to 108 bytes.
-    d = Containerd(Path(tempfile.mkdtemp(prefix="images-", dir="/tmp")))
-    try:
-        d.start()
+    with private_containerd("images-", NAMESPACE) as d:
         yield d
-    finally:
-        for line in d.ctr("task", "ls", check=False).stdout.splitlines()[1:]:
-            d.ctr("task", "kill", "-s", "SIGKILL", line.split()[0], check=False)
-        for line in d.ctr("container", "ls", "-q", check=False).stdout.split():
-            d.ctr("task", "rm", "-f", line, check=False)
-            d.ctr("container", "rm", line, check=False)
-        shims = d.shims()
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.send_signal(signal.SIGTERM)
-            d.proc.wait(timeout=30)
-        for pid in shims:  # a shim exits once its task is deleted; one left behind is ended by its id
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        subprocess.run(["umount", "-R", str(d.dir / "root")], check=False, capture_output=True)
-        shutil.rmtree(d.dir, ignore_errors=True)
 
 
 def _import(d: Containerd, image: images.Image) -> None:
@@ -356,7 +274,7 @@ def _import(d: Containerd, image: images.Image) -> None:
     assert image.ref in r.stdout, r.stdout + r.stderr
 
 
-@real
+@needs_containerd
 def test_images_import_under_their_names_and_digests(containerd: Containerd, built: dict[str, images.Image],
                                                      kube: dict[str, dict[str, images.Image]]) -> None:
     every = {**built, **kube["1.31.9"], **kube["1.32.0"]}
@@ -367,7 +285,7 @@ def test_images_import_under_their_names_and_digests(containerd: Containerd, bui
     assert listed == {i.ref: i.digest for i in every.values()}
 
 
-@real
+@needs_containerd
 def test_pause_stays_running_and_exits_on_sigterm(containerd: Containerd, built: dict[str, images.Image]) -> None:
     pause = built[images.PAUSE.ref]
     _import(containerd, pause)
@@ -397,7 +315,7 @@ def test_pause_stays_running_and_exits_on_sigterm(containerd: Containerd, built:
     assert "pause-test" not in containerd.ctr("container", "ls", "-q").stdout.split()  # --rm removed it
 
 
-@real
+@needs_containerd
 def test_busybox_runs_a_shell_and_netcat(containerd: Containerd, built: dict[str, images.Image]) -> None:
     bb = built[images.BUSYBOX.ref]
     _import(containerd, bb)
@@ -409,7 +327,7 @@ def test_busybox_runs_a_shell_and_netcat(containerd: Containerd, built: dict[str
     assert r.stdout == "canary\n", r.stdout + r.stderr
 
 
-@real
+@needs_containerd
 def test_control_plane_images_say_their_version(containerd: Containerd,
                                                 kube: dict[str, dict[str, images.Image]]) -> None:
     """Run as kubeadm's static pods run them (`command: [kube-apiserver, ...]`, found on the image's PATH)."""
@@ -421,7 +339,7 @@ def test_control_plane_images_say_their_version(containerd: Containerd,
             assert r.stdout.strip() == f"Kubernetes v{v}{LABEL}", r.stdout + r.stderr
 
 
-@real
+@needs_containerd
 def test_kube_proxy_image_runs_iptables_and_conntrack(containerd: Containerd,
                                                       kube: dict[str, dict[str, images.Image]]) -> None:
     image = kube["1.32.0"]["registry.k8s.io/kube-proxy:v1.32.0"]
@@ -499,7 +417,7 @@ def _free_port(preferred: int) -> int:
         return int(s.getsockname()[1])
 
 
-@real
+@needs_containerd
 def test_agnhost_stand_in_serves_its_hostname(containerd: Containerd, built: dict[str, images.Image]) -> None:
     """The canaries' arguments (`netexec --http-port=8080`), host networking, a Python client here."""
     import http.client

@@ -20,8 +20,9 @@ import pytest
 import yaml
 
 from harness.checks import disruption as checks
+from harness.installer.base import PLAYBOOKS_DIR
 from harness.probes import disruption as probes
-from harness.upgrade.paths import PLAYBOOKS_DIR
+from harness.scenario import budgets
 
 INTERVAL = 0.25
 TIMEOUT = 1.0  # a stopped local server refuses at once; a hung one is cut here
@@ -382,9 +383,9 @@ class FixtureCluster:
 
 
 def _run_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube_probes: str | None) -> Any:
-    from harness.pipeline import ScenarioRun
+    from harness.installer.base import Stage
+    from harness.record import ScenarioRun
     from harness.scenario import load_catalogue
-    from harness.upgrade.paths import Stage
     from tests.conftest import REPO
 
     monkeypatch.setenv("HARNESS_STATE", str(tmp_path / "state"))
@@ -402,11 +403,12 @@ def _run_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube_probes: str 
 
 def test_probe_config_reaches_canary_and_dns_through_the_recorded_nodeports(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.pipeline import _probe_config
+    from harness.pipeline import probe_target
+    from harness.probes.setup import probe_config
 
     run = _run_with(tmp_path, monkeypatch, _kube_probes(
         [("harness-canary-a", 0, "31234", ""), ("harness-canary-b", 0, "31999", "")], (0, "30053\n", "")))
-    config, missing = _probe_config(run, INTERVAL)
+    config, missing = probe_config(probe_target(run), INTERVAL)
     http = {h.backend: h for h in config.http}
     for node, address in (("node1", "10.0.0.11"), ("node2", "10.0.0.12")):
         new, reused = http[f"canary:{node}"], http[f"canary:{node}:reused"]
@@ -427,12 +429,13 @@ def test_probe_config_reaches_canary_and_dns_through_the_recorded_nodeports(
 
 
 def test_unread_nodeports_make_the_items_fail_saying_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.pipeline import _probe_config
+    from harness.pipeline import probe_target
+    from harness.probes.setup import probe_config
 
     notfound = 'Error from server (NotFound): services "harness-dns" not found'
     run = _run_with(tmp_path, monkeypatch, _kube_probes(
         [("harness-canary-a", 0, "", ""), ("harness-canary-b", 1, "", "connection refused")], (1, "", notfound)))
-    config, missing = _probe_config(run, INTERVAL)
+    config, missing = probe_config(probe_target(run), INTERVAL)
     assert not [b for b in config.backends if b.startswith(("canary", "dns"))] and not config.dns
     assert "harness-canary-a: rc=0: the Service has no nodePort" in missing["canary:node2:reused"]
     assert "harness-canary-b: rc=1: connection refused" in missing["canary:node1"]
@@ -455,10 +458,11 @@ def test_unread_nodeports_make_the_items_fail_saying_why(tmp_path: Path, monkeyp
 ])
 def test_a_bad_record_names_the_file_and_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                text: str | None, said: str) -> None:
-    from harness.pipeline import _probe_config
+    from harness.pipeline import probe_target
+    from harness.probes.setup import probe_config
 
     run = _run_with(tmp_path, monkeypatch, text)
-    _, missing = _probe_config(run, INTERVAL)
+    _, missing = probe_config(probe_target(run), INTERVAL)
     for backend in ("canary:node1", "canary:node2:reused", "dns", "dns:reused"):
         assert said in missing[backend] and str(run.dir / "01-plant") in missing[backend], missing[backend]
 
@@ -466,11 +470,10 @@ def test_a_bad_record_names_the_file_and_field(tmp_path: Path, monkeypatch: pyte
 def test_budget_keys_for_the_new_backends() -> None:
     nodes = {"node1": ("control-plane", "etcd"), "node2": ("worker",)}
     for key in ("dns", "dns:reused", "canary", "canary:node2", "canary:node2:reused"):
-        assert checks.budget_key_problem(key, nodes) is None, key
-    assert "no node 'node9'" in (checks.budget_key_problem("canary:node9", nodes) or "")
+        assert budgets.budget_key_problem(key, nodes) is None, key
+    assert "no node 'node9'" in (budgets.budget_key_problem("canary:node9", nodes) or "")
     assert checks.budget_for("dns:reused", {"dns": 10}) == ("dns", 10.0)
-    assert checks.kind_of("dns:reused") == "dns" and checks.kind_of("canary:node2:reused") == "canary"
-    assert not checks.UNMEASURED
+    assert budgets.kind_of("dns:reused") == "dns" and budgets.kind_of("canary:node2:reused") == "canary"
 
 
 
@@ -497,7 +500,8 @@ def test_the_kubernetes_play_records_what_the_pipeline_probes(tmp_path: Path, mo
     """plant.yml's Kubernetes play (only it: the others touch etcd and containerd) run by the venv's
     Ansible on localhost: the manifests it applies load through the client's models, and the
     kube-probes.json it writes gives the pipeline its canary and DNS backends."""
-    from harness.pipeline import _probe_config
+    from harness.pipeline import probe_target
+    from harness.probes.setup import probe_config
 
     play = yaml.safe_load((PLAYBOOKS_DIR / "plant.yml").read_text())[0]
     assert play["name"] == "Plant Kubernetes canaries"
@@ -528,7 +532,7 @@ def test_the_kubernetes_play_records_what_the_pipeline_probes(tmp_path: Path, mo
     assert 'services "canary" not found' in doc["canary"][1]["error"] and doc["dns"]["node_port"] == 30053
     # The same file, read by the pipeline: the first canary Service with a nodePort, and the DNS one.
     run = _run_with(tmp_path / "pipeline", monkeypatch, record)
-    config, missing = _probe_config(run, INTERVAL)
+    config, missing = probe_config(probe_target(run), INTERVAL)
     assert {h.url for h in config.http if h.backend.startswith("canary:")} == {
         "http://10.0.0.11:31234/hostname", "http://10.0.0.12:31234/hostname"}
     assert {(d.backend, d.port, d.name) for d in config.dns} == {("dns", 30053, DNS_NAME), ("dns:reused", 30053, DNS_NAME)}

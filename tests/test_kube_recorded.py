@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import shlex
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +29,8 @@ from harness import components
 from harness.checks import kube as checks
 from harness.checks import suite, verify
 from harness.checks import tokens as token_checks
-from harness.checks.versions import observed_from_kube
 from harness.cluster.base import Node
+from harness.probes import collected
 from harness.probes import kube as probe
 from harness.probes import tokens as token_probe
 from harness.probes.facts import (
@@ -41,6 +42,7 @@ from harness.probes.facts import (
     from_json,
     to_json,
 )
+from harness.probes.kube import observed_from_kube
 
 CP = [Node("node1", ("control-plane", "etcd", "worker"), "192.0.2.2")]
 GIT_VERSION = "v1.32.0-beta.0+cd13ec4a"  # what the recorded /version says
@@ -240,6 +242,35 @@ def test_kube_proxy_pass_and_each_way_to_fail() -> None:
     assert checks.check_kube_proxy(KubeFacts(nodes=nodes), True).passed
 
 
+
+def test_kube_proxy_names_each_node_and_pod_it_is_not_running_on() -> None:
+    """The DaemonSet's counts say how many; the failure says where: each node without a Ready kube-proxy
+    on the current image, with its pod (as `harness verify` showed a rollout stuck on an image that
+    cannot start, live on the lab)."""
+    nodes = nodes_of(recorded("nodes"))
+    new = "registry.k8s.io/kube-proxy:v1.32.1"
+    pods = recorded("pods-all")
+    pods["items"].append(_kube_proxy_pod("v1.32.1"))
+    crashing = tuple(replace(p, ready=False, waiting_reasons=("CrashLoopBackOff",)) if p.name == "kube-proxy-8q2lw"
+                     else p for p in pods_of(pods))
+    ds = _ready_kube_proxy(image=new)
+    ds["status"]["numberReady"] = 0
+    r = checks.check_kube_proxy(KubeFacts(nodes=nodes, pods=crashing, kube_proxy=kube_proxy_of(ds)), False, ["node1"])
+    assert not r.passed and r.summary == "kube-proxy 0 of 1 pod(s) ready (not running Ready on node1)", r.summary
+    assert "node1  kube-system/kube-proxy-8q2lw  registry.k8s.io/kube-proxy:v1.32.1  CrashLoopBackOff" in r.details
+    # A node the DaemonSet does not reach: named, with no pod.
+    r = checks.check_kube_proxy(KubeFacts(nodes=nodes, pods=pods_of(pods), kube_proxy=kube_proxy_of(_ready_kube_proxy(
+        image=new))), False, ["node1", "node2"])
+    assert r.summary == "kube-proxy schedules 1 pod(s) for 2 node(s) (nodeSelector kubernetes.io/os=linux)" \
+        " (not running Ready on node2)", r.summary
+    assert "node2  -    -      no kube-proxy pod" in r.details
+    # Ready, but still on the previous image: the rollout has not reached it.
+    ds = _ready_kube_proxy(image="registry.k8s.io/kube-proxy:v1.32.2")
+    ds["status"]["updatedNumberScheduled"] = 0
+    r = checks.check_kube_proxy(KubeFacts(nodes=nodes, pods=pods_of(pods), kube_proxy=kube_proxy_of(ds)), False, ["node1"])
+    assert r.summary.endswith("(previous image on node1)"), r.summary
+    assert checks.STALE_TEMPLATE in r.details
+
 # -- item 3: nodes Ready=Unknown right after an apiserver restart ---------------------------------------
 
 
@@ -406,7 +437,7 @@ def test_each_static_pod_is_judged_at_its_own_pin_in_the_table_and_the_check_ali
 
     def judged(body: dict[str, Any]) -> tuple[dict[str, tuple[str, str, str]], Any]:
         kube = KubeFacts(pods=pods_of(body), apiserver_versions={"node1": "v1.32.0"})
-        facts = suite.Facts(nodes={"node1": ("control-plane",)}, kube=kube)
+        facts = collected.Facts(nodes={"node1": ("control-plane",)}, kube=kube)
         report = verify.report(facts, expect)
         rows = {comp: (want, got, status) for node, comp, want, got, status in report.rows if comp in components.static_pods()}
         return rows, next(r for r in report.results if r.name == "static pods")
@@ -432,7 +463,7 @@ def test_an_untouched_static_pod_is_held_to_the_same_version_by_the_table_and_th
     before = PreUpgradeRecord(datetime(2026, 11, 28, tzinfo=UTC), versions={"node1": {"kubelet": IMAGE_TAG}})
     expect = suite.Expectation(versions={"etcd": "3.5.16"}, upgrade=suite.UpgradeExpectation(
         path="component", upgraded=frozenset({"etcd"}), before=before))
-    facts = suite.Facts(nodes={"node1": ("control-plane",)}, kube=KubeFacts(pods=pods_of(pods)))
+    facts = collected.Facts(nodes={"node1": ("control-plane",)}, kube=KubeFacts(pods=pods_of(pods)))
     assert suite.expected_per_node(facts, expect)["node1"]["kube-controller-manager"] == IMAGE_TAG
     results = {r.name: r for r in suite.judge(facts, expect, ["static pods", "untouched components"])}
     want = ("node1", "kube-controller-manager", IMAGE_TAG)

@@ -173,8 +173,8 @@ def test_playbook_argv() -> None:
 def test_task_preview_tags_the_timeline_keys() -> None:
     """The pipeline tags timeline records from this preview: keys are (play, `ROLE : TASK`) as the
     records name them, and a tagged preview lists only what the tagged run would do."""
+    from harness.installer.base import PLAYBOOKS_DIR
     from harness.installer.kubespray import list_playbook_tasks
-    from harness.upgrade.paths import PLAYBOOKS_DIR
 
     listed = {(t.play, t.name): t.tags for t in list_playbook_tasks(PLAYBOOKS_DIR, "lab/cluster.yml", ["etcd"])}
     install = [k for k in listed if k[0] == "Install etcd" and k[1].startswith("etcd : Etcd | Install etcd")]

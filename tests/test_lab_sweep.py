@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from harness import interrupt
 from harness.cluster.lab import cli
 from harness.cluster.lab.provider import LabPaths, stale_reason, sweep
+from harness.interrupt import RUN_OWNER, kill_orphaned_runs, orphaned_runs, run_owner
 from harness.settings import file_lock
-from harness.upgrade.runner import RUN_OWNER, kill_orphaned_runs, orphaned_runs, run_owner
 
 
 def _dead_owner() -> str:

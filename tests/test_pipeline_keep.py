@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+import harness.pipeline as pipeline_steps
 from harness.options import Options
-from harness.pipeline import ScenarioRun, Session
+from harness.pipeline import Session
+from harness.record import ScenarioRun
 from harness.scenario import load_catalogue
 
 
@@ -65,14 +68,21 @@ def _staged_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Se
     session = Session(Options(artifacts=tmp_path), console=Console(record=True, width=200))
     ran: list[str] = []
 
-    def plan(run: ScenarioRun) -> None:
+    def plan(_session: Session, run: ScenarioRun) -> None:
         run.stages = pipeline(run.scenario, run.dir, available_tags={"etcd", "always"})
 
-    monkeypatch.setattr(session, "_plan", plan)
-    monkeypatch.setattr(session, "_cluster", lambda run: setattr(run, "cluster", _Cluster()))
-    for step in ("_baseline", "_before", "_after"):
-        monkeypatch.setattr(session, step, lambda run, s=step: ran.append(s))
-    monkeypatch.setattr(session, "_stage", lambda run, stage: ran.append(stage.purpose))
+    def recorder(name: str) -> Callable[[Session, ScenarioRun], None]:
+        return lambda _session, _run: ran.append(name)
+
+    monkeypatch.setattr(pipeline_steps, "STEPS", (
+        ("plan", plan),
+        ("cluster", lambda _session, run: setattr(run, "cluster", _Cluster())),
+        ("baseline", recorder("_baseline")),
+        ("before", recorder("_before")),
+    ))
+    monkeypatch.setattr(pipeline_steps.after, "after", recorder("_after"))
+    monkeypatch.setattr(pipeline_steps.stages, "stage_step", lambda stage: recorder(stage.purpose))
+    monkeypatch.setattr(pipeline_steps.finish, "stage_step", lambda stage: recorder(stage.purpose))
     return session, ran
 
 

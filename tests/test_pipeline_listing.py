@@ -10,11 +10,13 @@ import pytest
 from rich.console import Console
 
 from harness.errors import InstallerError
+from harness.installer.base import PLAYBOOKS_DIR
 from harness.installer.kubespray import list_playbook_tasks
 from harness.options import Options
-from harness.pipeline import LISTED, ScenarioRun, Session
+from harness.pipeline import LISTED, Session, playbook
+from harness.pipeline import plan as plan_step
+from harness.record import ScenarioRun
 from harness.scenario import load_catalogue
-from harness.upgrade.paths import PLAYBOOKS_DIR
 
 
 def _lab_scenario(name: str = "lab-etcd"):  # type: ignore[no-untyped-def]
@@ -38,12 +40,12 @@ def test_the_plan_step_starts_the_listing_and_the_stage_takes_it(tmp_path: Path,
 
     monkeypatch.setattr(installer, "listed_tasks", listed)
     run = ScenarioRun(_lab_scenario(), tmp_path / "lab-etcd")
-    session._plan(run)
+    plan_step.plan(session, run)
     listed_stages = [s for s in run.stages if s.purpose in LISTED]
     assert listed_stages and set(run.listing) == {s.ident for s in listed_stages}
     upgrade = next(s for s in listed_stages if s.purpose == "upgrade")
 
-    tags = session._task_tags(run, installer, upgrade)
+    tags = playbook.task_tags(run, installer, upgrade)
     # The bundled playbook's real listing, listed once, off the main thread.
     assert tags == _listed_now(upgrade) and tags
     assert threads and all(t.startswith("list-tasks") for t in threads)
@@ -60,10 +62,10 @@ def test_a_listing_that_failed_fails_the_stage_that_needs_it(tmp_path: Path, mon
 
     monkeypatch.setattr(installer, "listed_tasks", broken)
     run = ScenarioRun(_lab_scenario(), tmp_path / "lab-etcd")
-    session._plan(run)  # the plan itself does not wait for the listing
+    plan_step.plan(session, run)  # the plan itself does not wait for the listing
     upgrade = next(s for s in run.stages if s.purpose == "upgrade")
     with pytest.raises(InstallerError, match="--list-tasks` failed"):
-        session._task_tags(run, installer, upgrade)
+        playbook.task_tags(run, installer, upgrade)
     session.close(failed=True)
 
 
@@ -71,8 +73,8 @@ def test_without_a_started_listing_the_stage_lists_itself(tmp_path: Path) -> Non
     session = Session(Options(artifacts=tmp_path), console=Console(record=True))
     installer = session.installer("lab")
     run = ScenarioRun(_lab_scenario(), tmp_path / "lab-etcd")
-    session._plan(run)
+    plan_step.plan(session, run)
     upgrade = next(s for s in run.stages if s.purpose == "upgrade")
     run.listing.clear()
-    assert session._task_tags(run, installer, upgrade) == _listed_now(upgrade)
+    assert playbook.task_tags(run, installer, upgrade) == _listed_now(upgrade)
     session.close(failed=False)

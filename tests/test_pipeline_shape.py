@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster.base import ClusterSpec
-from harness.cluster.baseline import BaselineKey
-from harness.pipeline import _deployed_shape
+from harness.installer.registry import baseline_key
 from harness.scenario import load_catalogue
 from harness.scenario.select import unmet_requirement, with_refs
 
@@ -21,9 +19,7 @@ def test_kubespray_on_the_lab_restores_the_lab_scenarios_baseline() -> None:
     scenarios = _by_id()
 
     def key(sid: str) -> str:
-        sc = scenarios[sid]
-        spec = ClusterSpec(name="", nodes=_deployed_shape(sc))
-        return BaselineKey.of("lab", spec, sc.baseline_installer, sc.baseline.ref, sc.baseline.versions).snapshot_name
+        return baseline_key("lab", scenarios[sid]).snapshot_name
 
     assert key("ks-lab-etcd") == key("ks-lab-etcd-documented") == key("lab-etcd") == key("lab-graceful")
     # A Kubespray-deployed baseline is its own, whatever the roles.
@@ -62,7 +58,8 @@ def test_restored_kubespray_baseline_keeps_the_deploying_runs_kubeconfig(tmp_pat
     deploying run's admin.conf, kept per snapshot and private to root."""
     from types import SimpleNamespace
 
-    from harness.pipeline import ScenarioRun, _baseline_kubeconfig
+    from harness.pipeline.baseline import baseline_kubeconfig
+    from harness.record import ScenarioRun
 
     monkeypatch.setenv("HARNESS_STATE", str(tmp_path / "state"))
     sc = _by_id()["ks-etcd"]
@@ -72,13 +69,13 @@ def test_restored_kubespray_baseline_keeps_the_deploying_runs_kubeconfig(tmp_pat
     conf.parent.mkdir(parents=True)
     conf.write_text("apiVersion: v1\nkind: Config\n")
     first.baseline_outcome = "deployed"
-    kept = _baseline_kubeconfig(first, cluster, "baseline-abc")  # type: ignore[arg-type]
+    kept = baseline_kubeconfig(first, cluster, "baseline-abc")  # type: ignore[arg-type]
     assert kept is not None and kept.read_text() == conf.read_text()
     assert kept.stat().st_mode & 0o077 == 0
     second = ScenarioRun(sc, tmp_path / "b")
     second.baseline_outcome = "restored"
-    assert _baseline_kubeconfig(second, cluster, "baseline-abc") == kept  # type: ignore[arg-type]
-    assert _baseline_kubeconfig(second, cluster, "baseline-other") is None  # type: ignore[arg-type]
+    assert baseline_kubeconfig(second, cluster, "baseline-abc") == kept  # type: ignore[arg-type]
+    assert baseline_kubeconfig(second, cluster, "baseline-other") is None  # type: ignore[arg-type]
 
 
 def test_documented_failure_checks_what_it_moves_before_it_stops() -> None:

@@ -73,10 +73,10 @@ def test_k_etcd_excludes_scenarios_that_do_not_touch_etcd(project):
 
 
 def test_lab_default_skips_kubespray_scenarios_saying_what_to_pass(project):
-    r = project.runpytest("-rs", "-k", "ks-etcd and test_versions", "--scenarios", "catalogue")
+    r = project.runpytest("-rs", "-k", "ks-etcd", "--check", "versions", "--scenarios", "catalogue")
     r.assert_outcomes(skipped=2)  # ks-etcd, ks-etcd-documented
     r.stdout.fnmatch_lines(["*needs a Kubespray checkout: pass --kubespray PATH*"])
-    r = project.runpytest("-rs", "-k", "ks-lab and test_versions", "--scenarios", "catalogue")
+    r = project.runpytest("-rs", "-k", "ks-lab", "--check", "versions", "--scenarios", "catalogue")
     r.assert_outcomes(skipped=4)  # Kubespray on the lab still needs Kubespray (etcd x2, container-engine, kube-node)
     r.stdout.fnmatch_lines(["*ks-lab-etcd needs a Kubespray checkout: pass --kubespray PATH*"])
     r.stdout.fnmatch_lines(["*ks-lab-kube-node needs a Kubespray checkout: pass --kubespray PATH*"])
@@ -89,7 +89,7 @@ def test_kubespray_from_the_environment_runs_its_lab_scenarios(project, tmp_path
     (checkout / ".git").mkdir(parents=True)
     (checkout / "cluster.yml").write_text("[]\n")
     monkeypatch.setenv("HARNESS_KUBESPRAY", str(checkout))
-    r = project.runpytest("-rs", "-k", "ks- and etcd and test_versions", "--scenarios", "catalogue")
+    r = project.runpytest("-rs", "-k", "ks- and etcd", "--check", "versions", "--scenarios", "catalogue")
     r.assert_outcomes(passed=2, skipped=4)  # ks-lab-etcd{,-documented} run; ks-etcd{,-documented}, ks-full, ks-graceful skip
     r.stdout.fnmatch_lines(["*ks-etcd*needs Kubespray to install Kubernetes, which the lab cannot give it*"])
 
@@ -98,7 +98,7 @@ def test_kubespray_scenario_on_the_lab_needs_another_provider(project, tmp_path)
     checkout = tmp_path / "kubespray"
     (checkout / ".git").mkdir(parents=True)
     (checkout / "cluster.yml").write_text("[]\n")
-    r = project.runpytest("-rs", "-k", "ks-node and test_versions", "--kubespray", str(checkout),
+    r = project.runpytest("-rs", "-k", "ks-node", "--check", "versions", "--kubespray", str(checkout),
                           "--scenarios", "catalogue")
     r.assert_outcomes(skipped=1)
     r.stdout.fnmatch_lines(["*needs Kubespray to install Kubernetes, which the lab cannot give it*--provider vagrant*"])
@@ -139,7 +139,7 @@ def test_refs(scenario):
 """)
     r = project.runpytest("-s", "-p", "no:cacheprovider", "--provider", "static", "--inventory", str(_inv(tmp_path)),
                           "--kubespray", str(_checkout(tmp_path)), "--from", "v2.29.1", "--to", "v2.30.0",
-                          "-k", "test_refs and (ks-full or ks-node)", "--scenarios", "catalogue")
+                          "-k", "ks-full or ks-node", "--check", "refs", "--scenarios", "catalogue")
     out = r.stdout.str()
     assert "REFS ks-full v2.29.1 v2.30.0" in out
     assert "REFS ks-node v2.29.1 v2.30.0" in out

@@ -23,6 +23,7 @@ from harness.checks import suite
 from harness.checks.certs import check_certs
 from harness.checks.units import check_reboots, check_units
 from harness.cluster.base import Node
+from harness.probes import collected
 from harness.probes import hosts as h
 from harness.probes.facts import CertExpiry, HostFacts, PreUpgradeRecord, UnitState, from_json, to_json
 
@@ -189,7 +190,7 @@ HOST_CHECKS = ("target versions", "untouched components", "units", "certificates
 
 
 def _judge(hosts: list[HostFacts], before: PreUpgradeRecord) -> dict[str, suite.CheckResult]:
-    facts = suite.Facts(nodes={x.node: x.roles for x in hosts}, hosts=tuple(hosts))
+    facts = collected.Facts(nodes={x.node: x.roles for x in hosts}, hosts=tuple(hosts))
     expect = suite.Expectation(installer="lab", versions={"etcd": "3.5.16"}, upgrade=suite.UpgradeExpectation(
         path="component", upgraded=frozenset({"etcd"}), before=before))
     return {r.name: r for r in suite.judge(facts, expect, HOST_CHECKS)}

@@ -22,8 +22,8 @@ from fixtures.k8s.recorded import recorded_text
 from harness.checks import etcd as etcd_checks
 from harness.cluster.base import Node
 from harness.components import Binary, find
+from harness.components import parsers as pv
 from harness.probes import hosts as h
-from harness.probes import versions as pv
 from harness.probes.facts import BinaryFile, EtcdFacts, HostFacts, UnitState, from_json, to_json
 
 # measured: trixie etcd-server 3.5.16

@@ -16,10 +16,11 @@ import yaml
 from rich.console import Console
 
 from harness.checks.disruption import Sample
-from harness.checks.suite import Facts
 from harness.options import Options
-from harness.pipeline import ScenarioRun, Session, StepOutcome
+from harness.pipeline import Session
+from harness.probes.collected import Facts
 from harness.probes.facts import HostFacts, PreUpgradeRecord, VersionSample
+from harness.record import ScenarioRun, StepOutcome
 from harness.report import run_report
 from harness.report.session_report import write_session_report
 from harness.scenario import load_catalogue

@@ -22,8 +22,9 @@ import pytest
 from harness import proc
 from harness.checks import suite
 from harness.installer.inventory import write_inventory
-from harness.pipeline import ScenarioRun, StepOutcome
+from harness.probes import collected
 from harness.probes.facts import to_jsonable
+from harness.record import ScenarioRun, StepOutcome
 from harness.scenario.loader import load_catalogue
 from harness.upgrade.masking import MASK, find_secrets
 from harness.upgrade.runner import RunResult, run_playbook
@@ -125,7 +126,7 @@ def leak_run(planted: Planted, tmp_path_factory: pytest.TempPathFactory) -> Leak
     run = ScenarioRun(load_catalogue(None)[0], run_dir)
     run.outcomes["upgrade"] = StepOutcome("upgrade", False, 1.0, f"stage {IDENT} (leak.yml) failed:\n{result.summary}")
     run.results["upgrade"] = result
-    run.facts = suite.Facts(nodes={"node1": ("etcd",)}, runs=suite.run_records(run.results),
+    run.facts = collected.Facts(nodes={"node1": ("etcd",)}, runs=suite.run_records(run.results),
                             timeline=suite.run_timeline(run.results))
     run.save()
     return LeakRun(run_dir, result)
@@ -135,18 +136,19 @@ def _junit(leak_run: LeakRun, pytester: pytest.Pytester) -> Path:
     """The playbook check's item, reported by a real pytest run to JUnit (its failure message carries
     the run's summary, as the scenario items do)."""
     record = leak_run.run_dir / "record.json"
-    record.write_text(json.dumps(to_jsonable(suite.RunRecord.of(leak_run.result))))
+    record.write_text(json.dumps(to_jsonable(collected.RunRecord.of(leak_run.result))))
     pytester.makepyfile(test_reported=f"""
         import json
         from datetime import datetime, timezone
         from harness.checks import suite
+        from harness.probes import collected
         from harness.checks.result import assert_check
         from harness.probes.facts import PreUpgradeRecord
 
         def test_playbook_run():
             data = json.loads(open({str(record)!r}).read())
             data["failed_at"] = tuple(data["failed_at"])
-            facts = suite.Facts(nodes={{"node1": ("etcd",)}}, runs={{"upgrade": suite.RunRecord(**data)}})
+            facts = collected.Facts(nodes={{"node1": ("etcd",)}}, runs={{"upgrade": collected.RunRecord(**data)}})
             before = PreUpgradeRecord(datetime.now(timezone.utc))
             expect = suite.Expectation(upgrade=suite.UpgradeExpectation("full", frozenset(), before))
             (result,) = suite.judge(facts, expect, ["playbook run"])

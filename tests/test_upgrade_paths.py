@@ -9,10 +9,12 @@ import pytest
 from test_installer_kubespray import FakeVenvBuilder, make_kubespray_repo
 
 from harness.errors import PlanError
+from harness.installer.base import PLAYBOOKS_DIR
 from harness.installer.kubespray import Kubespray
+from harness.installer.lab import TAGS as LAB_TAGS
 from harness.scenario.model import Scenario
 from harness.upgrade import runner as runner_mod
-from harness.upgrade.paths import LAB_TAGS, PLAYBOOKS_DIR, pipeline, upgrade_stage
+from harness.upgrade.paths import pipeline, upgrade_stage
 
 TOPOLOGY = {"nodes": [{"name": "node1", "roles": ["control-plane", "etcd", "worker"]}]}
 

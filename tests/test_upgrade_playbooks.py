@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.installer.base import PLAYBOOKS_DIR
 from harness.installer.inventory import write_inventory
 from harness.scenario.model import Scenario
-from harness.upgrade.paths import PLAYBOOKS_DIR, pipeline
+from harness.upgrade.paths import pipeline
 from harness.upgrade.runner import run_stage
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness import interrupt
+from harness.installer.base import Stage
 from harness.installer.inventory import write_inventory
-from harness.upgrade.paths import Stage
 from harness.upgrade.runner import RunResult, ansible_binary, recap_changed, run_playbook, run_stage
 from harness.upgrade.timeline import build_timeline, read_job_events, read_timeline
 

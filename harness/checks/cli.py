@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,18 +14,14 @@ from harness.text import plural
 
 if TYPE_CHECKING:
     from harness.checks.verify import VerifyReport
+    from harness.cluster.base import Cluster
 
 
-def _static_cluster(inventory: Path) -> Any:
-    """The static provider is built elsewhere; code only against its `Cluster`."""
-    from harness.cluster.base import ClusterSpec
+def _static_cluster(inventory: Path) -> Cluster:
+    """The cluster an inventory describes, as it is."""
     from harness.cluster.static import StaticProvider
 
-    provider = StaticProvider(inventory)
-    cluster = getattr(provider, "cluster", None)
-    if callable(cluster):
-        return cluster()
-    return provider.up(ClusterSpec(name=f"verify-{inventory.stem}", nodes=()))
+    return StaticProvider(inventory).cluster()
 
 
 def _render(report: VerifyReport) -> None:

@@ -38,24 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.checks.result import CheckResult, text_table
+from harness.scenario.budgets import REUSED, kind_of
 from harness.text import plural
 
 if TYPE_CHECKING:
-    from harness.pipeline import ScenarioRun
     from harness.probes.disruption import ProbeRun
+    from harness.record import ScenarioRun
     from harness.scenario.model import Scenario
-
-# kind -> backend prefix; a kind key in `budgets` applies to every backend of that kind.
-KINDS: dict[str, str] = {
-    "etcd-member": "etcd",
-    "etcd-all": "etcd",
-    "containerd": "containerd",
-    "apiserver": "apiserver",
-    "canary": "canary",
-    "dns": "dns",
-}
-REUSED = ":reused"
-
 
 @dataclass(frozen=True)
 class Sample:
@@ -100,37 +89,6 @@ class Disruption:
     @property
     def seconds(self) -> float:
         return sum(o.seconds for o in self.outages)
-
-
-def kind_of(backend: str) -> str:
-    """The budget kind of a backend name (`etcd:all` -> etcd-all, `etcd:node1` -> etcd-member)."""
-    prefix, _, name = backend.partition(":")
-    if prefix == "etcd":
-        return "etcd-all" if name == "all" else "etcd-member"
-    return prefix
-
-
-def budget_key_problem(key: str, nodes: Mapping[str, Sequence[str]]) -> str | None:
-    """Why `key` is not a budget key for a topology (node -> roles), or None when it is one."""
-    if key in KINDS or key == "dns" + REUSED:  # dns is a kind and its one backend
-        return None
-    prefix, sep, name = key.partition(":")
-    name = name.removesuffix(REUSED)
-    known = f"known kinds: {', '.join(KINDS)}; or one backend: etcd:<node>, etcd:all, containerd:<node>," \
-            " apiserver:<node>, apiserver:endpoint, canary:<node>, dns:reused (each with :reused too)"
-    if not sep or prefix not in set(KINDS.values()) or not name:
-        return f"unknown budget key {key!r}; {known}"
-    if prefix == "etcd":
-        if name == "all" or "etcd" in nodes.get(name, ()):
-            return None
-        return f"budget {key!r}: no etcd node {name!r} (etcd nodes: {', '.join(n for n, r in nodes.items() if 'etcd' in r) or 'none'})"
-    if prefix == "apiserver" and name == "endpoint":
-        return None
-    if prefix == "apiserver" and "control-plane" not in nodes.get(name, ()):
-        return f"budget {key!r}: no control-plane node {name!r}"
-    if name not in nodes:
-        return f"budget {key!r}: no node {name!r} (nodes: {', '.join(nodes)})"
-    return None
 
 
 def budget_for(backend: str, budgets: Mapping[str, float]) -> tuple[str, float] | None:
@@ -227,24 +185,21 @@ def properties(d: Disruption) -> list[tuple[str, str]]:
 
 # -- which backends a scenario has, which items judge them -------------------------------------------
 
-# kind -> (pytest item, doc). One item per kind a scenario budgets; item names stay clear of component
-# and path words (`-k etcd` must not select a scenario by its items).
-BUDGET_ITEMS: dict[str, tuple[str, str]] = {
-    "etcd-member": ("test_member_endpoints_disruption",
-                    "Each store member's own endpoint: unavailable seconds during the upgrade within the budget."),
-    "etcd-all": ("test_all_endpoints_disruption",
-                 "A client given every store member: unavailable seconds during the upgrade within the budget."),
-    "containerd": ("test_runtime_socket_disruption",
-                   "Each node's runtime socket: unavailable seconds during the upgrade within the budget."),
-    "apiserver": ("test_api_readiness_disruption",
-                  "/readyz of each control-plane node and of the cluster endpoint, new and reused connections."),
-    "canary": ("test_canary_service_disruption",
-               "The canary Service through a NodePort on each node, new and reused connections."),
-    "dns": ("test_cluster_resolver_disruption", "A cluster DNS lookup over TCP, new and reused connections."),
+# The budget items, one per probe kind a scenario budgets: kind -> what the item judges. Each item is
+# the check `disruption <kind>` (its pytest item: `test_disruption_<kind>`).
+BUDGET_ITEMS: dict[str, str] = {
+    "etcd-member": "Each etcd member's own endpoint: unavailable seconds during the upgrade within the budget.",
+    "etcd-all": "A client given every etcd member: unavailable seconds during the upgrade within the budget.",
+    "containerd": "Each node's runtime socket: unavailable seconds during the upgrade within the budget.",
+    "apiserver": "/readyz of each control-plane node and of the cluster endpoint, new and reused connections.",
+    "canary": "The canary Service through a NodePort on each node, new and reused connections.",
+    "dns": "A cluster DNS lookup over TCP, new and reused connections.",
 }
-# Kinds a budget may name that no probe measures yet: their items say so (n/a), they never pass.
-# Every kind is measured today (canary and dns through the NodePorts plant.yml records).
-UNMEASURED: dict[str, str] = {}
+
+
+def budget_check(kind: str) -> str:
+    """The name of the check that judges a kind's budget."""
+    return f"disruption {kind}"
 
 
 def expected_backends(nodes: Mapping[str, Sequence[str]], kubernetes: bool) -> list[str]:
@@ -283,8 +238,6 @@ def judge_kind(
     props = [p for b in mine if b in measured for p in properties(measured[b])]
     props += [(f"disruption:{b}:budget", f"{budget[1]:g}") for b in mine if (budget := budget_for(b, budgets))]
     name = f"disruption {kind}"
-    if kind in UNMEASURED:
-        return CheckResult.not_applicable(name, UNMEASURED[kind]), props
     results = [check_budget(b, budget, measured.get(b), interval=interval, origin=origin,
                             why_none=(missing or {}).get(b, "the prober recorded none"))
                for b in mine if (budget := budget_for(b, budgets)) is not None]

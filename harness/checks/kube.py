@@ -8,7 +8,7 @@ from harness import components
 from harness.checks.result import VERSION_HEADERS, CheckResult, text_table
 from harness.checks.versions import ANY, versions_match
 from harness.probes.facts import KubeFacts, PodFacts, PreUpgradeRecord
-from harness.probes.kube import image_tag, pod_settled
+from harness.probes.kube import image_tag, kube_proxy_pods, pod_settled
 from harness.text import plural
 
 
@@ -141,7 +141,8 @@ def check_kube_proxy(
         return CheckResult.fail(name, "kube-proxy DaemonSet is missing; the inventory expects it")
     if ds is None:
         return CheckResult.fail(name, "kube-proxy DaemonSet exists but its rollout was not collected")
-    want = len(set(nodes)) if nodes is not None else len(facts.nodes)
+    on = sorted(set(nodes)) if nodes is not None else sorted(n.name for n in facts.nodes)
+    want = len(on)
     problems = []
     if want == 0:
         problems.append("no Kubernetes node is expected to run it")
@@ -160,8 +161,44 @@ def check_kube_proxy(
     counts = f"desired {ds.desired}, ready {ds.ready}, updated {ds.updated}, nodes {want}"
     if problems:
         rows = [(ds.key, "kube-proxy", expected or "", image or "none")] if wrong_image else []
-        return CheckResult.fail(name, "kube-proxy " + problems[0], f"{counts}\n" + "\n".join(problems), rows)
+        where = kube_proxy_per_node(facts.pods, on, image)
+        named = _kube_proxy_named(where)
+        table = "\n\n" + text_table(("node", "pod", "image", "state"), where) if where else ""
+        return CheckResult.fail(name, "kube-proxy " + problems[0] + named, f"{counts}\n" + "\n".join(problems) + table,
+                                rows)
     return CheckResult.ok(name, f"{ds.ready}/{want} node(s) run {image or 'kube-proxy'}")
+
+
+STALE_TEMPLATE = "Ready on an image other than the DaemonSet's (rollout unfinished)"
+
+
+def _kube_proxy_named(rows: Iterable[tuple[str, str, str, str]]) -> str:
+    """The summary's nodes: where kube-proxy is not running Ready, else where it is on an old image."""
+    down = list(dict.fromkeys(r[0] for r in rows if r[3] != STALE_TEMPLATE))
+    old = list(dict.fromkeys(r[0] for r in rows if r[3] == STALE_TEMPLATE))
+    if down:
+        return f" (not running Ready on {', '.join(down)})"
+    return f" (previous image on {', '.join(old)})" if old else ""
+
+
+def kube_proxy_per_node(pods: Iterable[PodFacts], nodes: Iterable[str], image: str | None) -> list[tuple[str, str, str, str]]:
+    """(node, pod, image, state) for each node where kube-proxy is not running and Ready on the
+    DaemonSet's current `image`: no pod there, a pod not Ready, or one still on another image. The
+    DaemonSet's counts say how many; these rows say which node and which pod."""
+    by_node: dict[str, list[PodFacts]] = {}
+    for p in kube_proxy_pods(pods):
+        by_node.setdefault(p.node or "-", []).append(p)
+    rows = []
+    for node in sorted(set(nodes)):
+        if not by_node.get(node):
+            rows.append((node, "-", "-", "no kube-proxy pod"))
+        for p in sorted(by_node.get(node, []), key=lambda p: p.name):
+            has = p.images[0] if p.images else "none"
+            if prob := _pod_problem(p):
+                rows.append((node, p.key, has, prob))
+            elif image and has != image:
+                rows.append((node, p.key, has, STALE_TEMPLATE))
+    return rows
 
 
 def check_coredns(facts: KubeFacts) -> CheckResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -84,3 +85,10 @@ def combine(name: str, results: Sequence[CheckResult]) -> CheckResult:
     rows = tuple(row for r in failed for row in r.rows)
     details = "\n\n".join(r.message for r in failed)
     return replace(CheckResult.fail(name, f"{len(failed)} of {plural(len(applicable), 'check')} failed", details, rows), parts=parts)
+
+
+def item_name(check: str) -> str:
+    """A check's pytest item: its one name in Python's spelling (`etcd health` -> test_etcd_health).
+    `-k` selects scenarios by their own words, not by these (harness.pytest_plugin), so a check is
+    free to be named for what it judges."""
+    return "test_" + re.sub(r"[^a-z0-9]+", "_", check.lower()).strip("_")

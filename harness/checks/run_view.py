@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 from harness.checks import suite
 from harness.checks.result import CheckResult
-from harness.checks.suite import Expectation, Facts
+from harness.checks.suite import Expectation
+from harness.probes.collected import Facts
 
 if TYPE_CHECKING:
-    from harness.pipeline import ScenarioRun
+    from harness.record import ScenarioRun
 
 
 def facts_of(run: ScenarioRun) -> Facts:

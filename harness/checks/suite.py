@@ -29,7 +29,7 @@ from harness.checks import kube as kube_checks
 from harness.checks import order as order_checks
 from harness.checks import tokens as token_checks
 from harness.checks.canary import check_container_canary
-from harness.checks.result import CheckResult, combine
+from harness.checks.result import CheckResult, combine, item_name
 from harness.checks.state import PlantedState, check_planted_state
 from harness.checks.units import check_reboots, check_units
 from harness.checks.versions import (
@@ -37,13 +37,13 @@ from harness.checks.versions import (
     check_unchanged,
     check_versions,
     expected_versions_per_node,
-    observed_from_kube,
     scenario_versions,
 )
 from harness.cluster.base import Cluster, Node
 from harness.plan.tags import normalise_tags
 from harness.probes import kube as kube_probe
 from harness.probes import tokens as token_probe
+from harness.probes.collected import Facts, RunRecord
 from harness.probes.facts import (
     EtcdFacts,
     HostFacts,
@@ -56,86 +56,24 @@ from harness.probes.facts import (
     VersionSample,
     unprobed,
 )
-from harness.probes.hosts import EtcdTLS, HostProbe, merge_observed, observed_versions, version_notes
+from harness.probes.hosts import EtcdTLS, HostProbe
 from harness.scenario.model import ExpectedFailure, Scenario
 from harness.text import plural
-from harness.upgrade.timeline import TaskRecord, read_timeline
+from harness.upgrade.runner import RunResult
+from harness.upgrade.timeline import TaskRecord
 
 # -- facts ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One playbook run as the checks read it (from `harness.upgrade.runner.RunResult`)."""
-
-    ok: bool
-    status: str
-    rc: int
-    summary: str = ""
-    failed_at: tuple[str, ...] = ()  # "host: [play] task" where each host first failed
-    changed: dict[str, int] = field(default_factory=dict)  # host -> changed= in the recap
-
-    @classmethod
-    def of(cls, result: Any) -> RunRecord:
-        return cls(
-            ok=bool(result.ok), status=str(result.status), rc=int(result.rc), summary=str(result.summary),
-            failed_at=tuple(f"{h}: [{r.play}] {r.task}" for h, r in sorted(result.failures().items())),
-            changed={h: int(c.get("changed", 0)) for h, c in result.recap.items()},
-        )
-
-
-def run_records(results: Mapping[str, Any]) -> dict[str, RunRecord]:
+def run_records(results: Mapping[str, RunResult]) -> dict[str, RunRecord]:
     """stage purpose -> its run, from a pipeline's `RunResult`s."""
     return {purpose: RunRecord.of(r) for purpose, r in results.items()}
 
 
-def run_timeline(results: Mapping[str, Any]) -> tuple[TaskRecord, ...]:
-    """The upgrade run's timeline, as the runner wrote it (the one timeline record type)."""
+def run_timeline(results: Mapping[str, RunResult]) -> tuple[TaskRecord, ...]:
+    """The upgrade run's timeline, as the runner recorded it (the one timeline record type)."""
     upgrade = results.get("upgrade")
-    path = Path(upgrade.timeline_path) if upgrade is not None else None
-    return tuple(read_timeline(path)) if path is not None and path.exists() else ()
-
-
-@dataclass(frozen=True)
-class Facts:
-    """Everything the checks read, collected once. No secret: tokens are reviewed, never kept."""
-
-    nodes: dict[str, tuple[str, ...]]  # inventory node -> roles
-    addresses: dict[str, str] = field(default_factory=dict)  # node -> address (etcd members match by it)
-    hosts: tuple[HostFacts, ...] = ()
-    etcd: EtcdFacts | None = None  # None: no etcd node, or not collected (see errors)
-    etcd_keys: dict[str, str | None] = field(default_factory=dict)  # sentinel keys read back
-    kube: KubeFacts | None = None  # None: no API (see no_api), or not readable (see errors)
-    no_api: str = "no Kubernetes API was asked"
-    pod_tokens: tuple[PodTokenFacts, ...] | None = None
-    minted_review: TokenReviewResult | None = None  # the token minted before the upgrade, reviewed now
-    samples: tuple[VersionSample, ...] = ()
-    node_states: tuple[NodeStateSample, ...] = ()  # the API's nodes at each sampling round
-    timeline: tuple[TaskRecord, ...] = ()
-    runs: dict[str, RunRecord] = field(default_factory=dict)  # stage purpose -> run
-    # hosts | etcd | api | samples -> why it could not be collected: a check that needs it fails saying so
-    errors: dict[str, str] = field(default_factory=dict)
-
-    def with_role(self, role: str) -> list[str]:
-        return sorted(n for n, roles in self.nodes.items() if role in roles)
-
-    @property
-    def observed(self) -> dict[str, dict[str, str | None]]:
-        """node -> component -> version, host probes and the API merged: the one place they meet.
-
-        A host probe's answer wins where both report (kubelet: the file its unit's process runs;
-        nodeInfo is judged by its own check); the API adds what no host probe can see: each
-        apiserver's /version, controller-manager and scheduler static pods, kube-proxy."""
-        host = observed_versions(self.hosts)
-        if self.kube is None:
-            return host
-        api = observed_from_kube(self.kube, kube_probe.static_pod_tags(self.kube.pods, self.with_role("control-plane")))
-        return merge_observed(api, host)
-
-    @property
-    def notes(self) -> dict[str, dict[str, str]]:
-        """node -> component -> what its version row must add: another copy on PATH, a replaced file."""
-        return version_notes(self.hosts)
+    return upgrade.records if upgrade is not None else ()
 
 
 @dataclass(frozen=True)
@@ -200,7 +138,7 @@ def collect(
         try:
             kube, tokens, review = _collect_api(cluster, api)
         except Exception as e:  # noqa: BLE001  status and reason only: an API error body may echo a token
-            errs["api"] = kube_probe._api_error(e)
+            errs["api"] = kube_probe.api_error(e)
     return Facts(
         nodes={n.name: tuple(n.roles) for n in cluster.nodes},
         addresses={n.name: n.address for n in cluster.nodes},
@@ -670,69 +608,71 @@ def _tokens(facts: Facts, expect: Expectation) -> CheckResult:
 
 @dataclass(frozen=True)
 class Check:
-    """One named check. `item` is its pytest item (ids and JUnit names stay stable for `-k`);
-    `needs` which scenarios get the item (the pytest plugin's `check` marker: etcd | kubernetes |
+    """One named check: the same name in this table, the report and the docs; its pytest item is that
+    name spelt for Python (`item`). `needs` which scenarios get the item (the pytest plugin's `check` marker: etcd | kubernetes |
     idempotence); `requires` the pipeline steps whose failure fails the item before judging."""
 
     name: str
-    item: str
     judge: Callable[[Facts, Expectation], CheckResult]
     doc: str
     upgrade_only: bool = False  # about an upgrade run: not part of `harness verify`
     needs: str | None = None
     requires: tuple[str, ...] = ("after",)
-    after_upgrade: bool = True  # False: not xfailed when the scenario documents a failure
+
+    @property
+    def item(self) -> str:
+        return item_name(self.name)
 
 
 CHECKS: dict[str, Check] = {c.name: c for c in (
-    Check("playbook run", "test_playbook_run", _playbook,
+    Check("playbook run", _playbook,
           "The run ended as the scenario expects: success, or the documented failure at its task.",
-          upgrade_only=True, requires=("plan", "cluster", "baseline", "before", "upgrade"), after_upgrade=False),
-    Check("target versions", "test_target_versions", _target_versions,
+          upgrade_only=True, requires=("plan", "cluster", "baseline", "before", "upgrade")),
+    Check("target versions", _target_versions,
           "Every component the path upgrades (verify: every expected one) is at its version on every node that has it."),
-    Check("untouched components", "test_others_unchanged", _untouched,
+    Check("untouched components", _untouched,
           "Components outside the path stay at their baseline version (a tagged run moves only its tags).",
           upgrade_only=True, requires=("before", "after")),
-    Check("units", "test_units_active", _units, "Each role's systemd units exist, run and are enabled."),
-    Check("reboots", "test_boot_id_kept", _reboots,
+    Check("units", _units, "Each role's systemd units exist, run and are enabled."),
+    Check("reboots", _reboots,
           "No node rebooted during the upgrade: its boot id is the one recorded before it.",
           upgrade_only=True, requires=("before", "after")),
-    Check("etcd health", "test_store_health", _store_health, "etcd: every member healthy and listed.",
+    Check("etcd health", _store_health, "etcd: every member healthy and listed.",
           needs="etcd"),
-    Check("etcd versions", "test_store_member_versions", _store_versions,
+    Check("etcd versions", _store_versions,
           "etcd: each member's server version and the cluster version.", needs="etcd"),
-    Check("certificates", "test_certificates", _certificates, "No certificate expires within the limit."),
-    Check("planted state", "test_planted_state", _planted, "State planted before the upgrade is intact after it.",
+    Check("certificates", _certificates, "No certificate expires within the limit."),
+    Check("planted state", _planted, "State planted before the upgrade is intact after it.",
           needs="etcd", requires=("before", "after")),
-    Check("container canary", "test_container_canary_kept", _container_canary,
+    Check("container canary", _container_canary,
           "A container started with ctr on each containerd node before the upgrade still runs with the same PID.",
           requires=("before", "after")),
-    Check("upgrade order", "test_upgrade_order", _order,
+    Check("upgrade order", _order,
           "Per node, components changed in the installer's order; graceful paths went one node at a time.",
           upgrade_only=True, requires=("upgrade",)),
-    Check("idempotence", "test_second_run_changes_nothing", _idempotence,
+    Check("idempotence", _idempotence,
           "A second run of the same path changes nothing.", upgrade_only=True, needs="idempotence",
           requires=("idempotence",)),
-    Check("version skew", "test_version_skew", _skew,
+    Check("version skew", _skew,
           "At every sample: no kubelet newer than the oldest apiserver nor too far behind; etcd before the control plane.",
           upgrade_only=True, needs="kubernetes", requires=("upgrade",)),
-    Check("apiserver versions", "test_apiserver_versions", _apiserver_versions,
+    Check("apiserver versions", _apiserver_versions,
           "Each control-plane node's own apiserver serves the expected version.", needs="kubernetes"),
-    Check("nodes ready", "test_all_ready", _nodes_ready, "Every Kubernetes node is registered, Ready and schedulable.",
+    Check("nodes ready", _nodes_ready, "Every Kubernetes node is registered, Ready and schedulable.",
           needs="kubernetes"),
-    Check("node versions", "test_agent_versions", _node_versions, "nodeInfo: kubelet and container runtime versions.",
+    Check("node versions", _node_versions, "nodeInfo: kubelet and container runtime versions.",
           needs="kubernetes"),
-    Check("static pods", "test_static_pods", _static_pods,
+    Check("static pods", _static_pods,
           "Control-plane static pods Running, Ready, at the expected image.", needs="kubernetes"),
-    Check("kube-proxy", "test_proxy_daemonset", _kube_proxy,
+    Check("kube-proxy", _kube_proxy,
           "kube-proxy runs everywhere, or is absent when the inventory removed it.", needs="kubernetes"),
-    Check("dns", "test_resolver_service", _dns, "CoreDNS Service ports target the containers' ports and have endpoints.",
+    Check("dns", _dns, "CoreDNS Service ports target the containers' ports and have endpoints.",
           needs="kubernetes"),
-    Check("pods", "test_pods_healthy", _pods, "Every pod Running and Ready; none restarted during the upgrade.",
+    Check("pods", _pods, "Every pod Running and Ready; none restarted during the upgrade.",
           needs="kubernetes"),
-    Check("canaries", "test_canaries_kept", _canaries,
+    Check("canaries", _canaries,
           "Canary Deployments kept their UID (verify: exist) and are available.", needs="kubernetes"),
-    Check("service-account tokens", "test_service_account_tokens", _tokens,
+    Check("service-account tokens", _tokens,
           "Pods' service-account tokens, and one minted before the upgrade, still authenticate.", needs="kubernetes"),
 )}
 

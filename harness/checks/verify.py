@@ -16,12 +16,13 @@ from typing import Any, TypeVar
 from harness import components, userinput
 from harness.checks import suite
 from harness.checks.result import CheckResult
-from harness.checks.suite import ApiAccess, Expectation, Facts
+from harness.checks.suite import ApiAccess, Expectation
 from harness.checks.versions import ANY, versions_match
 from harness.cluster.base import Cluster
 from harness.components import components_of_var, version_vars
 from harness.errors import PlanError, ScenarioError
 from harness.plan.versions import Version
+from harness.probes.collected import Facts
 from harness.probes.hosts import EtcdTLS, HostProbe
 from harness.userinput import BadValue
 

@@ -13,7 +13,7 @@ from harness import components
 from harness.checks.result import VERSION_HEADERS, CheckResult, text_table
 from harness.errors import PlanError
 from harness.plan.versions import Version, same_version
-from harness.probes.facts import KubeFacts, PreUpgradeRecord
+from harness.probes.facts import PreUpgradeRecord
 from harness.scenario.model import Scenario
 from harness.text import plural
 
@@ -87,26 +87,6 @@ def scenario_versions(scenario: Scenario, resolved: Mapping[str, str] | None = N
         if comp in upgraded:
             versions.setdefault(comp, v)
     return versions
-
-
-def observed_from_kube(facts: KubeFacts, static_pod_tags: Mapping[str, Mapping[str, str | None]] | None = None,
-                       ) -> dict[str, dict[str, str | None]]:
-    """What the API says per node: kube-apiserver from its own apiserver's /version only (never its
-    static pod's image tag), kubelet from nodeInfo, kube-proxy from the image of its DaemonSet's pod on
-    the node (never nodeInfo.kubeProxyVersion: the kubelet fills it with its own version, deprecated,
-    even where no kube-proxy runs)."""
-    from harness.probes.kube import kube_proxy_tags
-
-    out: dict[str, dict[str, str | None]] = {}
-    for node, v in facts.apiserver_versions.items():
-        out.setdefault(node, {})["kube-apiserver"] = v
-    for n in facts.nodes:
-        out.setdefault(n.name, {})["kubelet"] = n.kubelet_version
-    for node, tag in kube_proxy_tags(facts.pods).items():
-        out.setdefault(node, {})["kube-proxy"] = tag
-    for node, tags in (static_pod_tags or {}).items():
-        out.setdefault(node, {}).update({k: v for k, v in tags.items() if k != "kube-apiserver"})
-    return out
 
 
 def versions_match(expected: str, observed: str) -> bool:

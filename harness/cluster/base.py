@@ -195,6 +195,9 @@ class Provider(ABC):
     """Brings clusters up. One instance per pytest session (or CLI call)."""
 
     name: str = "base"
+    # Its clusters live in a network namespace the harness owns, where the lab's offline files repo is
+    # served: the installers download from it (harness.installer.files_repo).
+    serves_files_repo: bool = False
 
     @abstractmethod
     def up(self, spec: ClusterSpec) -> Cluster:

@@ -2,11 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
 
 from harness.cluster.base import Provider
-from harness.errors import HarnessError
-from harness.options import Options
+from harness.errors import HarnessError, OptionError
+
+PROVIDERS = ("lab", "vagrant", "static")
+# The lab's node backends (harness/cluster/lab/): system containers at native speed, or QEMU VMs for
+# what needs a kernel of its own per node. `HARNESS_LAB_BACKEND` sets the default.
+LAB_BACKENDS = ("lxc", "qemu")
+DEFAULT_LAB_BACKEND = "lxc"
+# What Vagrant itself falls back to is virtualbox; the harness's own machines run libvirt.
+DEFAULT_VAGRANT_PROVIDER = "libvirt"
+VAGRANT_PROVIDER_NAME = re.compile(r"^[a-z0-9_-]+$")
+
+
+class Options(Protocol):
+    """What a provider is configured from: the run's options (harness.options.Options) have these."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def worker(self) -> str: ...
+    @property
+    def lab_backend(self) -> str: ...
+    @property
+    def box(self) -> str | None: ...
+    @property
+    def vagrant_provider(self) -> str: ...
+    @property
+    def vagrant_options(self) -> Mapping[str, Any]: ...
+    @property
+    def inventory(self) -> Path | None: ...
+
+
+def resolve_lab_backend(flag: str | None) -> str:
+    """`--lab-backend`, else `HARNESS_LAB_BACKEND`, else the default; refused naming where it came from."""
+    value, where = (flag, "--lab-backend") if flag else (os.environ.get("HARNESS_LAB_BACKEND"), "HARNESS_LAB_BACKEND")
+    if not value:
+        return DEFAULT_LAB_BACKEND
+    if value not in LAB_BACKENDS:
+        raise OptionError(f"{where} {value!r}: choose one of {', '.join(LAB_BACKENDS)}")
+    return value
 
 
 def _lab(options: Options) -> Provider:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import vagrant
 
-from harness import proc, progress
+from harness import proc, progress, resources
 from harness.cluster.base import Cluster, ClusterSpec, Node, Provider, control_dir_for
+from harness.cluster.providers import VAGRANT_PROVIDER_NAME
 from harness.errors import ClusterError, HarnessError, PrerequisiteError
-from harness.options import VAGRANT_PROVIDER_NAME
 from harness.settings import state_dir
 
 SPEC_ENV = "HARNESS_CLUSTER_SPEC"
@@ -39,7 +39,7 @@ DEFAULT_TIMEOUT = 600.0
 def vagrantfile_path() -> Path:
     """The repository's top-level Vagrantfile (`HARNESS_VAGRANTFILE` overrides)."""
     env = os.environ.get("HARNESS_VAGRANTFILE")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "Vagrantfile"
+    path = Path(env) if env else resources.vagrantfile()
     if not path.is_file():
         raise PrerequisiteError(
             f"Vagrantfile not found at {path}; set HARNESS_VAGRANTFILE to the harness's Vagrantfile"

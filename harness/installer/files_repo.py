@@ -38,7 +38,7 @@ from typing import Self
 
 import yaml
 
-from harness import components, debian, proc, progress
+from harness import components, debian, proc, progress, resources
 from harness.components import Component, DebianSource
 from harness.errors import InstallerError, PrerequisiteError
 from harness.settings import cache_dir, file_lock, state_dir
@@ -187,7 +187,7 @@ class FilesRepo:
     def verify(self) -> list[str]:
         """Re-hash every file; returns the paths whose content no longer matches (empty = good)."""
         files: list[Artifact | ImageFile] = [*self.artifacts.values(), *self.images.values()]
-        return [a.path for a in files if _sha256(self.root / a.path) != a.sha256]
+        return [a.path for a in files if sha256_file(self.root / a.path) != a.sha256]
 
     @classmethod
     def load(cls, root: Path) -> FilesRepo:
@@ -318,7 +318,7 @@ def _place_image(root: Path, entry: ImageFile, cached: Path) -> ImageFile:
         os.link(cached, tmp)
     except OSError:
         shutil.copyfile(cached, tmp)
-    digest = _sha256(tmp)
+    digest = sha256_file(tmp)
     if digest != entry.sha256:
         tmp.unlink()
         raise InstallerError(f"pod image {entry.ref}: {cached} has sha256 {digest}, its record says {entry.sha256}")
@@ -392,7 +392,7 @@ def _build_one(apt: _PrivateApt, root: Path, work: Path, comp: str, ver: str, gu
         component=comp,
         version=ver,
         path=rel,
-        sha256=_sha256(dest),
+        sha256=sha256_file(dest),
         size=dest.stat().st_size,
         debs=tuple(d.name for d in debs),
         binaries=tuple(sorted(found)),
@@ -413,9 +413,12 @@ def _checksum_table(component: str) -> str | None:
 
 def kubernetes_source() -> Path:
     """The Kubernetes builds (one folder per labelled set, each with SHA256SUMS, and their `unpack`
-    script): `HARNESS_KUBERNETES`, else `shared/kubernetes` beside this repository's checkout."""
+    script): `HARNESS_KUBERNETES`, else `shared/kubernetes` beside this repository's checkout (an installed
+    harness has none: beside the folder it runs from, as a checkout would be)."""
     env = os.environ.get("HARNESS_KUBERNETES")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "kubernetes"
+    if env:
+        return Path(env)
+    return (resources.checkout() or Path.cwd()).parent / "shared" / "kubernetes"
 
 
 def kubernetes_sets(src: Path | None = None) -> dict[str, frozenset[str]]:
@@ -505,7 +508,7 @@ def _place_kubernetes(root: Path, unpacked: Path, comp: str, ver: str) -> Artifa
     except OSError:
         shutil.copyfile(binary, tmp)
         tmp.chmod(0o755)
-    digest = _sha256(tmp)
+    digest = sha256_file(tmp)
     if digest != want:
         tmp.unlink()
         raise InstallerError(f"Kubernetes {comp} {ver}: sha256 {digest} is not {want} ({src_dir / 'SHA256SUMS'})")
@@ -663,12 +666,10 @@ def _vkey(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def sha256_file(path: Path) -> str:
+    """A file's SHA-256, hex, read in chunks (release files and Kubernetes binaries run to 100 MB)."""
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -280,7 +280,7 @@ def build(spec: ImageSpec, *, root: Path | None = None, mirror: str | None = Non
                 manifest_digest = _write_image(spec, entries, Path(tmp), part)
                 os.replace(part, out)
         sources = (*(d.name for d in debs), *(f"{p} sha256:{sums[b]}" for b, p in sorted(binaries.items())))
-        image = Image(spec.ref, out, manifest_digest, out.stat().st_size, _sha256(out), sources)
+        image = Image(spec.ref, out, manifest_digest, out.stat().st_size, files_repo.sha256_file(out), sources)
         meta.write_text(json.dumps({**asdict(image), "path": str(image.path)}, indent=2) + "\n")
         return image
 
@@ -322,14 +322,6 @@ def _kubernetes_sums(spec: ImageSpec) -> dict[str, str]:
         raise InstallerError(f"{spec.ref}: no Kubernetes {', '.join(absent)} {spec.kube_version} in {src}"
                              f" (its sets: {have or 'none'})")
     return {b: sums[b] for b in spec.kubernetes}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- the root file system ---------------------------------------------------------
@@ -378,7 +370,7 @@ def _rootfs(spec: ImageSpec, tree: Path, binaries: Mapping[str, Path], sums: Map
     for name, binary in binaries.items():
         if not binary.is_file():
             raise InstallerError(f"{spec.ref}: no {binary} (files_repo.kubernetes_binaries() unpacks it)")
-        if _sha256(binary) != sums[name]:
+        if files_repo.sha256_file(binary) != sums[name]:
             raise InstallerError(f"{spec.ref}: {binary} is not the sha256 its set's SHA256SUMS lists")
         if _needs_loader(binary):
             raise InstallerError(f"{spec.ref}: {binary} is dynamically linked; Kubernetes builds here are static")

@@ -21,10 +21,10 @@ from typing import Any
 
 import yaml
 
-from harness import components, proc, settings
+from harness import components, proc, resources, settings
 from harness.errors import HarnessError, InstallerError, PlanError
 from harness.plan.tags import check_tags_exist
-from harness.plan.versions import Version
+from harness.plan.versions import Ref, Version
 from harness.settings import file_lock
 
 Progress = Callable[[str], None]
@@ -49,7 +49,7 @@ _EMPTY_INVENTORY = (
 )
 
 # The harness's own playbook that templates a ref's variables (run in the ref's venv).
-RESOLVE_PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "kubespray" / "resolve-vars.yml"
+RESOLVE_PLAYBOOK = resources.playbooks_dir() / "kubespray" / "resolve-vars.yml"
 # Host facts some defaults are built from; the lab's and every supported node's (amd64 Linux).
 _RESOLVE_FACTS: dict[str, str] = {"ansible_architecture": "x86_64", "ansible_system": "Linux"}
 
@@ -292,6 +292,25 @@ class Kubespray:
 
     def release_tags(self) -> list[str]:
         return [t for t in self._git("tag", "--list", "v*").stdout.split() if t]
+
+    def placed(self, ref: Ref, commit: str, released: list[str]) -> Ref:
+        """A branch or commit placed among the releases from the checkout: a release tag at its commit,
+        else the version its galaxy.yml declares (harness.plan.rules.place)."""
+        from harness.plan.rules import place, release_refs
+
+        if ref.version is not None:
+            return ref
+        tags = proc.run(["git", "--git-dir", str(self.git_dir), "tag", "--points-at", commit]).stdout.split()
+        declared = None
+        galaxy = self.show(commit, "galaxy.yml")
+        if galaxy is not None:
+            try:
+                data = yaml.safe_load(galaxy)
+            except yaml.YAMLError:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("version"), str):
+                declared = data["version"]
+        return place(ref, tags_at_commit=tags, declared=declared, released=release_refs(released))
 
     def show(self, ref: str, path: str) -> str | None:
         """A file's text at a ref, or None if the ref has no such file."""

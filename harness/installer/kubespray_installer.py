@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from harness import components
 from harness.errors import InstallerError
-from harness.installer.base import Prepared, StageInputs
+from harness.installer.base import HARNESS_PROJECT, PLAYBOOKS_DIR, Prepared, Project, Stage, StageInputs
 from harness.installer.inventory import harness_vars, mirror_host_vars
 from harness.plan.rules import check_minor_skip
 from harness.plan.versions import Ref
@@ -24,11 +25,14 @@ if TYPE_CHECKING:
     from harness.installer.files_repo import FilesRepo
     from harness.installer.kubespray import Kubespray, ListedTask
     from harness.scenario.model import Scenario
-    from harness.upgrade.paths import Stage
 
 # Where Kubespray's unconditional `Prep_kubeadm_images | Copy kubeadm binary from download dir` copies
 # from when kubeadm is not downloaded: a file every node has. kubeadm never runs on the lab
 # (`skip_kubeadm_images`); the copy only has to succeed.
+# The playbook each upgrade path runs (harness.upgrade.paths).
+PATH_PLAYBOOKS: dict[str, str] = {"full": "cluster.yml", "graceful": "upgrade-cluster.yml", "component": "cluster.yml"}
+# Kubespray's cluster.yml on emulated guests takes far longer than the lab installer's playbooks.
+KUBESPRAY_TIMEOUT = 3600.0
 KUBEADM_STAND_IN = "/bin/false"
 
 
@@ -76,15 +80,23 @@ class KubesprayInstaller:
         extra.update(scenario.extra_vars)
         for var, version in scenario.target.versions.items():
             ks.checksum_known(ref, var.removesuffix("_version"), version, extra_vars=extra)
-        return Prepared(tags=tags, defaults=ks.default_versions(ref))
+        defaults = ks.default_versions(ref)
+        return Prepared(tags=tags, defaults=defaults, resolved=components.by_component(defaults))
 
     def baseline_stage(self, scenario: Scenario) -> Stage:
-        from harness.upgrade.paths import KUBESPRAY_PLAYBOOKS, Stage
-
         return Stage(
-            "00-baseline", "baseline", KUBESPRAY_PLAYBOOKS["full"], "kubespray", ref=scenario.baseline.ref,
-            extravars=dict(scenario.baseline.versions),
+            "00-baseline", "baseline", PATH_PLAYBOOKS["full"], "kubespray", ref=scenario.baseline.ref,
+            extravars=dict(scenario.baseline.versions), installer=self.kind,
         )
+
+    def project(self, stage: Stage) -> Project:
+        """Kubespray's own stages in the ref's worktree with the ref's virtualenv; the harness's
+        playbooks (plant, collect) with the harness's."""
+        if stage.runner != "kubespray":
+            return HARNESS_PROJECT
+        if stage.ref is None:
+            raise InstallerError(f"stage {stage.ident} runs Kubespray's {stage.playbook} but names no ref")
+        return Project(self.kubespray.worktree(stage.ref), self.kubespray.venv(stage.ref), KUBESPRAY_TIMEOUT)
 
     def inputs(self, scenario: Scenario, stage: Stage, cluster: Cluster) -> StageInputs:
         ref = self._ref(scenario, stage)
@@ -151,7 +163,5 @@ class KubesprayInstaller:
     def listed_tasks(self, stage: Stage) -> list[ListedTask]:
         if stage.runner != "kubespray" or stage.ref is None:
             from harness.installer.kubespray import list_playbook_tasks
-            from harness.upgrade.paths import PLAYBOOKS_DIR
-
             return list_playbook_tasks(PLAYBOOKS_DIR, stage.playbook, stage.tags)
         return self.kubespray.list_tasks(stage.ref, stage.playbook, stage.tags)

@@ -14,18 +14,17 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import components, proc
+from harness import components, proc, resources
 from harness.errors import InstallerError
-from harness.installer.base import Prepared, StageInputs
+from harness.installer.base import HARNESS_PROJECT, PLAYBOOKS_DIR, Prepared, Project, Stage, StageInputs
 from harness.installer.files_repo import FilesRepo
 
 if TYPE_CHECKING:
     from harness.cluster.base import Cluster
     from harness.installer.kubespray import ListedTask
-    from harness.scenario.model import Scenario
-    from harness.upgrade.paths import Stage
+    from harness.scenario.model import NodeSpec, Scenario
 
-LAB_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "lab"
+LAB_DIR = resources.playbooks_dir() / "lab"
 ANSIBLE_CFG = LAB_DIR / "ansible.cfg"
 PLAYBOOKS: dict[str, Path] = {
     "cluster": LAB_DIR / "cluster.yml",
@@ -33,6 +32,12 @@ PLAYBOOKS: dict[str, Path] = {
 }
 
 # The guests' own Debian suite: its builds are what a lab cluster starts from unless a scenario says otherwise.
+# The playbook each upgrade path runs (harness.upgrade.paths), relative to PLAYBOOKS_DIR.
+PATH_PLAYBOOKS: dict[str, str] = {
+    "full": "lab/cluster.yml",
+    "graceful": "lab/upgrade-cluster.yml",
+    "component": "lab/cluster.yml",
+}
 BASELINE_SUITE = "bookworm"
 
 
@@ -140,6 +145,19 @@ def guest_facing_address(netns: str, node_address: str) -> str:
     return m.group(1)
 
 
+def deployed_shape(nodes: tuple[NodeSpec, ...]) -> tuple[NodeSpec, ...]:
+    """The topology as the lab installer deploys it: etcd on etcd nodes and the container engine on
+    every other Kubespray node, whatever their role: a control-plane role (which Kubespray's inventory
+    checks want) does not make another lab baseline."""
+    out = []
+    for n in nodes:
+        roles = (("etcd",) if "etcd" in n.roles else ()) + (
+            ("worker",) if {"worker", "control-plane"} & set(n.roles) else ()
+        )
+        out.append(n.model_copy(update={"roles": roles}))
+    return tuple(out)
+
+
 class LabInstaller:
     """The lab installer behind the pipeline's `Installer` interface (harness.installer.base).
 
@@ -160,9 +178,11 @@ class LabInstaller:
         return Prepared(tags=None, defaults=baseline_versions())
 
     def baseline_stage(self, scenario: Scenario) -> Stage:
-        from harness.upgrade.paths import Stage
+        return Stage("00-baseline", "baseline", PATH_PLAYBOOKS["full"], "harness",
+                     extravars=dict(scenario.baseline.versions), installer=self.kind)
 
-        return Stage("00-baseline", "baseline", "lab/cluster.yml", "harness", extravars=dict(scenario.baseline.versions))
+    def project(self, stage: Stage) -> Project:
+        return HARNESS_PROJECT
 
     def inputs(self, scenario: Scenario, stage: Stage, cluster: Cluster) -> StageInputs:
         from harness.installer import files_repo
@@ -178,6 +198,4 @@ class LabInstaller:
 
     def listed_tasks(self, stage: Stage) -> list[ListedTask]:
         from harness.installer.kubespray import list_playbook_tasks
-        from harness.upgrade.paths import PLAYBOOKS_DIR
-
         return list_playbook_tasks(PLAYBOOKS_DIR, stage.playbook, stage.tags)

@@ -51,7 +51,7 @@ PATH_PREFIX = 'export PATH="/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/s
 
 # -- versions (pure) -----------------------------------------------------------
 
-# Which binary the probe asks and how: harness.components; how each answer reads: harness.probes.versions.
+# Which binary the probe asks and how: harness.components; how each answer reads: harness.components.parsers.
 
 
 # A binary's identity: its path, device, inode, size, and mtime and ctime to the nanosecond. Any

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,13 @@ SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # -- clients ---------------------------------------------------------------------
 
 
-def load_config(kubeconfig: Path | str, context: str | None = None) -> Any:
+# kubernetes.client.Configuration and ApiClient: the client library carries no annotations, so its
+# objects are `Any` to mypy; these names say which object a signature means.
+ClientConfig = Any
+ApiClient = Any
+
+
+def load_config(kubeconfig: Path | str, context: str | None = None) -> ClientConfig:
     """A client Configuration from a kubeconfig, without touching the client's process-wide default."""
     from kubernetes import client, config
 
@@ -51,7 +57,7 @@ def load_config(kubeconfig: Path | str, context: str | None = None) -> Any:
     return cfg
 
 
-def api_client(cfg: Any, server: str | None = None) -> Any:
+def api_client(cfg: ClientConfig, server: str | None = None) -> ApiClient:
     """An ApiClient for `cfg`, pointed at `server` instead of the kubeconfig's endpoint when given."""
     from kubernetes import client
 
@@ -70,7 +76,7 @@ def node_server(address: str, port: int = APISERVER_PORT) -> str:
     return f"https://{url_host(address)}:{port}"
 
 
-def _api_error(e: Exception) -> str:
+def api_error(e: Exception) -> str:
     """An API error without its body: a TokenReview's body echoes the token it was given."""
     status = getattr(e, "status", None)
     # websocket-client (exec) puts the response headers and body in `reason` after " -+-+- ".
@@ -97,7 +103,7 @@ def apiserver_versions(
             versions[node.name] = info.git_version
         except Exception as e:  # noqa: BLE001  any failure to answer is the fact we record
             versions[node.name] = None
-            errors[f"apiserver {node.name}"] = f"{server}: {_api_error(e)}"
+            errors[f"apiserver {node.name}"] = f"{server}: {api_error(e)}"
     return versions, errors
 
 
@@ -227,11 +233,12 @@ def kube_proxy_tags(pods: Iterable[PodFacts], namespace: str = "kube-system") ->
 
     Not nodeInfo.kubeProxyVersion, which the kubelet fills with its own version (deprecated) even
     where no kube-proxy runs. A node whose pod is still on the old template shows the old tag."""
-    return {
-        p.node: image_tag(p.images[0]) if p.images else None
-        for p in pods
-        if p.namespace == namespace and p.owner_kind == "DaemonSet" and p.owner_name == KUBE_PROXY and p.node
-    }
+    return {p.node: image_tag(p.images[0]) if p.images else None for p in kube_proxy_pods(pods, namespace) if p.node}
+
+
+def kube_proxy_pods(pods: Iterable[PodFacts], namespace: str = "kube-system") -> list[PodFacts]:
+    """The pods kube-proxy's DaemonSet owns."""
+    return [p for p in pods if p.namespace == namespace and p.owner_kind == "DaemonSet" and p.owner_name == KUBE_PROXY]
 
 
 def static_pod_tags(pods: Iterable[PodFacts], nodes: Iterable[str]) -> dict[str, dict[str, str | None]]:
@@ -401,23 +408,6 @@ def collect_kube_facts(
         )
 
 
-def read_configmaps(api: Any, keys: Iterable[str]) -> dict[str, dict[str, str] | None]:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    core = client.CoreV1Api(api)
-    out: dict[str, dict[str, str] | None] = {}
-    for key in keys:
-        ns, name = key.split("/", 1)
-        try:
-            out[key] = dict(core.read_namespaced_config_map(name, ns).data or {})
-        except ApiException as e:
-            if not _not_found(e):
-                raise
-            out[key] = None
-    return out
-
-
 def read_secret_digests(api: Any, keys: Iterable[str]) -> dict[str, dict[str, str] | None]:
     """Secret values as SHA-256 digests of the decoded bytes: the values never leave this function."""
     import base64
@@ -448,3 +438,21 @@ def pre_upgrade_snapshot(facts: KubeFacts) -> tuple[dict[str, int], dict[str, st
         {p.uid: p.key for p in facts.pods},
         {d.key: d.uid for d in facts.canaries},
     )
+
+
+def observed_from_kube(facts: KubeFacts, static_pod_tags: Mapping[str, Mapping[str, str | None]] | None = None,
+                       ) -> dict[str, dict[str, str | None]]:
+    """What the API says per node: kube-apiserver from its own apiserver's /version only (never its
+    static pod's image tag), kubelet from nodeInfo, kube-proxy from the image of its DaemonSet's pod on
+    the node (never nodeInfo.kubeProxyVersion: the kubelet fills it with its own version, deprecated,
+    even where no kube-proxy runs)."""
+    out: dict[str, dict[str, str | None]] = {}
+    for node, v in facts.apiserver_versions.items():
+        out.setdefault(node, {})["kube-apiserver"] = v
+    for n in facts.nodes:
+        out.setdefault(n.name, {})["kubelet"] = n.kubelet_version
+    for node, tag in kube_proxy_tags(facts.pods).items():
+        out.setdefault(node, {})["kube-proxy"] = tag
+    for node, tags in (static_pod_tags or {}).items():
+        out.setdefault(node, {}).update({k: v for k, v in tags.items() if k != "kube-apiserver"})
+    return out

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from harness.probes.facts import PodFacts, PodTokenFacts, TokenReviewResult
-from harness.probes.kube import _api_error, pod_facts, pod_settled
+from harness.probes.kube import api_error, pod_facts, pod_settled
 
 TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 # No namespace is skipped by default: after a signing-key rotation CoreDNS in kube-system held a
@@ -101,7 +101,7 @@ def review_token(api: Any, token: SecretStr) -> TokenReviewResult:
     try:
         resp = client.AuthenticationV1Api(api).create_token_review(body)
     except Exception as e:  # noqa: BLE001  a review that cannot be made is a non-authenticated answer with why
-        return TokenReviewResult(False, error=_api_error(e))
+        return TokenReviewResult(False, error=api_error(e))
     finally:
         del body
     st = resp.status
@@ -121,7 +121,7 @@ def safe_error(e: Exception) -> str:
     if isinstance(e, TokenReadError):
         return str(e)
     if getattr(e, "status", None) is not None:
-        return _api_error(e)
+        return api_error(e)
     text = str(e).split(" -+-+- ", 1)[0].splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {text[:160]}"
 

@@ -28,7 +28,7 @@ from harness.upgrade.timeline import TaskRecord, first_failures, read_timeline
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from harness.pipeline import ScenarioRun
+    from harness.record import ScenarioRun
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"  # harness.gate links to <artifacts>/<scenario>/report.html
@@ -36,7 +36,7 @@ TIMELINE_PNG = "timeline.png"
 TIMELINE_SVG = "timeline.svg"
 CHECKS_FILE = "checks.jsonl"  # one line per check item, appended by the pytest plugin
 SCENARIO_FILE = "scenario.json"  # the scenario as run, and pytest's verdict (written at finish)
-DISRUPTION_FILE = "disruption.jsonl"  # helper H's probe samples (harness/probes/disruption.py)
+DISRUPTION_FILE = "disruption.jsonl"  # the disruption prober's samples, one a line (harness/probes/disruption.py)
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,7 @@ def _json(path: Path, problems: list[str]) -> Any:
         return None
 
 
-def _time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     if not value:
         return None
     try:
@@ -294,7 +294,7 @@ def _plays(stages: Sequence[StageRun]) -> list[PlayTime]:
     for s in stages:
         spans: dict[str, list[datetime]] = {}
         for r in s.records:
-            for t in (_time(r.start), _time(r.end)):
+            for t in (parse_time(r.start), parse_time(r.end)):
                 if t is not None:
                     spans.setdefault(r.play, []).append(t)
         out += [PlayTime(s.purpose, play, min(ts), max(ts)) for play, ts in spans.items()]
@@ -349,7 +349,7 @@ def _versions(facts_doc: Mapping[str, Any] | None, plan: Mapping[str, Any],
         samples = [VersionSample(datetime.fromisoformat(s["at"]), str(s["node"]), str(s["component"]), s.get("version"))
                    for s in facts_doc.get("samples") or []]
         if facts_doc.get("facts"):
-            from harness.checks.suite import Facts
+            from harness.probes.collected import Facts
 
             after = from_jsonable(Facts, facts_doc["facts"]).observed  # host probes and the API merged, as the checks see it
     except (KeyError, TypeError, ValueError) as e:
@@ -484,7 +484,7 @@ def _where(f: Failure) -> str:
     return f"`{f.task}` on {hosts}" if f.task else f"step {f.stage}"
 
 
-def _cell(text: object) -> str:
+def md_cell(text: object) -> str:
     return str(text if text is not None else "-").replace("|", "\\|").replace("\n", " ")
 
 
@@ -501,7 +501,7 @@ def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) ->
     head, documented = r.headline, r.documented
     if r.failed and head is not None:
         lines += [f"**Failed at {_where(head)}** (stage {head.stage}" + (f", play \"{head.play}\")" if head.play else ")"),
-                  "", f"> {_cell(head.message)}", ""]
+                  "", f"> {md_cell(head.message)}", ""]
         if head.reason:
             lines.append(f"- why: {head.reason}")
         if head.remedy:
@@ -518,7 +518,7 @@ def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) ->
             lines.append(f"- remedy: {documented.remedy}")
         lines.append("")
     if r.failed and r.failed_checks:
-        lines += ["Failed checks:", ""] + [f"- **{v.check}**: {_cell(v.message.splitlines()[0] if v.message else v.outcome)}"
+        lines += ["Failed checks:", ""] + [f"- **{v.check}**: {md_cell(v.message.splitlines()[0] if v.message else v.outcome)}"
                                            for v in r.failed_checks] + [""]
     p = r.plan
     plan = [f"- test id: `{r.test_id}`"]
@@ -536,7 +536,7 @@ def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) ->
     lines += ["## Plan", "", *(x for x in plan if x), ""]
     lines += ["## Time per step", "", "| step | seconds | outcome |", "| --- | ---: | --- |"]
     lines += [f"| {s.name}{' (' + r.baseline + ')' if s.name == 'baseline' and r.baseline else ''} | {s.seconds:.1f} |"
-              f" {'ok' if s.ok else 'FAILED: ' + _cell((s.error or '').splitlines()[0][:200] if s.error else '')} |"
+              f" {'ok' if s.ok else 'FAILED: ' + md_cell((s.error or '').splitlines()[0][:200] if s.error else '')} |"
               for s in r.steps]
     checks_total = sum(v.seconds for v in r.verdicts)
     if r.verdicts:
@@ -545,13 +545,13 @@ def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) ->
     lines.append("")
     if r.plays:
         lines += ["Per play:", "", "| stage | play | seconds |", "| --- | --- | ---: |"]
-        lines += [f"| {p_.stage} | {_cell(p_.play)} | {p_.seconds:.1f} |" for p_ in r.plays] + [""]
+        lines += [f"| {p_.stage} | {md_cell(p_.play)} | {p_.seconds:.1f} |" for p_ in r.plays] + [""]
     if timeline_png:
         lines += ["## Timeline", "", f"![timeline]({timeline_png})", ""]
     if r.versions:
         lines += ["## Versions per node", "", "| node | component | before | after | target |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {v.node} | {v.component} | {_cell(v.before)} | {'**' + _cell(v.after) + '**' if v.changed else _cell(v.after)}"
-                  f" | {_cell(v.target)} |" for v in r.versions] + [""]
+        lines += [f"| {v.node} | {v.component} | {md_cell(v.before)} | {'**' + md_cell(v.after) + '**' if v.changed else md_cell(v.after)}"
+                  f" | {md_cell(v.target)} |" for v in r.versions] + [""]
     if r.node_spans:
         lines += ["Nodes as the API showed them while the upgrade ran:", ""]
         lines += [f"- {n.node} {n.state} {n.start:%H:%M:%S} - {n.end:%H:%M:%S} ({(n.end - n.start).total_seconds():.0f} s)"
@@ -563,7 +563,7 @@ def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) ->
     lines += ["## Checks", ""]
     if r.verdicts:
         lines += ["| check | outcome | message |", "| --- | --- | --- |"]
-        lines += [f"| {v.check} | {v.outcome} | {_cell(v.message.splitlines()[0][:200] if v.message else '')} |" for v in r.verdicts]
+        lines += [f"| {v.check} | {v.outcome} | {md_cell(v.message.splitlines()[0][:200] if v.message else '')} |" for v in r.verdicts]
     else:
         lines.append("No check verdicts were recorded (the report was made outside a pytest run).")
     lines += ["", "## Disruption", ""]
@@ -576,21 +576,21 @@ def render_markdown(r: RunReport, *, timeline_png: str | None = TIMELINE_PNG) ->
     if r.intervals:
         lines += ["| backend | from | to | seconds | error |", "| --- | --- | --- | ---: | --- |"]
         lines += [f"| {i.probe} | {i.start:%H:%M:%S} | {i.end:%H:%M:%S}{' (still failing)' if i.open else ''} |"
-                  f" {i.seconds:.1f} | {_cell(i.detail)} |" for i in r.intervals]
+                  f" {i.seconds:.1f} | {md_cell(i.detail)} |" for i in r.intervals]
     elif r.probes:
         lines.append("No probe failed.")
     else:
         lines.append("No disruption probes ran" + (" (no disruption.jsonl)." if not (r.dir / DISRUPTION_FILE).exists() else "."))
     if len(r.failures) > 1 or (r.failures and not r.failed and not r.failures[0].expected):
         lines += ["", "## Every failure", ""]
-        lines += [f"- {f.stage}: {_where(f)}: {_cell(f.message)[:300]}" + (f" (remedy: {f.remedy})" if f.remedy else "")
+        lines += [f"- {f.stage}: {_where(f)}: {md_cell(f.message)[:300]}" + (f" (remedy: {f.remedy})" if f.remedy else "")
                   for f in r.failures]
     if r.problems:
         lines += ["", "## Not read", ""] + [f"- {p_}" for p_ in r.problems]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _template(name: str) -> Any:
+def template(name: str) -> Any:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"),
@@ -607,7 +607,7 @@ def render_html(r: RunReport, *, svg: str | None = None) -> str:
     from markupsafe import Markup
 
     inline = Markup(_strip_xml_prolog(svg)) if svg else None  # matplotlib's own SVG: its text is escaped
-    out: str = _template("run.html.j2").render(r=r, svg=inline, generated=datetime.now(UTC))
+    out: str = template("run.html.j2").render(r=r, svg=inline, generated=datetime.now(UTC))
     return out
 
 

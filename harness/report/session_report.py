@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.report.run_report import REPORT_HTML, REPORT_MD, ReportError, RunReport, _cell, _template, build, run_dirs
+from harness.report.run_report import REPORT_HTML, REPORT_MD, ReportError, RunReport, build, md_cell, run_dirs, template
 from harness.text import plural
 
 SESSION_MD = "session.md"
@@ -58,14 +58,14 @@ def render_markdown(table: list[Row]) -> str:
     lines = [f"# Session: {len(table) - len(failed)} of {plural(len(table), 'scenario')} passed", ""]
     lines += ["| scenario | verdict | where | total | upgrade | checks | report |",
               "| --- | --- | --- | ---: | ---: | --- | --- |"]
-    lines += [f"| {r.scenario} | {'**' + r.status + '**' if r.status != 'passed' else r.status} | {_cell(r.where) or '-'} |"
+    lines += [f"| {r.scenario} | {'**' + r.status + '**' if r.status != 'passed' else r.status} | {md_cell(r.where) or '-'} |"
               f" {r.seconds:.0f} s | {r.upgrade_seconds:.0f} s | {r.checks} | [{REPORT_MD}]({r.link.rsplit('/', 1)[0]}/{REPORT_MD}) |"
               for r in table]
     return "\n".join(lines) + "\n"
 
 
 def render_html(table: list[Row]) -> str:
-    out: str = _template("session.html.j2").render(rows=table, generated=datetime.now(UTC))
+    out: str = template("session.html.j2").render(rows=table, generated=datetime.now(UTC))
     return out
 
 

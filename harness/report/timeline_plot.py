@@ -39,9 +39,9 @@ RASTER_ABOVE = 2000  # task bars (after merging) above which the SVG carries the
 
 
 def _span(r: TaskRecord) -> tuple[datetime, datetime] | None:
-    from harness.report.run_report import _time
+    from harness.report.run_report import parse_time
 
-    start, end = _time(r.start), _time(r.end)
+    start, end = parse_time(r.start), parse_time(r.end)
     if end is None:
         return None
     if start is None:

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from harness import userinput
+from harness import resources, userinput
 from harness.errors import ScenarioError
 from harness.plan.tags import ALIASES
 from harness.scenario.model import FieldProblems, Scenario
@@ -41,8 +41,8 @@ _SHAREABLE = ("topology", "baseline", "target")
 
 
 def default_catalogue_dir() -> Path:
-    """The repository's `scenarios/` folder (the catalogue ships beside the package)."""
-    return Path(__file__).resolve().parents[2] / "scenarios"
+    """The repository's `scenarios/` folder (an installed harness carries a copy: harness.resources)."""
+    return resources.scenarios_dir()
 
 
 def _field_path(loc: Iterable[Any]) -> str:

@@ -15,6 +15,7 @@ from harness.errors import PlanError
 from harness.plan.rules import check_component_step, check_kube_version_step, check_ref_step
 from harness.plan.tags import COMPONENT_TAGS, KNOWN_TAGS, check_tags_keep_skew, check_tags_move, normalise_tag
 from harness.plan.versions import Ref, Version
+from harness.scenario.budgets import budget_key_problem
 
 Role = Literal["control-plane", "etcd", "worker"]
 PathKind = Literal["full", "graceful", "component"]
@@ -208,12 +209,10 @@ class Scenario(_Strict):
     @field_validator("budgets")
     @classmethod
     def _budgets(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
-        from harness.checks.disruption import budget_key_problem
-
         bad = [k for k, s in v.items() if s < 0]
         if bad:
             raise ValueError(f"negative budget for {', '.join(bad)}")
-        # Keys name probe kinds or backends of this topology (harness.checks.disruption): a typo would
+        # Keys name probe kinds or backends of this topology (harness.scenario.budgets): a typo would
         # otherwise be a budget nothing is judged against.
         topology = info.data.get("topology")
         nodes = {n.name: tuple(n.roles) for n in topology.nodes} if topology is not None else {}

@@ -1,39 +1,55 @@
-"""`-k` selection over scenarios, with pytest's own expression language so the CLI and
-`pytest -k` select the same scenarios."""
+"""`-k` selection over scenarios, with pytest's own expression language. The CLI and the pytest
+plugin both select through `matches`, so `harness scenarios -k` and `pytest scenarios/ -k` select
+the same scenarios, by the scenario's own words only (never a check's name)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from harness.errors import PlanError
 from harness.scenario.loader import revalidated
 from harness.scenario.model import Scenario
 
+if TYPE_CHECKING:
+    from _pytest.mark.expression import Expression
+
 
 def keywords(scenario: Scenario) -> list[str]:
-    """The names `-k` matches against, as pytest sees a parametrised item."""
-    return [scenario.test_id, scenario.id, scenario.path, scenario.installer, *scenario.components()]
+    """The names `-k` matches against: the scenario's id, path, installer and components, and its
+    item id as pytest prints it (`[lab-etcd:graceful:etcd]`, which CI matrices select by)."""
+    return [f"[{scenario.test_id}]", scenario.id, scenario.path, scenario.installer, *scenario.components()]
+
+
+def compile_expression(expr: str) -> Expression:
+    """A `-k` expression in pytest's grammar (no public API; imported here: it brings much of pytest,
+    which a listing without -k need not start)."""
+    from _pytest.mark.expression import Expression
+
+    try:
+        return Expression.compile(expr)
+    except SyntaxError as e:  # pytest >= 8.4 raises SyntaxError, older ParseError (a SyntaxError-like)
+        raise PlanError(f"bad -k expression {expr!r}: {e}") from None
+
+
+def matches(compiled: Expression, scenario: Scenario) -> bool:
+    return bool(compiled.evaluate(_matcher([k.lower() for k in keywords(scenario)])))
 
 
 def select(scenarios: Iterable[Scenario], expr: str | None) -> list[Scenario]:
     items = list(scenarios)
     if not expr:
         return items
-    # pytest's -k grammar (no public API); imported here: it brings much of pytest, which a listing
-    # without -k need not start.
-    from _pytest.mark.expression import Expression
-
-    try:
-        compiled = Expression.compile(expr)
-    except SyntaxError as e:  # pytest >= 8.4 raises SyntaxError, older ParseError (a SyntaxError-like)
-        raise PlanError(f"bad -k expression {expr!r}: {e}") from None
-    return [sc for sc in items if compiled.evaluate(_matcher([k.lower() for k in keywords(sc)]))]
+    compiled = compile_expression(expr)
+    return [sc for sc in items if matches(compiled, sc)]
 
 
 def _matcher(names: list[str]) -> Callable[..., bool]:
     """pytest's -k: a word matches when it is a substring of any keyword, case-insensitively."""
 
-    def match(sub: str, /, **_: object) -> bool:
+    def match(sub: str, /, **kwargs: object) -> bool:
+        if kwargs:
+            raise PlanError("-k: keyword expressions take no call parameters")
         low = sub.lower()
         return any(low in n for n in names)
 

@@ -13,55 +13,17 @@ Around the upgrade, the harness's own playbooks record versions, plant state and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from harness.errors import PlanError
+from harness.installer.base import Stage
 from harness.installer.inventory import render_versions
-from harness.installer.lab import TAGS as LAB_TAGS
+from harness.installer.registry import upgrade_playbooks
 from harness.plan.tags import check_tags_exist, normalise_tags
 from harness.plan.versions import Ref
 from harness.scenario.model import Scenario
-
-# The repository's playbooks/ folder: the harness's own playbooks and the lab installer.
-PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
-
-StageRunner = Literal["kubespray", "harness"]
-
-KUBESPRAY_PLAYBOOKS: dict[str, str] = {"full": "cluster.yml", "graceful": "upgrade-cluster.yml", "component": "cluster.yml"}
-LAB_PLAYBOOKS: dict[str, str] = {
-    "full": "lab/cluster.yml",
-    "graceful": "lab/upgrade-cluster.yml",
-    "component": "lab/cluster.yml",
-}
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One playbook run: its ident names the artifacts folder, its runner says which Ansible runs it."""
-
-    ident: str
-    purpose: str  # plant | upgrade | idempotence | collect
-    playbook: str  # relative to the project dir (a Kubespray worktree, or PLAYBOOKS_DIR)
-    runner: StageRunner
-    ref: str | None = None  # the Kubespray ref whose worktree and venv run it (runner == "kubespray")
-    tags: tuple[str, ...] = ()
-    limit: str | None = None
-    extravars: Mapping[str, Any] = field(default_factory=dict)
-    may_fail: bool = False  # evidence collection must not hide the upgrade's own result
-
-    def argv(self) -> list[str]:
-        """The equivalent command line, for reports and for a person to rerun by hand."""
-        out = ["ansible-playbook", self.playbook]
-        if self.tags:
-            out += ["--tags", ",".join(self.tags)]
-        if self.limit:
-            out += ["--limit", self.limit]
-        for k, v in self.extravars.items():
-            out += ["-e", f"{k}={v}"]
-        return out
 
 
 def _target_ref(scenario: Scenario) -> str | None:
@@ -82,12 +44,11 @@ def upgrade_stage(
     purpose: str = "upgrade",
 ) -> Stage:
     """The one playbook run the scenario's path names. Component tags are checked before anything runs."""
-    is_lab = scenario.installer == "lab"
-    ref = None if is_lab else _target_ref(scenario)
-    if not is_lab and ref is None:
+    books = upgrade_playbooks(scenario.installer)
+    ref = _target_ref(scenario) if books.uses_ref else None
+    if books.uses_ref and ref is None:
         raise PlanError(f"scenario {scenario.id!r}: a Kubespray path needs a ref (baseline.ref or target.ref)")
-    playbook = (LAB_PLAYBOOKS if is_lab else KUBESPRAY_PLAYBOOKS)[scenario.path]
-    runner: StageRunner = "harness" if is_lab else "kubespray"
+    playbook = books.path_playbooks[scenario.path]
     extravars = {**target_extravars(scenario), **scenario.target.extra_vars}
     tags: tuple[str, ...] = ()
     if scenario.path == "full":
@@ -96,15 +57,15 @@ def upgrade_stage(
     elif scenario.path == "component":
         tags = tuple(normalise_tags(scenario.tags))
         if available_tags is None:
-            if not is_lab:
+            if books.known_tags is None:
                 raise PlanError(
                     f"scenario {scenario.id!r}: cannot check tags {', '.join(tags)} without Kubespray {ref}'s"
                     " real tags (read them with Kubespray.list_tags)"
                 )
-            available_tags = LAB_TAGS
-        where = f"the lab installer's {playbook}" if is_lab else f"Kubespray {ref} {playbook}"
-        check_tags_exist(tags, available_tags, where)
-    return Stage(ident=ident, purpose=purpose, playbook=playbook, runner=runner, ref=ref, tags=tags, extravars=extravars)
+            available_tags = books.known_tags
+        check_tags_exist(tags, available_tags, books.where.format(ref=ref, playbook=playbook))
+    return Stage(ident=ident, purpose=purpose, playbook=playbook, runner=books.runner, ref=ref, tags=tags,
+                 extravars=extravars, installer=scenario.installer)
 
 
 def pipeline(

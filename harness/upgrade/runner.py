@@ -8,6 +8,7 @@ means (`UpgradeRunError(result.summary)`, or an expected failure).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -21,6 +22,7 @@ from rich.markup import escape
 
 from harness import interrupt, progress
 from harness.errors import InstallerError
+from harness.installer.base import HARNESS_PROJECT, Project, Stage
 from harness.upgrade.masking import mask_artifacts, mask_text
 from harness.upgrade.timeline import TaskRecord, TimelineBuilder, first_failures, summarize
 
@@ -53,52 +55,13 @@ class RunResult:
         return first_failures(self.records)
 
 
-# Every process of a playbook run also carries who started it (pid and start time, which together
-# survive pid reuse): a run whose harness process was killed (kill -9, a CI timeout) goes on as
-# orphans in the root namespace, and only this says they are a dead run's.
-RUN_OWNER = "HARNESS_RUN_OWNER"
+def _masked(record: TaskRecord) -> TaskRecord:
+    """A timeline record with its free text masked like the artifacts (the checks quote it)."""
+    def masked(text: str | None) -> str | None:
+        return mask_text(text) if text else text
 
-
-def _start_time(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def run_owner(pid: int | None = None) -> str:
-    pid = os.getpid() if pid is None else pid
-    return f"{pid}:{_start_time(pid)}"
-
-
-def orphaned_runs() -> dict[str, set[int]]:
-    """Run mark -> live processes of playbook runs whose harness process is gone."""
-    out: dict[str, set[int]] = {}
-    alive: dict[str, bool] = {}
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            env = dict(v.split(b"=", 1) for v in environ.read_bytes().split(b"\0") if b"=" in v)
-        except OSError:  # gone meanwhile
-            continue
-        owner, mark = env.get(RUN_OWNER.encode()), env.get(interrupt.RUN_MARK.encode())
-        if owner is None or mark is None:
-            continue
-        key = owner.decode(errors="replace")
-        if key not in alive:
-            pid, _, start = key.partition(":")
-            alive[key] = pid.isdigit() and _start_time(int(pid)) == start
-        if not alive[key]:
-            out.setdefault(mark.decode(errors="replace"), set()).add(int(environ.parent.name))
-    return out
-
-
-def kill_orphaned_runs() -> dict[str, set[int]]:
-    """Stop every playbook run whose harness process died (with the process groups of its tasks).
-    Returns what was found, mark -> pids, for the caller to report."""
-    found = orphaned_runs()
-    for mark in found:
-        interrupt.kill_run(mark)
-    return found
+    return dataclasses.replace(record, play=mask_text(record.play), task=mask_text(record.task),
+                               msg=masked(record.msg), task_path=masked(record.task_path))
 
 
 def recap_changed(result: RunResult) -> dict[str, int]:
@@ -185,7 +148,7 @@ def run_playbook(
     env.update(envvars or {})
     mark = interrupt.new_run_mark()
     env[interrupt.RUN_MARK] = mark  # finds the run's processes after a timeout (harness.interrupt.kill_run)
-    env[RUN_OWNER] = run_owner()  # ... and after this process was killed (kill_orphaned_runs)
+    env[interrupt.RUN_OWNER] = interrupt.run_owner()  # ... and after this process was killed (kill_orphaned_runs)
 
     artifacts = private_data_dir / "artifacts" / ident
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -263,7 +226,7 @@ def run_playbook(
         timeline_path=timeline_path,
         artifacts_dir=artifacts,
         summary=summary,
-        records=tuple(builder.records),
+        records=tuple(_masked(rec) for rec in builder.records),  # as masked as the timeline file
         run_mark=mark,
         notes=notes,
         seconds=seconds,
@@ -286,28 +249,23 @@ def transient_notes(ident: str, builder: TimelineBuilder) -> tuple[str, ...]:
 
 
 def run_stage(
-    stage: Any,
+    stage: Stage,
     private_data_dir: Path,
     inventory: Path,
     *,
-    kubespray: Any | None = None,
+    project: Project = HARNESS_PROJECT,
     timeout: float | None = None,
     show_progress: bool = False,
     task_tags: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
     envvars: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Run a `paths.Stage`: Kubespray stages in the ref's worktree with the ref's venv, the rest with ours.
+    """Run a `Stage` in its installer's project (a Kubespray ref's worktree and venv, or the harness's
+    playbooks with the harness's Ansible), for at most `timeout` (else the project's).
 
     What the harness playbooks fetch (`harness_out`) is masked like ansible-runner's artifacts.
     """
-    from harness.upgrade.paths import PLAYBOOKS_DIR
-
-    if stage.runner == "kubespray":
-        if kubespray is None or stage.ref is None:
-            raise InstallerError(f"stage {stage.ident} runs Kubespray {stage.ref} but no Kubespray checkout was given")
-        project_dir, venv = kubespray.worktree(stage.ref), kubespray.venv(stage.ref)
-    else:
-        project_dir, venv = PLAYBOOKS_DIR, None
+    project_dir, venv = project.dir, project.venv
+    timeout = project.timeout if timeout is None else timeout
     result = run_playbook(
         private_data_dir,
         stage.playbook,

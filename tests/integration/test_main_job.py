@@ -437,7 +437,7 @@ def test_a_member_stopped_for_10s_fails_its_budget_and_the_gate(faults) -> None:
     assert proc.returncode == 1, proc.stdout[-3000:]
 
     junit = report / "junit.xml"
-    member = _properties(junit, "test_member_endpoints_disruption")
+    member = _properties(junit, "test_disruption_etcd_member")
     outages = [tuple(map(float, v.split("-"))) for v in member["disruption:etcd:node3:interval"]]
     # The outage that overlaps the stop covers the time etcd was surely down, and lies within the
     # stop's commands (ssh under emulation takes seconds each way), each bound to one sampling interval
@@ -450,13 +450,13 @@ def test_a_member_stopped_for_10s_fails_its_budget_and_the_gate(faults) -> None:
     assert a >= issued - slack and b <= served + slack, (a, b, issued, stopped, started, served)
     print(f"node3 stopped {started - stopped:.1f} s (down to serving {served - issued:.1f} s); its probe: {b - a:.1f} s")
     assert float(member["disruption:etcd:node3:seconds"][0]) > MEMBER_BUDGET
-    everyone = _properties(junit, "test_all_endpoints_disruption")
+    everyone = _properties(junit, "test_disruption_etcd_all")
     assert float(everyone["disruption:etcd:all:seconds"][0]) == 0.0, everyone
     items = _junit(junit)
-    assert items[next(k for k in items if k.startswith("test_all_endpoints_disruption["))] == "passed"
+    assert items[next(k for k in items if k.startswith("test_disruption_etcd_all["))] == "passed"
 
     # The budget item's message shows node3's outage in a from/to table.
-    text = next(t for name, t in _failures(junit).items() if name.startswith("test_member_endpoints_disruption["))
+    text = next(t for name, t in _failures(junit).items() if name.startswith("test_disruption_etcd_member["))
     assert "etcd:node3" in text and "from" in text and "seconds" in text, text[:3000]
 
     gate = json.loads((report / "gate.json").read_text())

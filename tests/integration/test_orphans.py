@@ -30,7 +30,7 @@ import pytest
 from harness.cluster.lab import lxc_nodes
 from harness.cluster.lab.paths import lab_prefix
 from harness.cluster.lab.provider import LabPaths, list_labs
-from harness.upgrade.runner import RUN_OWNER, run_owner
+from harness.interrupt import RUN_OWNER, run_owner
 
 pytestmark = pytest.mark.lab
 

@@ -36,8 +36,10 @@ DISK_GIB = 4
 # Bump when the recipe below changes in a way the other inputs do not capture.
 RECIPE = "3"
 
-# Runs inside the rootfs (chroot). $1 is the public key.
-_CUSTOMIZE = r"""set -eu
+# The start of every lab node's customisation script, run inside its tree (chroot) with the public key as
+# $1: the `vagrant` user, passwordless sudo and the lab's ssh key. The box and the container nodes' base
+# (rootfs.py) each add their own; both scripts are in their cache keys, so this text is part of them.
+VAGRANT_USER_SCRIPT = r"""set -eu
 id vagrant >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo vagrant
 echo 'vagrant ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/vagrant
 chmod 0440 /etc/sudoers.d/vagrant
@@ -45,7 +47,10 @@ install -d -m 700 -o vagrant -g vagrant /home/vagrant/.ssh
 printf '%s\n' "$1" > /home/vagrant/.ssh/authorized_keys
 chown vagrant:vagrant /home/vagrant/.ssh/authorized_keys
 chmod 600 /home/vagrant/.ssh/authorized_keys
-echo lab > /etc/hostname
+"""
+
+# The box's: a VM's hostname, hosts, DHCP on eth0 and its root disk, then what every node needs.
+_CUSTOMIZE = VAGRANT_USER_SCRIPT + r"""echo lab > /etc/hostname
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tlab\n' > /etc/hosts
 printf 'auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n' > /etc/network/interfaces
 echo '/dev/vda / ext4 defaults,errors=remount-ro 0 1' > /etc/fstab
@@ -206,16 +211,3 @@ def _build(inputs: dict[str, object], out: Path, name: str) -> None:
         work.rename(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def remove_box(box: Box) -> None:
-    """Forget a box (the benchmark's cold build starts from here)."""
-    env = {**os.environ, "VAGRANT_HOME": str(vagrant_home())}
-    proc.run(
-        ["vagrant", "box", "remove", "--force", "--all", box.name],
-        env=env,
-        cwd=str(lab_cache()),
-        check=False,
-        timeout=300,
-    )
-    shutil.rmtree(box.kernel.parent, ignore_errors=True)

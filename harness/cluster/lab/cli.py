@@ -41,7 +41,7 @@ def _errors(fn: F) -> F:
 
 def _provider(name: str | None, backend: str | None = None) -> Any:
     """The lab provider of `backend` (`--backend`, else $HARNESS_LAB_BACKEND, else lxc)."""
-    from harness.options import resolve_lab_backend  # lazily: `--help` stays fast
+    from harness.cluster.providers import resolve_lab_backend  # lazily: `--help` stays fast
 
     if resolve_lab_backend(backend) == "lxc":
         from harness.cluster.lab.lxc import LxcProvider
@@ -122,7 +122,7 @@ def up(nodes: int, name: str | None, memory: int, cpus: int, backend: str | None
 def status(as_json: bool) -> None:
     """List labs on this machine and whether their daemons and domains run."""
     from harness.cluster.lab.provider import list_labs
-    from harness.upgrade.runner import orphaned_runs
+    from harness.interrupt import orphaned_runs
 
     labs = list_labs()
     orphans = orphaned_runs()

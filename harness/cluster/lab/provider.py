@@ -375,6 +375,7 @@ class LabProviders(Provider):
     removes it, and if the process dies first the next `up` of the same name finds it stale."""
 
     name = "lab"
+    serves_files_repo = True
 
     def __init__(self, name: str | None = None, *, keep: bool = False) -> None:
         self.lab_name = name or default_lab_name()
@@ -584,7 +585,7 @@ def sweep(*, stale_only: bool, exclude: str | None = None) -> list[tuple[str, st
     """Remove dead runs' labs (or, `stale_only=False`, every lab of this state directory and every
     `ksh-*` namespace) and stop playbook runs whose harness process died. Labs being made or torn
     down by someone else (their lock held) are left alone. Returns (what, why) per removal."""
-    from harness.upgrade.runner import kill_orphaned_runs
+    from harness.interrupt import kill_orphaned_runs
 
     removed: list[tuple[str, str]] = []
     for mark, pids in kill_orphaned_runs().items():

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import proc, progress
-from harness.cluster.lab.box import SUITE, debian_mirror, ssh_key
+from harness.cluster.lab.box import SUITE, VAGRANT_USER_SCRIPT, debian_mirror, ssh_key
 from harness.cluster.lab.paths import lab_cache
 from harness.errors import ClusterError, PrerequisiteError
 from harness.settings import file_lock
@@ -31,16 +31,8 @@ PACKAGES = (
 # Bump when the recipe below changes in a way the other inputs do not capture.
 RECIPE = "1"
 
-# Runs inside the rootfs (chroot). $1 is the public key.
-_CUSTOMIZE = r"""set -eu
-id vagrant >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo vagrant
-echo 'vagrant ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/vagrant
-chmod 0440 /etc/sudoers.d/vagrant
-install -d -m 700 -o vagrant -g vagrant /home/vagrant/.ssh
-printf '%s\n' "$1" > /home/vagrant/.ssh/authorized_keys
-chown vagrant:vagrant /home/vagrant/.ssh/authorized_keys
-chmod 600 /home/vagrant/.ssh/authorized_keys
-# Each node gets its own machine-id: systemd writes one at first boot when the file is empty.
+# Runs inside the rootfs (chroot), after the `vagrant` user and its key (box.VAGRANT_USER_SCRIPT).
+_CUSTOMIZE = VAGRANT_USER_SCRIPT + r"""# Each node gets its own machine-id: systemd writes one at first boot when the file is empty.
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
 # Timers that would steal CPU in the middle of a measurement; systemd-sysctl would apply the package's

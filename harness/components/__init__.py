@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from harness.probes import versions as pv
+from harness.components import parsers as pv
 
 EVERY_NODE = "*"  # in `Component.roles`: every node, whatever its roles
 
@@ -379,3 +379,8 @@ def pins_kubernetes(versions: Mapping[str, str]) -> bool:
 def kubernetes_components() -> tuple[Component, ...]:
     """The Kubernetes binaries the lab's files repo can hold (kubelet, kube-apiserver, ...), in table order."""
     return tuple(c for c in COMPONENTS if c.built is not None)
+
+
+def by_component(version_vars: Mapping[str, str]) -> dict[str, str]:
+    """component -> version, from version variable -> version (`etcd_version: 3.5.16` -> etcd)."""
+    return {c.name: version_vars[c.var] for c in COMPONENTS if c.var in version_vars}
