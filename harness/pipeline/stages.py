@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from harness.checks.disruption import expected_backends
 from harness.cluster.base import Cluster
-from harness.cluster.vagrant import current_netns
 from harness.errors import HarnessError
 from harness.installer.base import Stage
 from harness.pipeline.kube import api_sampler, kube_before, newest_admin_conf
@@ -134,8 +133,10 @@ def probing(session: Session, run: ScenarioRun) -> Iterator[None]:
         yield
         return
     netns = cluster.netns
-    if netns is not None and current_netns() == netns:
-        netns = None  # already inside it
+    if netns is not None:
+        from harness.cluster.vagrant import current_netns  # lazily: it brings python-vagrant
+
+        netns = None if current_netns() == netns else netns  # already inside it
     prober = dp.Prober(config, out, netns)
     record.started_at = time.time()
     try:
