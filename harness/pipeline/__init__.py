@@ -26,7 +26,7 @@ from rich.console import Console
 from harness import progress
 from harness.cluster.base import Cluster, ClusterSpec, Provider
 from harness.errors import HarnessError
-from harness.installer.base import Installer
+from harness.installer.base import Installer, Stage
 from harness.options import Options
 from harness.pipeline import after, baseline, before, finish, plan, stages
 from harness.pipeline import cluster as cluster_step
@@ -94,6 +94,11 @@ class Session:
 
             self._installers[kind] = installer_for(kind, self)
         return self._installers[kind]
+
+    def stage_installer(self, run: ScenarioRun, stage: Stage) -> Installer:
+        """The installer whose stage it is; the harness's playbooks (plant, collect) get the scenario's
+        installer's variables."""
+        return self.installer(stage.installer or run.scenario.installer)
 
     @property
     def offline(self) -> bool:

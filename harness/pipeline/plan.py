@@ -35,5 +35,4 @@ def plan(session: Session, run: ScenarioRun) -> None:
     # (Kubespray's) of local CPU: it runs while the cluster is restored, not inside the upgrade step.
     for stage in run.stages:
         if stage.purpose in LISTED:
-            installer = session.installer(stage.installer or sc.installer)
-            run.listing[stage.ident] = session.lister.submit(installer.listed_tasks, stage)
+            run.listing[stage.ident] = session.lister.submit(session.stage_installer(run, stage).listed_tasks, stage)

@@ -17,15 +17,9 @@ if TYPE_CHECKING:
     from harness.pipeline import Session
 
 
-def stage_installer(session: Session, run: ScenarioRun, stage: Stage) -> Installer:
-    """The installer whose stage it is; the harness's playbooks (plant, collect) get the scenario's
-    installer's variables."""
-    return session.installer(stage.installer or run.scenario.installer)
-
-
 def run_playbook(session: Session, run: ScenarioRun, stage: Stage) -> RunResult:
     assert run.cluster is not None
-    installer = stage_installer(session, run, stage)
+    installer = session.stage_installer(run, stage)
     pdd = run.dir / "runner" / stage.ident
     inputs = installer.inputs(run.scenario, stage, run.cluster)
     for note in inputs.notes:
