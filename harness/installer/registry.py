@@ -60,11 +60,6 @@ def _lab_shape(nodes: tuple[NodeSpec, ...]) -> tuple[NodeSpec, ...]:
     return deployed_shape(nodes)
 
 
-# Imported lazily, each: Kubespray's installer and the files repo cost what a lab-only run need not pay.
-FACTORIES: dict[str, Callable[[Resources], Installer]] = {"lab": _lab, "kubespray": _kubespray}
-SHAPES: dict[str, Callable[[tuple[NodeSpec, ...]], tuple[NodeSpec, ...]]] = {"lab": _lab_shape, "kubespray": _as_is}
-
-
 @dataclass(frozen=True)
 class UpgradePlaybooks:
     """How an installer kind runs the upgrade paths: the playbook of each path, which Ansible runs it
@@ -77,30 +72,54 @@ class UpgradePlaybooks:
     where: str = "{playbook}"  # how a message names a playbook ({ref}, {playbook})
 
 
+def _lab_playbooks() -> UpgradePlaybooks:
+    from harness.installer.lab import PATH_PLAYBOOKS, TAGS
+
+    return UpgradePlaybooks(PATH_PLAYBOOKS, "harness", False, TAGS, "the lab installer's {playbook}")
+
+
+def _kubespray_playbooks() -> UpgradePlaybooks:
+    from harness.installer.kubespray_installer import PATH_PLAYBOOKS
+
+    return UpgradePlaybooks(PATH_PLAYBOOKS, "kubespray", True, None, "Kubespray {ref} {playbook}")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What one installer kind says of itself: how it is built, the topology its baseline deploys,
+    how it runs the upgrade paths. Each a function: its module is imported only when asked."""
+
+    build: Callable[[Resources], Installer]
+    shape: Callable[[tuple[NodeSpec, ...]], tuple[NodeSpec, ...]]
+    playbooks: Callable[[], UpgradePlaybooks]
+
+
+# Imported lazily, each: Kubespray's installer and the files repo cost what a lab-only run need not pay.
+KINDS: dict[str, Kind] = {
+    "lab": Kind(_lab, _lab_shape, _lab_playbooks),
+    "kubespray": Kind(_kubespray, _as_is, _kubespray_playbooks),
+}
+
+
+def _kind(kind: str) -> Kind:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise HarnessError(f"no installer {kind!r}; installers: {', '.join(KINDS)}") from None
+
+
 def upgrade_playbooks(kind: str) -> UpgradePlaybooks:
-    if kind == "lab":
-        from harness.installer.lab import PATH_PLAYBOOKS, TAGS
-
-        return UpgradePlaybooks(PATH_PLAYBOOKS, "harness", False, TAGS, "the lab installer's {playbook}")
-    if kind == "kubespray":
-        from harness.installer.kubespray_installer import PATH_PLAYBOOKS as KUBESPRAY
-
-        return UpgradePlaybooks(KUBESPRAY, "kubespray", True, None, "Kubespray {ref} {playbook}")
-    raise HarnessError(f"no installer {kind!r}; installers: {', '.join(FACTORIES)}")
+    return _kind(kind).playbooks()
 
 
 def installer_for(kind: str, resources: Resources) -> Installer:
-    try:
-        factory = FACTORIES[kind]
-    except KeyError:
-        raise HarnessError(f"no installer {kind!r}; installers: {', '.join(FACTORIES)}") from None
-    return factory(resources)
+    return _kind(kind).build(resources)
 
 
 def baseline_key(provider: str, scenario: Scenario, cluster_name: str = "") -> BaselineKey:
     """The key of the snapshot a scenario's baseline is restored from: the machine shape, the roles as
     the baseline's installer deploys them, the installer, its ref and versions. The pipeline restores
     by it and the pytest plugin groups scenarios by it for xdist: one formula for both."""
-    nodes = SHAPES[scenario.baseline_installer](tuple(scenario.topology.nodes))
+    nodes = _kind(scenario.baseline_installer).shape(tuple(scenario.topology.nodes))
     spec = ClusterSpec(name=cluster_name, nodes=nodes)
     return BaselineKey.of(provider, spec, scenario.baseline_installer, scenario.baseline.ref, scenario.baseline.versions)
